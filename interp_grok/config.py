@@ -1,0 +1,148 @@
+"""The one config dataclass for a training run, its validation and its checkpoint schedule.
+
+Every setting that changes what a run computes lives here and is written to the run's
+``config.json``; nothing else (not the CLI, not the trainer) holds defaults of its own.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+
+ACTIVATIONS = ("relu", "gelu")
+LOSS_DTYPES = ("float64", "float32")
+INIT_SCHEME = "normal_fan_in"  # every W ~ N(0, 1/fan_in), W_E ~ N(0, 1/d_model), b_in = 0
+
+
+class ConfigError(ValueError):
+    """A setting is out of its allowed range; the message names the setting and the range."""
+
+
+@dataclass
+class Config:
+    # task
+    p: int = 97
+    noise_n: int = 4  # label noise X = Binomial(noise_n, p_bin) - floor(noise_n / 2)
+    p_bin: float = 0.5
+    train_frac: float = 0.3
+    data_seed: int = 346  # the seed notebook's DATA_SEED, which it never used
+    # model
+    d_model: int = 128
+    d_mlp: int = 0  # 0 means the seed's 2 * d_model * n_ctx = 4 * d_model
+    act: str = "relu"
+    init: str = INIT_SCHEME
+    seed: int = 0  # model initialization
+    # optimizer
+    lr: float = 1e-3
+    weight_decay: float = 1.0
+    betas: tuple[float, float] = (0.9, 0.98)
+    adam_eps: float = 1e-8
+    epochs: int = 20_000
+    loss_dtype: str = "float64"
+    # logging
+    n_checkpoints: int = 100
+    max_checkpoint_gap: float = 0.025  # no gap between checkpoints above this fraction of the run
+    eval_every: int = 50
+    checkpoint_epochs: list[int] = field(default_factory=list)  # derived, see finalize()
+
+    def finalize(self) -> Config:
+        """Validate, fill derived fields, and return self (idempotent)."""
+        if self.d_mlp == 0:
+            self.d_mlp = 4 * self.d_model
+        self.betas = tuple(float(b) for b in self.betas)  # JSON gives lists back
+        validate(self)
+        if not self.checkpoint_epochs:
+            self.checkpoint_epochs = checkpoint_schedule(
+                self.epochs, self.n_checkpoints, self.max_checkpoint_gap
+            )
+        return self
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["betas"] = list(self.betas)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Config:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ConfigError(f"unknown config keys: {', '.join(unknown)}")
+        return cls(**d).finalize()
+
+
+def _check(ok: bool, name: str, allowed: str, value) -> None:
+    if not ok:
+        raise ConfigError(f"{name} must be {allowed} (got {value!r})")
+
+
+def validate(c: Config) -> None:
+    """Raise ConfigError naming the first setting outside its allowed range."""
+    _check(isinstance(c.p, int) and c.p >= 2, "p", "an integer >= 2", c.p)
+    _check(isinstance(c.noise_n, int) and c.noise_n >= 0, "noise_n", "an integer >= 0", c.noise_n)
+    _check(0.0 <= c.p_bin <= 1.0, "p_bin", "in [0, 1]", c.p_bin)
+    _check(0.0 < c.train_frac < 1.0, "train_frac", "in (0, 1)", c.train_frac)
+    n_train = math.floor(c.train_frac * c.p**2)
+    _check(
+        1 <= n_train < c.p**2, "train_frac", f"such that 1 <= floor(train_frac * p^2) < {c.p**2}",
+        c.train_frac,
+    )
+    _check(isinstance(c.d_model, int) and c.d_model >= 1, "d_model", "an integer >= 1", c.d_model)
+    _check(isinstance(c.d_mlp, int) and c.d_mlp >= 1, "d_mlp", "an integer >= 1", c.d_mlp)
+    _check(c.act in ACTIVATIONS, "act", f"one of {', '.join(ACTIVATIONS)}", c.act)
+    _check(c.init == INIT_SCHEME, "init", INIT_SCHEME, c.init)
+    _check(c.lr > 0, "lr", "> 0", c.lr)
+    _check(c.weight_decay >= 0, "weight_decay", ">= 0", c.weight_decay)
+    _check(
+        len(c.betas) == 2 and all(0.0 <= b < 1.0 for b in c.betas), "betas", "two numbers in [0, 1)",
+        c.betas,
+    )
+    _check(c.adam_eps > 0, "adam_eps", "> 0", c.adam_eps)
+    _check(isinstance(c.epochs, int) and c.epochs >= 1, "epochs", "an integer >= 1", c.epochs)
+    _check(c.loss_dtype in LOSS_DTYPES, "loss_dtype", f"one of {', '.join(LOSS_DTYPES)}", c.loss_dtype)
+    _check(
+        isinstance(c.n_checkpoints, int) and c.n_checkpoints >= 2, "checkpoints", "an integer >= 2",
+        c.n_checkpoints,
+    )
+    _check(0.0 < c.max_checkpoint_gap <= 1.0, "max_checkpoint_gap", "in (0, 1]", c.max_checkpoint_gap)
+    _check(
+        isinstance(c.eval_every, int) and c.eval_every >= 1, "eval_every", "an integer >= 1",
+        c.eval_every,
+    )
+    for name in ("seed", "data_seed"):
+        v = getattr(c, name)
+        _check(isinstance(v, int) and 0 <= v < 2**63, name, "an integer in [0, 2^63)", v)
+    if c.checkpoint_epochs:
+        ce = c.checkpoint_epochs
+        _check(
+            ce == sorted(set(ce)) and ce[0] == 0 and ce[-1] == c.epochs,
+            "checkpoint_epochs", "sorted unique epochs from 0 to epochs", ce[:3] + ["..."],
+        )
+
+
+def checkpoint_schedule(epochs: int, count: int = 100, max_gap: float = 0.025) -> list[int]:
+    """Log-spaced checkpoint epochs in [0, epochs], both ends included, with a linear floor.
+
+    Pure log spacing leaves the late run (where grokking happens) sparse, so the schedule is
+    the union of a geometric grid and a linear grid whose step is floor(max_gap * epochs); the
+    geometric part gets as many points as fit in ``count`` (at least count/2). When the linear
+    floor is denser than ``count`` allows, the total exceeds ``count``: the gap is the contract.
+    """
+    if epochs <= count - 1:
+        return list(range(epochs + 1))
+    step = max(1, math.floor(max_gap * epochs))
+    linear = set(range(0, epochs + 1, step)) | {epochs}
+
+    def merged(m: int) -> list[int]:
+        return sorted(linear | {int(round(x)) for x in _geomspace(1.0, float(epochs), m)} | {0})
+
+    m = max(2, count // 2)  # never fewer than count/2 log points, even when the floor is dense
+    while m < count and len(merged(m + 1)) <= count:
+        m += 1
+    return merged(m)
+
+
+def _geomspace(lo: float, hi: float, n: int) -> list[float]:
+    r = math.log(hi / lo) / (n - 1)
+    return [lo * math.exp(r * i) for i in range(n)]

@@ -1,0 +1,62 @@
+"""Full-grid evaluation of one set of weights: losses and accuracies on both label sets.
+
+Shared by the trainer (metrics.jsonl) and the analysis layer (progress.csv), so the two
+can never disagree about what "test_acc_clean" means.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .model import grid_logits, per_example_cross_entropy
+
+
+def sum_sq_weights(params: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Sum of squared weights over all parameters (Nanda et al.'s measure), float64 scalar."""
+    return sum(v.detach().to(torch.float64).pow(2).sum() for v in params.values())
+
+
+@torch.no_grad()
+def grid_metrics(
+    params: dict[str, torch.Tensor],
+    act: str,
+    noisy_labels: torch.Tensor,
+    clean_labels: torch.Tensor,
+    train_idx: torch.Tensor,
+    test_idx: torch.Tensor,
+) -> dict[str, float]:
+    """Losses (float64 NLL) and accuracies of the model on the full p x p grid.
+
+    Labels are int64 [p*p] a-major. "noisy" training examples are those whose noisy label
+    differs from the clean one; their accuracy against the noisy label is the memorized
+    fraction, against the clean label the corrected fraction.
+    """
+    p = params["W_E"].shape[0]
+    logits = grid_logits(params, act).reshape(p * p, p)  # [a*p + b, c]
+    pred = logits.argmax(-1)
+    nll_noisy = per_example_cross_entropy(logits, noisy_labels)
+    nll_clean = per_example_cross_entropy(logits, clean_labels)
+    hit_noisy = (pred == noisy_labels).to(torch.float64)
+    hit_clean = (pred == clean_labels).to(torch.float64)
+    is_noisy = noisy_labels != clean_labels
+    tr_noisy = train_idx[is_noisy[train_idx]]
+    tr_clean = train_idx[~is_noisy[train_idx]]
+
+    def mean(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        return x[idx].mean() if idx.numel() else torch.tensor(float("nan"), dtype=torch.float64)
+
+    out = {
+        "train_loss": mean(nll_noisy, train_idx),
+        "test_loss": mean(nll_noisy, test_idx),
+        "train_loss_clean": mean(nll_clean, train_idx),
+        "test_loss_clean": mean(nll_clean, test_idx),
+        "train_acc": mean(hit_noisy, train_idx),
+        "test_acc_noisy": mean(hit_noisy, test_idx),
+        "test_acc_clean": mean(hit_clean, test_idx),
+        "train_clean_acc": mean(hit_noisy, tr_clean),
+        "train_noisy_memorized_frac": mean(hit_noisy, tr_noisy),
+        "train_noisy_corrected_frac": mean(hit_clean, tr_noisy),
+        "sum_sq_weights": sum_sq_weights(params),
+    }
+    values = torch.stack(list(out.values())).tolist()  # one host transfer for all of them
+    return dict(zip(out, values))

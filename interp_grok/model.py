@@ -1,0 +1,144 @@
+"""The seed notebook's one-hidden-layer MLP, with the field's weight names.
+
+    pre    = [W_E[a]; W_E[b]] @ W_in + b_in
+    logits = act(pre) @ W_out @ W_U
+
+The first layer is a sum of two per-token tables, T_a = W_E @ W_in[:d_model] and
+T_b = W_E @ W_in[d_model:] (each [p, d_mlp]), so pre = T_a[a] + T_b[b] + b_in exactly.
+Building the tables costs p * d_model * d_mlp once instead of n * 2 d_model * d_mlp per
+batch, which is what makes training and full-grid analysis cheap.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import Config
+
+PARAM_NAMES = ("W_E", "W_in", "b_in", "W_out", "W_U")
+_ACTS = {"relu": F.relu, "gelu": F.gelu}
+
+
+def param_shapes(p: int, d_model: int, d_mlp: int) -> dict[str, tuple[int, ...]]:
+    return {
+        "W_E": (p, d_model),
+        "W_in": (2 * d_model, d_mlp),
+        "b_in": (d_mlp,),
+        "W_out": (d_mlp, d_model),
+        "W_U": (d_model, p),
+    }
+
+
+def token_tables(W_E: torch.Tensor, W_in: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-token first-layer tables (T_a, T_b), each [p, d_mlp]."""
+    d_model = W_E.shape[1]
+    return W_E @ W_in[:d_model], W_E @ W_in[d_model:]
+
+
+class _ReluHead(torch.autograd.Function):
+    """logits = relu(T_a[a] + T_b[b] + b_in) @ W_L with a hand-written backward.
+
+    Same math as autograd's, about 2x faster on CPU: index_select / index_add instead of
+    advanced indexing and its sorting index_put, an in-place ReLU, and threshold_backward
+    instead of a boolean mask (boolean elementwise ops are slow on CPU).
+    """
+
+    @staticmethod
+    def forward(ctx, T_a, T_b, b_in, W_L, a, b):
+        h = T_a.index_select(0, a)  # [n, d_mlp]
+        h += T_b.index_select(0, b)
+        h += b_in
+        h.clamp_min_(0)
+        ctx.save_for_backward(h, W_L, a, b)
+        return h @ W_L
+
+    @staticmethod
+    def backward(ctx, grad_logits):
+        h, W_L, a, b = ctx.saved_tensors
+        grad_W_L = h.T @ grad_logits
+        grad_pre = torch.ops.aten.threshold_backward(grad_logits @ W_L.T, h, 0.0)
+        p = W_L.shape[1]
+        grad_T_a = h.new_zeros(p, h.shape[1]).index_add_(0, a, grad_pre)
+        grad_T_b = h.new_zeros(p, h.shape[1]).index_add_(0, b, grad_pre)
+        return grad_T_a, grad_T_b, grad_pre.sum(0), grad_W_L, None, None
+
+
+def mlp_logits(
+    params: dict[str, torch.Tensor], a: torch.Tensor, b: torch.Tensor, act: str = "relu"
+) -> torch.Tensor:
+    """Logits [n, p] for token pairs (a, b), each int64 [n], from a dict of the five weights."""
+    T_a, T_b = token_tables(params["W_E"], params["W_in"])
+    # W_out @ W_U first: d_mlp*d_model*p once is cheaper than n*d_mlp*d_model per batch
+    W_L = params["W_out"] @ params["W_U"]  # [d_mlp, p]
+    if act == "relu":
+        return _ReluHead.apply(T_a, T_b, params["b_in"], W_L, a, b)
+    return _ACTS[act](T_a[a] + T_b[b] + params["b_in"]) @ W_L
+
+
+def grid_hidden(params: dict[str, torch.Tensor], act: str = "relu") -> torch.Tensor:
+    """Hidden activations on the full grid, [p, p, d_mlp] indexed [a, b, neuron]."""
+    T_a, T_b = token_tables(params["W_E"], params["W_in"])
+    return _ACTS[act](T_a[:, None, :] + T_b[None, :, :] + params["b_in"])
+
+
+def grid_logits(params: dict[str, torch.Tensor], act: str = "relu") -> torch.Tensor:
+    """Logits on the full grid, [p, p, p] indexed [a, b, c]."""
+    return grid_hidden(params, act) @ (params["W_out"] @ params["W_U"])
+
+
+def init_params(config: Config, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """Normal fan-in initialization (config.init = "normal_fan_in"), drawn in PARAM_NAMES order.
+
+    W ~ N(0, 1/fan_in) for W_in, W_out, W_U; W_E ~ N(0, 1/d_model) (its rows are looked up,
+    not multiplied, so d_model sets its scale, as in Nanda et al.); b_in = 0.
+    """
+    shapes = param_shapes(config.p, config.d_model, config.d_mlp)
+    fan_in = {"W_E": config.d_model, "W_in": 2 * config.d_model, "W_out": config.d_mlp,
+              "W_U": config.d_model}
+    out = {}
+    for name in PARAM_NAMES:
+        if name == "b_in":
+            out[name] = torch.zeros(shapes[name])
+        else:
+            out[name] = torch.randn(shapes[name], generator=generator) / fan_in[name] ** 0.5
+    return out
+
+
+class SimpleMLP(nn.Module):
+    """nn.Module wrapper so the optimizer and users' notebooks get named Parameters."""
+
+    def __init__(self, params: dict[str, torch.Tensor], act: str = "relu"):
+        super().__init__()
+        if act not in _ACTS:
+            raise ValueError(f"act must be one of {', '.join(_ACTS)} (got {act!r})")
+        self.act = act
+        for name in PARAM_NAMES:
+            setattr(self, name, nn.Parameter(params[name].clone()))
+
+    @classmethod
+    def from_config(cls, config: Config, generator: torch.Generator | None = None) -> SimpleMLP:
+        if generator is None:
+            generator = torch.Generator().manual_seed(config.seed)
+        return cls(init_params(config, generator), config.act)
+
+    def params(self) -> dict[str, torch.Tensor]:
+        return {name: getattr(self, name) for name in PARAM_NAMES}
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return mlp_logits(self.params(), a, b, self.act)
+
+
+def cross_entropy(logits: torch.Tensor, labels: torch.Tensor, dtype: torch.dtype = torch.float64
+                  ) -> torch.Tensor:
+    """Mean NLL of log_softmax in ``dtype`` (float64 by default, as the seed, to avoid the
+    float32 softmax collapse described in science.md section 7)."""
+    log_probs = logits.to(dtype).log_softmax(dim=-1)
+    return -log_probs.gather(-1, labels[:, None])[:, 0].mean()
+
+
+def per_example_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Per-example float64 NLL, [n]."""
+    log_probs = logits.to(torch.float64).log_softmax(dim=-1)
+    return -log_probs.gather(-1, labels[:, None])[:, 0]

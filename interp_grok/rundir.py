@@ -1,0 +1,287 @@
+"""The run-directory format: file names, atomic writes, and checked reads.
+
+This module is the only place that knows where things live in a run directory:
+
+    RUN/config.json                      every setting + library versions + git commit
+    RUN/dataset.safetensors              noise, train_idx, test_idx (int64)
+    RUN/metrics.jsonl                    JSON lines: train-loss blocks and evals, appended
+    RUN/checkpoints/epoch_000000.safetensors   W_E, W_in, b_in, W_out, W_U (float32)
+    RUN/train_state.safetensors          weights + AdamW moments, for --resume
+    RUN/analysis/...                     written by `interp-grok analyze`
+
+Every file but metrics.jsonl is written to a temp file in the same directory, fsynced and
+renamed into place, so a kill at any moment leaves only complete files. metrics.jsonl is
+append-only; a kill can leave a partial last line, which readers skip and --resume removes.
+Nothing here unpickles: safetensors and JSON only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+
+from .config import Config, ConfigError
+
+CONFIG = "config.json"
+DATASET = "dataset.safetensors"
+METRICS = "metrics.jsonl"
+CHECKPOINT_DIR = "checkpoints"
+TRAIN_STATE = "train_state.safetensors"
+ANALYSIS_DIR = "analysis"
+FORMAT_VERSION = 1
+_CKPT_RE = re.compile(r"^epoch_(\d{6,})\.safetensors$")
+
+
+class RunDirError(Exception):
+    """A run directory or one of its files is missing, corrupt or inconsistent."""
+
+
+# ---------------------------------------------------------------- atomic writes
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode())
+
+
+def atomic_write_json(path: Path, obj) -> None:
+    text = json.dumps(obj, indent=2)
+    # lists of numbers on one line: config.json stays readable with 100 checkpoint epochs
+    text = re.sub(r"\[\s*([-+.\deE,\s]+?)\s*\]",
+                  lambda m: "[" + ", ".join(m.group(1).replace(",", " ").split()) + "]", text)
+    atomic_write_text(path, text + "\n")
+
+
+def save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict | None = None) -> None:
+    """Atomically write a safetensors file; metadata values are stored as strings."""
+    meta = {k: str(v) for k, v in (metadata or {}).items()}
+    tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    atomic_write_bytes(path, st_save(tensors, metadata=meta))
+
+
+def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Read a safetensors file fully (tensors, metadata); RunDirError names a corrupt file."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise RunDirError(f"{path}: cannot read ({e.strerror})") from None
+    try:
+        tensors = st_load(data)
+        n = int.from_bytes(data[:8], "little")
+        meta = json.loads(data[8 : 8 + n]).get("__metadata__") or {}
+    except (SafetensorError, ValueError, OverflowError) as e:
+        raise RunDirError(f"{path}: not a valid safetensors file ({e})") from None
+    return tensors, meta
+
+
+# ---------------------------------------------------------------- paths
+
+
+def checkpoint_path(run: Path, epoch: int) -> Path:
+    return Path(run) / CHECKPOINT_DIR / f"epoch_{epoch:06d}.safetensors"
+
+
+def checkpoint_epochs_on_disk(run: Path) -> list[int]:
+    d = Path(run) / CHECKPOINT_DIR
+    if not d.is_dir():
+        return []
+    return sorted(int(m.group(1)) for f in d.iterdir() if (m := _CKPT_RE.match(f.name)))
+
+
+def is_run_dir(path: Path) -> bool:
+    return (Path(path) / CONFIG).is_file()
+
+
+def require_run_dir(path: Path) -> Path:
+    path = Path(path)
+    if not path.exists():
+        raise RunDirError(f"{path}: no such directory")
+    if not path.is_dir():
+        raise RunDirError(f"{path}: not a directory")
+    if not is_run_dir(path):
+        raise RunDirError(f"{path}: not a run directory (no {CONFIG}; create one with `interp-grok train`)")
+    return path
+
+
+# ---------------------------------------------------------------- config
+
+
+def write_config(run: Path, config: Config, provenance: dict) -> None:
+    atomic_write_json(Path(run) / CONFIG, {"format_version": FORMAT_VERSION, **config.to_dict(),
+                                           "provenance": provenance})
+
+
+def read_config(run: Path) -> tuple[Config, dict]:
+    """(Config, provenance) of a run; RunDirError if config.json is unreadable or invalid."""
+    path = Path(run) / CONFIG
+    try:
+        raw = json.loads(path.read_text())
+    except OSError as e:
+        raise RunDirError(f"{path}: cannot read ({e.strerror})") from None
+    except json.JSONDecodeError as e:
+        raise RunDirError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
+    if not isinstance(raw, dict):
+        raise RunDirError(f"{path}: expected a JSON object")
+    raw.pop("format_version", None)
+    provenance = raw.pop("provenance", {})
+    try:
+        return Config.from_dict(raw), provenance
+    except (ConfigError, TypeError) as e:
+        raise RunDirError(f"{path}: invalid config ({e})") from None
+
+
+# ---------------------------------------------------------------- dataset
+
+
+def write_dataset(run: Path, tensors: dict[str, torch.Tensor], p: int) -> None:
+    save_tensors(Path(run) / DATASET, tensors, {"p": p, "format_version": FORMAT_VERSION})
+
+
+def read_dataset(run: Path, p: int) -> dict[str, torch.Tensor]:
+    path = Path(run) / DATASET
+    tensors, _ = load_tensors(path)
+    for k in ("noise", "train_idx", "test_idx"):
+        if k not in tensors:
+            raise RunDirError(f"{path}: missing tensor {k!r}")
+        if tensors[k].dtype != torch.int64 or tensors[k].ndim != 1:
+            raise RunDirError(f"{path}: {k} must be a 1-D int64 tensor")
+    if tensors["noise"].numel() != p * p:
+        raise RunDirError(f"{path}: noise has {tensors['noise'].numel()} entries, expected p^2 = {p * p}")
+    idx = torch.cat([tensors["train_idx"], tensors["test_idx"]]).sort().values
+    if not torch.equal(idx, torch.arange(p * p)):
+        raise RunDirError(f"{path}: train_idx and test_idx are not a partition of the {p * p} pairs")
+    return tensors
+
+
+# ---------------------------------------------------------------- checkpoints
+
+
+def write_checkpoint(run: Path, epoch: int, params: dict[str, torch.Tensor]) -> None:
+    tensors = {k: v.detach().to(torch.float32) for k, v in params.items()}
+    save_tensors(checkpoint_path(run, epoch), tensors, {"epoch": epoch, "format_version": FORMAT_VERSION})
+
+
+def read_checkpoint(path: Path, shapes: dict[str, tuple[int, ...]]) -> tuple[int, dict[str, torch.Tensor]]:
+    """(epoch, params) of one checkpoint file, checked against the expected shapes."""
+    path = Path(path)
+    tensors, meta = load_tensors(path)
+    for name, shape in shapes.items():
+        if name not in tensors:
+            raise RunDirError(f"{path}: missing tensor {name!r}")
+        if tuple(tensors[name].shape) != tuple(shape):
+            raise RunDirError(
+                f"{path}: {name} has shape {list(tensors[name].shape)}, config says {list(shape)}"
+            )
+        if not torch.isfinite(tensors[name]).all():
+            raise RunDirError(f"{path}: {name} contains NaN or inf")
+    try:
+        epoch = int(meta["epoch"])
+    except (KeyError, ValueError):
+        raise RunDirError(f"{path}: no integer 'epoch' in the safetensors metadata") from None
+    return epoch, {name: tensors[name] for name in shapes}
+
+
+# ---------------------------------------------------------------- metrics
+
+
+class MetricsWriter:
+    """Append-only JSONL writer; each write is flushed so a reader sees complete lines."""
+
+    def __init__(self, run: Path):
+        self._f = open(Path(run) / METRICS, "a", encoding="utf-8")
+
+    def write(self, records: Iterable[dict]) -> None:
+        self._f.write("".join(json.dumps(r) + "\n" for r in records))
+        self._f.flush()
+
+    def close(self) -> None:
+        self._f.close()
+
+
+def read_metrics(run: Path) -> list[dict]:
+    """All complete records of metrics.jsonl (a partial last line from a kill is skipped)."""
+    path = Path(run) / METRICS
+    if not path.exists():
+        return []
+    records = []
+    lines = path.read_text(encoding="utf-8").split("\n")
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            if i == len(lines) - 1:  # unterminated last line: a write cut short by a kill
+                break
+            raise RunDirError(f"{path}: line {i + 1} is not valid JSON") from None
+    return records
+
+
+def truncate_metrics(run: Path, epoch: int) -> None:
+    """Atomically rewrite metrics.jsonl without anything measured after ``epoch``.
+
+    Keeps eval records up to ``epoch`` and train losses of epochs before it (a train block
+    that straddles ``epoch`` is cut), so a resume from the state at ``epoch`` appends exactly
+    what an uninterrupted run would have written.
+    """
+    kept = []
+    for r in read_metrics(run):
+        if r["kind"] == "eval" and r["epoch"] <= epoch:
+            kept.append(r)
+        elif r["kind"] == "train" and r["epoch"] < epoch:
+            kept.append({**r, "train_loss": r["train_loss"][: epoch - r["epoch"]]})
+    atomic_write_text(Path(run) / METRICS, "".join(json.dumps(r) + "\n" for r in kept))
+
+
+def train_losses(records: list[dict]) -> tuple[list[int], list[float]]:
+    """(epochs, losses) from the train blocks of metrics records; the loss at epoch e is that
+    of the weights after e optimizer steps (the forward pass of step e + 1)."""
+    epochs, losses = [], []
+    for r in records:
+        if r["kind"] == "train":
+            epochs.extend(range(r["epoch"], r["epoch"] + len(r["train_loss"])))
+            losses.extend(r["train_loss"])
+    return epochs, losses
+
+
+# ---------------------------------------------------------------- resume state
+
+
+def write_train_state(run: Path, epoch: int, tensors: dict[str, torch.Tensor]) -> None:
+    save_tensors(Path(run) / TRAIN_STATE, tensors, {"epoch": epoch, "format_version": FORMAT_VERSION})
+
+
+def read_train_state(run: Path) -> tuple[int, dict[str, torch.Tensor]]:
+    path = Path(run) / TRAIN_STATE
+    if not path.exists():
+        raise RunDirError(f"{path}: missing; this run cannot be resumed")
+    tensors, meta = load_tensors(path)
+    try:
+        return int(meta["epoch"]), tensors
+    except (KeyError, ValueError):
+        raise RunDirError(f"{path}: no integer 'epoch' in the safetensors metadata") from None

@@ -1,0 +1,153 @@
+"""End-to-end training through the CLI on tiny runs: files, resume, kill, refusal, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from conftest import TINY, run_cli
+from safetensors.torch import load_file
+
+from interp_grok import rundir
+from interp_grok.model import PARAM_NAMES
+
+
+def test_run_directory_contents(tiny_run):
+    cfg = json.loads((tiny_run / "config.json").read_text())
+    for key in ("p", "noise_n", "p_bin", "train_frac", "d_model", "d_mlp", "act", "lr", "weight_decay",
+                "betas", "adam_eps", "epochs", "seed", "data_seed", "loss_dtype", "checkpoint_epochs"):
+        assert key in cfg, key
+    for key in ("interp_grok", "torch", "numpy", "python", "git_commit"):
+        assert key in cfg["provenance"]
+    assert cfg["p"] == 11 and cfg["epochs"] == 120
+
+    ds = load_file(tiny_run / "dataset.safetensors")
+    assert ds["noise"].dtype == torch.int64 and ds["noise"].shape == (121,)
+    assert ds["train_idx"].numel() == 36 and ds["test_idx"].numel() == 85
+
+    epochs = rundir.checkpoint_epochs_on_disk(tiny_run)
+    assert epochs == cfg["checkpoint_epochs"]
+    assert epochs[0] == 0 and epochs[-1] == 120 and max(b - a for a, b in zip(epochs, epochs[1:])) <= 3
+    gaps = [b - a for a, b in zip(epochs, epochs[1:])]
+    assert gaps[0] == 1 and max(gaps) > 1  # dense early, sparse late: log-spaced
+    for e in (0, 120):
+        t = load_file(rundir.checkpoint_path(tiny_run, e))
+        assert set(t) == set(PARAM_NAMES) and all(v.dtype == torch.float32 for v in t.values())
+        _, meta = rundir.load_tensors(rundir.checkpoint_path(tiny_run, e))
+        assert meta["epoch"] == str(e)
+    assert not list(tiny_run.rglob("*.tmp"))
+
+
+def test_metrics_cover_every_epoch(tiny_run):
+    recs = rundir.read_metrics(tiny_run)
+    train, _ = rundir.train_losses(recs)
+    evals = [r for r in recs if r["kind"] == "eval"]
+    assert train == list(range(120))
+    assert [r["epoch"] for r in evals][:3] == [0, 1, 2] and evals[-1]["epoch"] == 120
+    last = evals[-1]
+    for key in ("train_loss", "test_loss", "test_acc_noisy", "test_acc_clean", "train_clean_acc",
+                "train_noisy_memorized_frac", "train_noisy_corrected_frac", "sum_sq_weights"):
+        assert key in last
+    assert last["train_loss"] < evals[0]["train_loss"]  # it learned something
+    # the eval record's train loss at epoch e is the loss the next train step starts from
+    e10 = next(r for r in evals if r["epoch"] == 10)
+    assert e10["train_loss"] == pytest.approx(rundir.train_losses(recs)[1][10], rel=1e-6)
+
+
+def _final_state(run):
+    return rundir.load_tensors(run / rundir.TRAIN_STATE)[0]
+
+
+def test_resume_extends_bit_identically(tmp_path, tiny_run):
+    half = tmp_path / "half"
+    args = [a if a != "120" else "60" for a in TINY]
+    assert run_cli("train", *args, "--out", half) == 0
+    assert run_cli("train", "--resume", "--out", half, "--epochs", "120") == 0
+    a, b = _final_state(half), _final_state(tiny_run)
+    assert set(a) == set(b)
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    assert torch.equal(load_file(rundir.checkpoint_path(half, 120))["W_E"],
+                       load_file(rundir.checkpoint_path(tiny_run, 120))["W_E"])
+    assert rundir.train_losses(rundir.read_metrics(half)) == rundir.train_losses(rundir.read_metrics(tiny_run))
+
+
+def test_kill_and_resume(tmp_path, tiny_run):
+    out = tmp_path / "killed"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "interp_grok.cli", "train", *TINY, "--out", str(out)],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline:  # wait until some state past epoch 10 exists, then kill hard
+        state = out / rundir.TRAIN_STATE
+        if state.exists():
+            try:
+                epoch, _ = rundir.read_train_state(out)
+            except rundir.RunDirError:
+                epoch = 0
+            if epoch >= 10:
+                break
+        if proc.poll() is not None:
+            break
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_at, _ = rundir.read_train_state(out)
+    assert run_cli("train", "--resume", "--out", out) == 0
+    a, b = _final_state(out), _final_state(tiny_run)
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    assert rundir.train_losses(rundir.read_metrics(out)) == rundir.train_losses(rundir.read_metrics(tiny_run))
+    assert killed_at <= 120
+
+
+def test_existing_run_is_refused(tiny_run, capsys):
+    before = {p: p.read_bytes() for p in tiny_run.rglob("*") if p.is_file()}
+    assert run_cli("train", *TINY, "--out", tiny_run) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "already exists" in err and "--overwrite" in err
+    assert {p: p.read_bytes() for p in tiny_run.rglob("*") if p.is_file()} == before
+
+
+def test_overwrite_replaces_a_run_but_never_a_non_run(tmp_path, capsys):
+    out = tmp_path / "r"
+    small = [a if a != "120" else "5" for a in TINY]
+    assert run_cli("train", *small, "--out", out) == 0
+    assert run_cli("train", *small, "--seed", "3", "--out", out, "--overwrite") == 0
+    assert json.loads((out / "config.json").read_text())["seed"] == 3
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "notes.txt").write_text("keep me")
+    assert run_cli("train", *small, "--out", precious, "--overwrite") == 2
+    assert (precious / "notes.txt").read_text() == "keep me"
+    assert "not a run directory" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "flags, needle",
+    [(["--p", "1"], "p must be"), (["--train-frac", "1.5"], "train_frac"), (["--train-frac", "0"], "train_frac"),
+     (["--noise", "-2"], "noise_n"), (["--p-bin", "2"], "p_bin"), (["--epochs", "0"], "epochs"),
+     (["--act", "tanh"], "act"), (["--checkpoints", "1"], "checkpoints"), (["--eval-every", "0"], "eval_every"),
+     (["--lr", "-1"], "lr"), (["--threads", "0"], "threads"), (["--epochs", "ten"], "--epochs"),
+     (["--device", "mps"], "mps")],
+)
+def test_bad_settings_one_line_exit_2_nothing_written(tmp_path, capsys, flags, needle):
+    out = tmp_path / "bad"
+    assert run_cli("train", "--p", "5", "--epochs", "3", *flags, "--out", out) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and needle in err, err
+    assert "Traceback" not in err
+    assert not out.exists()
+
+
+def test_resume_of_a_non_run_and_conflicting_flags(tmp_path, tiny_run, capsys):
+    assert run_cli("train", "--resume", "--out", tmp_path) == 1
+    assert "not a run directory" in capsys.readouterr().err
+    assert run_cli("train", "--resume", "--out", tiny_run, "--noise", "8") == 2
+    assert "only --epochs may change" in capsys.readouterr().err
