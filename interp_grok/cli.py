@@ -167,6 +167,115 @@ class _Progress:
             self.bar.close()
 
 
+# ------------------------------------------------------------------ analyze
+
+
+def _parse_freqs(text: str) -> list[int]:
+    try:
+        return [int(k) for k in text.replace(" ", "").split(",") if k]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def _add_analyze_parser(sub) -> None:
+    from .fourier import KEY_FREQ_THRESHOLD
+
+    ap = sub.add_parser(
+        "analyze", help="analyze every checkpoint of a run and draw the figures",
+        description="Fourier spectrum of W_E, restricted/excluded loss, weight norms and memorization of noisy "
+        "vs clean labels for every checkpoint of RUN_DIR; writes RUN_DIR/analysis/.",
+    )
+    ap.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a run directory written by `interp-grok train`")
+    ap.add_argument("--key-freqs", type=_parse_freqs, default=None, metavar="K1,K2,...",
+                    help="use these key frequencies instead of choosing them from the final W_E spectrum")
+    ap.add_argument("--threshold", type=float, default=KEY_FREQ_THRESHOLD,
+                    help="key frequency rule: N_k >= threshold * max N_k at the final checkpoint "
+                    f"(default: {KEY_FREQ_THRESHOLD})")
+    ap.add_argument("--force", action="store_true", help="recompute every checkpoint, not only new ones")
+    ap.add_argument("--no-figures", action="store_true", help="skip the figures")
+    ap.add_argument("--threads", type=int, default=None,
+                    help=f"torch CPU threads (default: min(cores, 4) = {_default_threads()} here)")
+    ap.set_defaults(func=_cmd_analyze)
+
+
+def _cmd_analyze(args) -> int:
+    import torch
+
+    from .analyze import analyze_run, read_analysis, write_analysis, x_value_columns
+    from .plotting import draw_all
+    from .rundir import load_run
+
+    if not 0.0 < args.threshold <= 1.0:
+        raise ConfigError(f"threshold must be in (0, 1] (got {args.threshold})")
+    if args.threads is not None and args.threads < 1:
+        raise ConfigError(f"threads must be an integer >= 1 (got {args.threads})")
+    torch.set_num_threads(args.threads or _default_threads())
+    t0 = time.perf_counter()
+    run = load_run(args.run_dir)
+    if args.key_freqs is not None and any(not 1 <= k <= run.config.p // 2 for k in args.key_freqs):
+        raise ConfigError(f"key frequencies must be in 1..{run.config.p // 2} (got {args.key_freqs})")
+    previous = None
+    if not args.force:
+        try:
+            previous = read_analysis(run)
+        except (RunDirError, OSError, ValueError, KeyError):
+            previous = None  # nothing (usable) yet: compute everything
+    bar = _CheckpointBar()
+    try:
+        an = analyze_run(run, key_freqs=args.key_freqs, threshold=args.threshold, previous=previous, progress=bar)
+    finally:
+        bar.close()
+    out = write_analysis(run, an)
+    figures = [] if args.no_figures else draw_all(an, an.summary["noise_floor"], x_value_columns(run.dataset.noise),
+                                                  out / "figures", run_name=str(run.path))
+    _print_summary(run, an, out, figures, time.perf_counter() - t0)
+    for msg in an.bad_checkpoints:
+        print(f"interp-grok analyze: error: {msg}", file=sys.stderr)
+    return 1 if an.bad_checkpoints else 0
+
+
+class _CheckpointBar:
+    def __init__(self):
+        self.bar = None
+
+    def __call__(self, done: int, total: int, epoch: int) -> None:
+        if not sys.stderr.isatty():
+            return
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, unit="ckpt", desc="analyze", dynamic_ncols=True)
+        self.bar.n = done
+        self.bar.set_postfix(epoch=epoch, refresh=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _print_summary(run, an, out: Path, figures: list[Path], wall: float) -> None:
+    s = an.summary
+    f, fl, src = s["final"], s["noise_floor"], s["key_freq_source"]
+    how = ("given by --key-freqs" if src["rule"] == "user"
+           else f"{src['rule'].replace('threshold', str(src['threshold']))} at epoch {src['epoch']}")
+    first = s["epoch_test_acc_clean_first_95"]
+    n_new = s["n_checkpoints_analyzed"] - s["n_checkpoints_reused"]
+    print(f"analyzed {run.path}: {s['n_checkpoints_analyzed']} checkpoints ({n_new} computed, "
+          f"{s['n_checkpoints_reused']} reused) in {_fmt_duration(wall)}")
+    print(f"key frequencies: {s['key_freqs']} ({how}); they carry {100 * s['key_freq_share_of_W_E_norm2']:.1f}% "
+          f"of ||W_E||^2; Gini {f['gini_W_E']:.3f}")
+    print(f"final epoch {s['final_epoch']}: train loss {f['train_loss']:.4g}, test loss {f['test_loss']:.4g} "
+          f"(floor H(X) = {fl['entropy']:.3f}); test acc vs noisy {f['test_acc_noisy']:.3f} "
+          f"(best possible {fl['p_mode']:.3f}), vs clean {f['test_acc_clean']:.3f}")
+    print("clean test accuracy first >= 95%: " + (f"epoch {first}" if first is not None else "never"))
+    print(f"noisy training labels still memorized: {f['train_noisy_memorized_frac']:.3f} "
+          f"(corrected to the clean label: {f['train_noisy_corrected_frac']:.3f}); "
+          f"clean-labelled train fit: {f['train_clean_acc']:.3f}")
+    print(f"restricted loss {f['restricted_loss']:.4g} (clean labels {f['restricted_loss_clean']:.4g}), "
+          f"excluded loss {f['excluded_loss']:.4g}")
+    print(f"wrote {out}/" + (f" and {len(figures)} figures in {out / 'figures'}/" if figures else ""))
+
+
 # ------------------------------------------------------------------ main
 
 
@@ -174,6 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap = _Parser(prog="interp-grok", description="Grokking of noisy modular addition: train and analyze.")
     sub = ap.add_subparsers(dest="command", required=True, parser_class=_Parser)
     _add_train_parser(sub)
+    _add_analyze_parser(sub)
     return ap
 
 

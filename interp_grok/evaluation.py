@@ -16,6 +16,11 @@ def sum_sq_weights(params: dict[str, torch.Tensor]) -> torch.Tensor:
     return sum(v.detach().to(torch.float64).pow(2).sum() for v in params.values())
 
 
+def weight_norms(params: dict[str, torch.Tensor]) -> dict[str, float]:
+    """Frobenius norm of each weight matrix, keyed norm_W_E, norm_W_in, ... (float64)."""
+    return {f"norm_{k}": v.detach().to(torch.float64).norm().item() for k, v in params.items()}
+
+
 @torch.no_grad()
 def grid_metrics(
     params: dict[str, torch.Tensor],
@@ -33,6 +38,18 @@ def grid_metrics(
     """
     p = params["W_E"].shape[0]
     logits = grid_logits(params, act).reshape(p * p, p)  # [a*p + b, c]
+    return metrics_from_logits(logits, noisy_labels, clean_labels, train_idx, test_idx) | {
+        "sum_sq_weights": sum_sq_weights(params).item()}
+
+
+def metrics_from_logits(
+    logits: torch.Tensor,
+    noisy_labels: torch.Tensor,
+    clean_labels: torch.Tensor,
+    train_idx: torch.Tensor,
+    test_idx: torch.Tensor,
+) -> dict[str, float]:
+    """The losses and accuracies of grid_metrics from full-grid logits [p*p, p] (a-major)."""
     pred = logits.argmax(-1)
     nll_noisy = per_example_cross_entropy(logits, noisy_labels)
     nll_clean = per_example_cross_entropy(logits, clean_labels)
@@ -56,7 +73,6 @@ def grid_metrics(
         "train_clean_acc": mean(hit_noisy, tr_clean),
         "train_noisy_memorized_frac": mean(hit_noisy, tr_noisy),
         "train_noisy_corrected_frac": mean(hit_clean, tr_noisy),
-        "sum_sq_weights": sum_sq_weights(params),
     }
     values = torch.stack(list(out.values())).tolist()  # one host transfer for all of them
     return dict(zip(out, values))

@@ -22,6 +22,7 @@ import os
 import re
 import tempfile
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -30,6 +31,8 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from .config import Config, ConfigError
+from .data import Dataset
+from .model import SimpleMLP, param_shapes
 
 CONFIG = "config.json"
 DATASET = "dataset.safetensors"
@@ -38,6 +41,8 @@ CHECKPOINT_DIR = "checkpoints"
 TRAIN_STATE = "train_state.safetensors"
 ANALYSIS_DIR = "analysis"
 FORMAT_VERSION = 1
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
 _CKPT_RE = re.compile(r"^epoch_(\d{6,})\.safetensors$")
 
 
@@ -53,6 +58,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the usual mode
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -285,3 +291,44 @@ def read_train_state(run: Path) -> tuple[int, dict[str, torch.Tensor]]:
         return int(meta["epoch"]), tensors
     except (KeyError, ValueError):
         raise RunDirError(f"{path}: no integer 'epoch' in the safetensors metadata") from None
+
+
+# ---------------------------------------------------------------- the loaded run
+
+
+@dataclass
+class Run:
+    """A run directory, read: config, dataset and metrics eagerly; checkpoints on demand."""
+
+    path: Path
+    config: Config
+    provenance: dict
+    dataset: Dataset
+    metrics: list[dict]
+    checkpoint_epochs: list[int]  # the checkpoints on disk (a trimmed run keeps only some)
+
+    @property
+    def shapes(self) -> dict[str, tuple[int, ...]]:
+        return param_shapes(self.config.p, self.config.d_model, self.config.d_mlp)
+
+    @property
+    def evals(self) -> list[dict]:
+        """The full-grid evaluation records of metrics.jsonl, in epoch order."""
+        return [r for r in self.metrics if r["kind"] == "eval"]
+
+    def params(self, epoch: int) -> dict[str, torch.Tensor]:
+        """The five weights at ``epoch`` (float32), checked against the config's shapes."""
+        _, params = read_checkpoint(checkpoint_path(self.path, epoch), self.shapes)
+        return params
+
+    def model(self, epoch: int) -> SimpleMLP:
+        return SimpleMLP(self.params(epoch), self.config.act)
+
+
+def load_run(path: str | Path) -> Run:
+    """Read a run directory written by `interp-grok train` (safetensors and JSON only)."""
+    path = require_run_dir(Path(path))
+    config, provenance = read_config(path)
+    t = read_dataset(path, config.p)
+    dataset = Dataset(p=config.p, noise=t["noise"], train_idx=t["train_idx"], test_idx=t["test_idx"])
+    return Run(path, config, provenance, dataset, read_metrics(path), checkpoint_epochs_on_disk(path))

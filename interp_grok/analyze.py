@@ -1,0 +1,269 @@
+"""The analysis pipeline: every checkpoint of a run through every measurement, and back to disk.
+
+``analyze_run`` computes; ``write_analysis`` / ``read_analysis`` own RUN/analysis/:
+
+    progress.csv                one row per checkpoint (columns in PROGRESS_COLUMNS + extras)
+    embed_fourier.safetensors   epochs [T], norms [T, floor(p/2)] (N_k of W_E), key_freqs
+    memorization.safetensors    per training example over checkpoints (see MEMO_KEYS)
+    summary.json                key frequencies and the rule that chose them, noise floor,
+                                headline numbers, checkpoints that could not be read
+    figures/*.png               drawn by interp_grok.plotting
+
+Nothing here prints; progress is reported through a callback.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from . import rundir
+from .circuits import excluded_loss, restricted_loss
+from .evaluation import metrics_from_logits, sum_sq_weights, weight_norms
+from .fourier import KEY_FREQ_RULE, KEY_FREQ_THRESHOLD, frequency_norms, gini, key_frequencies
+from .memorization import example_stats, first_fit_epoch, forgetting_events
+from .model import PARAM_NAMES, grid_logits
+from .noise import noise_floor
+
+PROGRESS_COLUMNS = [
+    "epoch", "train_loss", "test_loss", "test_acc_noisy", "test_acc_clean", "train_clean_acc",
+    "train_noisy_memorized_frac", "train_noisy_corrected_frac", "restricted_loss",
+    "restricted_loss_clean", "excluded_loss", "sum_sq_weights", "gini_W_E",
+]
+EXTRA_COLUMNS = [
+    "train_acc", "train_loss_clean", "test_loss_clean", "excluded_loss_clean",
+    *[f"norm_{k}" for k in PARAM_NAMES],
+]
+MEMO_KEYS = ("pred", "margin", "nll_noisy", "nll_clean")
+PROGRESS_CSV = "progress.csv"
+EMBED_FOURIER = "embed_fourier.safetensors"
+MEMORIZATION = "memorization.safetensors"
+SUMMARY = "summary.json"
+FIGURES = "figures"
+
+ProgressFn = Callable[[int, int, int], None]  # (done, total, epoch)
+
+
+@dataclass
+class Analysis:
+    """Everything `interp-grok analyze` computes for one run, in checkpoint order."""
+
+    epochs: torch.Tensor  # int64 [T]
+    rows: list[dict]  # progress.csv rows
+    norms: torch.Tensor  # float64 [T, floor(p/2)]: N_k of W_E, k = 1..floor(p/2)
+    key_freqs: torch.Tensor  # int64, 1-based
+    key_freq_source: dict  # rule, threshold, epoch it was read at (or "user")
+    memo: dict[str, torch.Tensor]  # MEMO_KEYS, each [T, n_train]
+    summary: dict = field(default_factory=dict)
+    bad_checkpoints: list[str] = field(default_factory=list)  # one message each
+
+    def column(self, name: str) -> torch.Tensor:
+        return torch.tensor([r[name] for r in self.rows], dtype=torch.float64)
+
+
+def x_value_columns(noise: torch.Tensor) -> list[int]:
+    """The nonzero noise values present, whose memorized fraction gets its own column."""
+    return [x for x in sorted(noise.unique().tolist()) if x != 0]
+
+
+def x_column(x: int) -> str:
+    return f"train_noisy_memorized_frac_x{x:+d}"
+
+
+@torch.no_grad()
+def analyze_checkpoint(
+    params: dict[str, torch.Tensor], run: rundir.Run, key_freqs: torch.Tensor
+) -> tuple[dict, torch.Tensor, dict[str, torch.Tensor]]:
+    """(progress row, N_k of W_E, per-training-example stats) for one set of weights."""
+    ds, p = run.dataset, run.config.p
+    noisy, clean, tr, te = ds.noisy_labels, ds.clean_labels, ds.train_idx, ds.test_idx
+    logits = grid_logits(params, run.config.act)  # [p, p, p] indexed a, b, c
+    flat = logits.reshape(p * p, p)
+    norms = frequency_norms(params["W_E"])
+    row = metrics_from_logits(flat, noisy, clean, tr, te)
+    row |= {
+        "restricted_loss": restricted_loss(logits, key_freqs, noisy).item(),
+        "restricted_loss_clean": restricted_loss(logits, key_freqs, clean).item(),
+        "excluded_loss": excluded_loss(logits, key_freqs, noisy, tr).item(),
+        "excluded_loss_clean": excluded_loss(logits, key_freqs, clean, tr).item(),
+        "sum_sq_weights": sum_sq_weights(params).item(),
+        "gini_W_E": gini(norms).item(),
+        **weight_norms(params),
+    }
+    stats = example_stats(flat[tr], noisy[tr], clean[tr])
+    fit = stats["pred"] == noisy[tr]
+    x_train = ds.noise[tr]
+    for x in x_value_columns(ds.noise):
+        sel = (x_train == x) & ds.is_noisy[tr]
+        row[x_column(x)] = fit[sel].double().mean().item() if sel.any() else math.nan
+    return row, norms, stats
+
+
+def analyze_run(
+    run: rundir.Run,
+    *,
+    key_freqs: list[int] | None = None,
+    threshold: float = KEY_FREQ_THRESHOLD,
+    previous: Analysis | None = None,
+    progress: ProgressFn | None = None,
+) -> Analysis:
+    """Analyze every checkpoint on disk; reuse ``previous`` rows computed with the same key set.
+
+    The key frequencies are fixed once, from the last readable checkpoint (science.md §2
+    choice), unless ``key_freqs`` is given. Unreadable checkpoints are skipped and listed.
+    """
+    if not run.checkpoint_epochs:
+        raise rundir.RunDirError(f"{run.path}: no checkpoints in {rundir.CHECKPOINT_DIR}/")
+    bad: dict[int, str] = {}
+    loaded: dict[int, dict[str, torch.Tensor]] = {}
+
+    def load(epoch: int) -> dict[str, torch.Tensor] | None:
+        if epoch not in loaded and epoch not in bad:
+            try:
+                loaded[epoch] = run.params(epoch)
+            except rundir.RunDirError as e:
+                bad[epoch] = str(e)
+        return loaded.get(epoch)
+
+    if key_freqs is not None:
+        keys = torch.tensor(sorted(set(key_freqs)), dtype=torch.int64)
+        if keys.numel() and not (1 <= keys.min() and keys.max() <= run.config.p // 2):
+            raise ValueError(f"key frequencies must be in 1..{run.config.p // 2}")
+        source = {"rule": "user", "threshold": None, "epoch": None}
+    else:
+        final = next((e for e in reversed(run.checkpoint_epochs) if load(e) is not None), None)
+        if final is None:
+            raise rundir.RunDirError(f"{run.path}: none of the {len(run.checkpoint_epochs)} checkpoints is readable; "
+                                     f"first error: {next(iter(bad.values()))}")
+        keys = key_frequencies(frequency_norms(loaded[final]["W_E"]), threshold)
+        source = {"rule": KEY_FREQ_RULE, "threshold": threshold, "epoch": final}
+
+    reuse: dict[int, int] = {}
+    if previous is not None and torch.equal(previous.key_freqs, keys):
+        reuse = {int(e): i for i, e in enumerate(previous.epochs.tolist())}
+
+    rows, norms, stats = [], [], []
+    epochs, n_reused = [], 0
+    todo = run.checkpoint_epochs
+    for i, epoch in enumerate(todo):
+        if epoch in reuse:
+            j = reuse[epoch]
+            row, nk, st = previous.rows[j], previous.norms[j], {k: v[j] for k, v in previous.memo.items()}
+            n_reused += 1
+        else:
+            params = load(epoch)
+            if params is None:
+                if progress:
+                    progress(i + 1, len(todo), epoch)
+                continue
+            row, nk, st = analyze_checkpoint(params, run, keys)
+            row = {"epoch": epoch, **row}
+            loaded.pop(epoch, None)  # keep memory flat over 100+ checkpoints
+        rows.append(row)
+        norms.append(nk)
+        stats.append(st)
+        epochs.append(epoch)
+        if progress:
+            progress(i + 1, len(todo), epoch)
+    if not rows:
+        raise rundir.RunDirError(f"{run.path}: no checkpoint could be analyzed; first error: "
+                                 f"{next(iter(bad.values()))}")
+    memo = {
+        "pred": torch.stack([s["pred"] for s in stats]).to(torch.int16),
+        "margin": torch.stack([s["margin"] for s in stats]).to(torch.float32),
+        "nll_noisy": torch.stack([s["nll_noisy"] for s in stats]).to(torch.float32),
+        "nll_clean": torch.stack([s["nll_clean"] for s in stats]).to(torch.float32),
+    }
+    an = Analysis(torch.tensor(epochs, dtype=torch.int64), rows, torch.stack(norms), keys, source, memo,
+                  bad_checkpoints=[bad[e] for e in sorted(bad)])
+    an.summary = summarize(run, an) | {"n_checkpoints_reused": n_reused}
+    return an
+
+
+def fit_matrix(run: rundir.Run, an: Analysis) -> torch.Tensor:
+    """bool [T, n_train]: whether each training example's noisy label is predicted."""
+    y = run.dataset.noisy_labels[run.dataset.train_idx]
+    return an.memo["pred"].to(torch.int64) == y
+
+
+def summarize(run: rundir.Run, an: Analysis) -> dict:
+    """Headline numbers of an analysis (what the CLI prints and summary.json keeps)."""
+    c = run.config
+    last = an.rows[-1]
+    clean_acc = [(r["epoch"], r["test_acc_clean"]) for r in (run.evals or an.rows)]
+    first_95 = next((e for e, acc in clean_acc if acc >= 0.95), None)
+    norms = an.norms[-1]
+    share = (norms[an.key_freqs - 1].pow(2).sum() / norms.pow(2).sum()).item() if an.key_freqs.numel() else 0.0
+    return {
+        "key_freqs": an.key_freqs.tolist(),
+        "key_freq_source": an.key_freq_source,
+        "key_freq_share_of_W_E_norm2": share,
+        "gini_over": "the floor(p/2) per-frequency norms N_k of W_E",
+        "noise_floor": noise_floor(c.noise_n, c.p_bin, c.p),
+        "final_epoch": int(an.epochs[-1]),
+        "final": {k: last[k] for k in PROGRESS_COLUMNS if k != "epoch"},
+        "epoch_test_acc_clean_first_95": first_95,
+        "epoch_test_acc_clean_first_95_from": "metrics.jsonl evaluations" if run.evals else "checkpoints",
+        "n_checkpoints_analyzed": len(an.rows),
+        "bad_checkpoints": an.bad_checkpoints,
+    }
+
+
+# ------------------------------------------------------------------ on disk
+
+
+def analysis_dir(run_path: Path) -> Path:
+    return Path(run_path) / rundir.ANALYSIS_DIR
+
+
+def write_analysis(run: rundir.Run, an: Analysis) -> Path:
+    """Write progress.csv, the two safetensors files and summary.json atomically."""
+    out = analysis_dir(run.path)
+    xs = [x_column(x) for x in x_value_columns(run.dataset.noise)]
+    columns = PROGRESS_COLUMNS + EXTRA_COLUMNS + xs
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+    w.writeheader()
+    for r in an.rows:
+        w.writerow({k: (repr(v) if isinstance(v, float) else v) for k, v in r.items()})
+    rundir.atomic_write_text(out / PROGRESS_CSV, buf.getvalue())
+    meta = {"key_freq_source": json.dumps(an.key_freq_source)}
+    rundir.save_tensors(out / EMBED_FOURIER, {"epochs": an.epochs, "norms": an.norms, "key_freqs": an.key_freqs},
+                        meta)
+    fit = fit_matrix(run, an)
+    rundir.save_tensors(out / MEMORIZATION, {
+        "epochs": an.epochs,
+        "train_idx": run.dataset.train_idx,
+        "noise": run.dataset.noise[run.dataset.train_idx],
+        **an.memo,
+        "first_fit_epoch": first_fit_epoch(fit, an.epochs),
+        "forgetting_events": forgetting_events(fit),
+    }, meta)
+    rundir.atomic_write_json(out / SUMMARY, an.summary)
+    return out
+
+
+def read_analysis(run: rundir.Run) -> Analysis:
+    """Read back what write_analysis wrote; RunDirError if it is missing or inconsistent."""
+    out = analysis_dir(run.path)
+    path = out / PROGRESS_CSV
+    try:
+        text = path.read_text()
+    except OSError:
+        raise rundir.RunDirError(f"{path}: missing; run `interp-grok analyze {run.path}` first") from None
+    rows = [{k: (int(v) if k == "epoch" else float(v)) for k, v in r.items()}
+            for r in csv.DictReader(io.StringIO(text))]
+    ef, meta = rundir.load_tensors(out / EMBED_FOURIER)
+    mem, _ = rundir.load_tensors(out / MEMORIZATION)
+    summary = json.loads((out / SUMMARY).read_text())
+    if [r["epoch"] for r in rows] != ef["epochs"].tolist() or not torch.equal(ef["epochs"], mem["epochs"]):
+        raise rundir.RunDirError(f"{out}: progress.csv and the safetensors files disagree on the epochs")
+    return Analysis(ef["epochs"], rows, ef["norms"], ef["key_freqs"], json.loads(meta["key_freq_source"]),
+                    {k: mem[k] for k in MEMO_KEYS}, summary, summary.get("bad_checkpoints", []))

@@ -1,0 +1,50 @@
+"""Memorization of noisy versus clean labels, per training example and checkpoint.
+
+A training example is noisy iff its noisy label differs from its clean one (X != 0 mod p).
+Per checkpoint: the prediction (argmax), whether it equals the noisy label (memorized /
+fit) or the clean one (corrected), the margin z_noisy - max_{j != noisy} z_j, and the
+float64 cross-entropy against both labels. Over checkpoints: the epoch each example is
+first fit and its forgetting events (fit -> not fit, Toneva et al. 2019). science.md §5.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .model import per_example_cross_entropy
+
+
+def example_stats(logits: torch.Tensor, noisy: torch.Tensor, clean: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Per-example statistics for logits [n, p] and labels [n]: pred, margin, nll_noisy, nll_clean."""
+    pred = logits.argmax(-1)
+    z_label = logits.gather(-1, noisy[:, None])[:, 0]
+    others = logits.scatter(-1, noisy[:, None], float("-inf"))
+    return {
+        "pred": pred,
+        "margin": z_label - others.max(-1).values,
+        "nll_noisy": per_example_cross_entropy(logits, noisy),
+        "nll_clean": per_example_cross_entropy(logits, clean),
+    }
+
+
+def predicted_shift(pred: torch.Tensor, a: torch.Tensor, b: torch.Tensor, p: int) -> torch.Tensor:
+    """(pred - a - b) mod p, centered to (-p/2, p/2]: the noise value the model predicts."""
+    s = (pred - a - b).remainder(p)
+    return torch.where(s > p // 2, s - p, s)
+
+
+def first_fit_epoch(fit: torch.Tensor, epochs: torch.Tensor) -> torch.Tensor:
+    """Epoch of the first checkpoint at which each example is fit; -1 if never. fit is [T, n]."""
+    any_fit = fit.any(0)
+    first = fit.to(torch.int8).argmax(0)  # index of the first True (0 when none)
+    return torch.where(any_fit, epochs[first], torch.full_like(first, -1))
+
+
+def forgetting_events(fit: torch.Tensor) -> torch.Tensor:
+    """Number of fit -> not-fit transitions between consecutive checkpoints, per example."""
+    return (fit[:-1] & ~fit[1:]).sum(0)
+
+
+def fraction_by_noise(hit: torch.Tensor, noise: torch.Tensor) -> dict[int, float]:
+    """Mean of hit [n] (bool) within each noise value X of the examples (X as stored)."""
+    return {int(x): hit[noise == x].double().mean().item() for x in noise.unique().tolist()}

@@ -1,0 +1,34 @@
+"""The noise floor: what a perfect generalizer scores against noisy and clean labels.
+
+With X = Binomial(n, p_bin) - floor(n/2) added mod p, the Bayes-optimal predictor outputs
+the distribution of X shifted by a + b. Its cross-entropy against the noisy labels is
+H(X mod p), against the clean labels -log P(X = 0 mod p); its argmax accuracy against the
+noisy labels is P(X = mode) (science.md section 6).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+def noise_pmf(n: int, p_bin: float, p: int) -> torch.Tensor:
+    """P(X = r mod p) for r = 0 .. p-1, float64 [p] (folded mod p, exact for any n)."""
+    pmf = torch.zeros(p, dtype=torch.float64)
+    for j in range(n + 1):
+        pmf[(j - n // 2) % p] += math.comb(n, j) * p_bin**j * (1 - p_bin) ** (n - j)
+    return pmf
+
+
+def noise_floor(n: int, p_bin: float, p: int) -> dict[str, float]:
+    """entropy (nats), p_zero, nll_clean = -log p_zero, p_mode of the label noise mod p."""
+    pmf = noise_pmf(n, p_bin, p)
+    nz = pmf[pmf > 0]
+    p0 = pmf[0].item()
+    return {
+        "entropy": float(-(nz * nz.log()).sum()),
+        "p_zero": p0,
+        "nll_clean": -math.log(p0) if p0 > 0 else math.inf,
+        "p_mode": pmf.max().item(),
+    }

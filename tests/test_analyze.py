@@ -1,0 +1,140 @@
+"""`interp-grok analyze` end to end on a tiny trained run, and on broken runs."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+
+import pytest
+import torch
+from conftest import run_cli
+from safetensors.torch import load_file
+
+from interp_grok import rundir
+from interp_grok.analyze import PROGRESS_COLUMNS, analyze_run, read_analysis
+from interp_grok.fourier import frequency_norms
+
+
+@pytest.fixture()
+def run_copy(tiny_run, tmp_path):
+    out = tmp_path / "run"
+    shutil.copytree(tiny_run, out)
+    shutil.rmtree(out / "analysis", ignore_errors=True)
+    return out
+
+
+@pytest.fixture(scope="session")
+def analyzed(tiny_run, tmp_path_factory):
+    out = tmp_path_factory.mktemp("analyzed") / "run"
+    shutil.copytree(tiny_run, out)
+    assert run_cli("analyze", out) == 0
+    return out
+
+
+def test_outputs(analyzed):
+    a = analyzed / "analysis"
+    with open(a / "progress.csv") as f:
+        reader = csv.DictReader(f)
+        rows = list(reader)
+    assert reader.fieldnames[: len(PROGRESS_COLUMNS)] == PROGRESS_COLUMNS
+    epochs = rundir.checkpoint_epochs_on_disk(analyzed)
+    assert [int(r["epoch"]) for r in rows] == epochs
+    ef = load_file(a / "embed_fourier.safetensors")
+    assert ef["norms"].shape == (len(epochs), 5)  # p = 11: k = 1..5
+    final_W_E = load_file(rundir.checkpoint_path(analyzed, 120))["W_E"]
+    torch.testing.assert_close(ef["norms"][-1], frequency_norms(final_W_E))
+    assert ef["key_freqs"].dtype == torch.int64 and ef["key_freqs"].numel() >= 1
+    mem = load_file(a / "memorization.safetensors")
+    n_train = 36
+    for k in ("pred", "margin", "nll_noisy", "nll_clean"):
+        assert mem[k].shape == (len(epochs), n_train)
+    assert mem["first_fit_epoch"].shape == (n_train,) and mem["forgetting_events"].shape == (n_train,)
+    summary = json.loads((a / "summary.json").read_text())
+    assert summary["key_freqs"] == ef["key_freqs"].tolist()
+    assert summary["key_freq_source"]["threshold"] == 0.25
+    # the trainer's metrics and the analysis agree on the final checkpoint
+    last_eval = rundir.read_metrics(analyzed)[-1]
+    for k in ("train_loss", "test_loss", "test_acc_clean", "train_noisy_memorized_frac"):
+        assert float(rows[-1][k]) == pytest.approx(last_eval[k], rel=1e-5, abs=1e-9)
+    figs = sorted(p.name for p in (a / "figures").glob("*.png"))
+    assert figs == ["losses.png", "memorization.png", "restricted_excluded.png", "spectrum_final.png",
+                    "spectrum_heatmap.png", "weight_norms.png"]
+    assert all((a / "figures" / f).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for f in figs)
+
+
+def test_rerun_reuses_and_force_recomputes(analyzed, capsys):
+    before = (analyzed / "analysis" / "progress.csv").read_text()
+    assert run_cli("analyze", analyzed, "--no-figures") == 0
+    out = capsys.readouterr().out
+    assert "(0 computed," in out
+    assert (analyzed / "analysis" / "progress.csv").read_text() == before
+    assert run_cli("analyze", analyzed, "--no-figures", "--force") == 0
+    assert "0 reused" in capsys.readouterr().out
+    assert (analyzed / "analysis" / "progress.csv").read_text() == before  # deterministic
+
+
+def test_new_checkpoints_only_are_computed(run_copy, capsys):
+    run = rundir.load_run(run_copy)
+    first = analyze_run(run)
+    # drop the last three rows as if they had not been analyzed yet
+    partial = type(first)(first.epochs[:-3], first.rows[:-3], first.norms[:-3], first.key_freqs,
+                          first.key_freq_source, {k: v[:-3] for k, v in first.memo.items()})
+    again = analyze_run(run, previous=partial)
+    assert again.summary["n_checkpoints_reused"] == len(first.rows) - 3
+    assert again.rows == first.rows
+    for k in first.memo:
+        assert torch.equal(again.memo[k], first.memo[k])
+
+
+def test_explicit_key_freqs(run_copy, capsys):
+    assert run_cli("analyze", run_copy, "--key-freqs", "1,3", "--no-figures") == 0
+    an = read_analysis(rundir.load_run(run_copy))
+    assert an.key_freqs.tolist() == [1, 3] and an.key_freq_source["rule"] == "user"
+    assert run_cli("analyze", run_copy, "--key-freqs", "9") == 2
+    assert "key frequencies must be in 1..5" in capsys.readouterr().err
+
+
+def _one_line_error(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err
+    return err
+
+
+def test_not_a_run_dir(tmp_path, capsys):
+    assert run_cli("analyze", tmp_path) == 1
+    err = _one_line_error(capsys)
+    assert len(err.splitlines()) == 1 and "not a run directory" in err
+    assert run_cli("analyze", tmp_path / "nope") == 1
+    assert "no such directory" in _one_line_error(capsys)
+
+
+def test_run_without_checkpoints(run_copy, capsys):
+    shutil.rmtree(run_copy / "checkpoints")
+    assert run_cli("analyze", run_copy) == 1
+    err = _one_line_error(capsys)
+    assert len(err.splitlines()) == 1 and "no checkpoints" in err
+
+
+def test_corrupt_checkpoints_are_listed_and_others_analyzed(run_copy, capsys):
+    truncated = rundir.checkpoint_path(run_copy, 4)
+    truncated.write_bytes(truncated.read_bytes()[:100])
+    wrong_shape = rundir.checkpoint_path(run_copy, 9)
+    t = load_file(wrong_shape)
+    t["W_E"] = torch.zeros(7, 16)
+    rundir.save_tensors(wrong_shape, t, {"epoch": 9})
+    assert run_cli("analyze", run_copy, "--no-figures") == 1
+    err = _one_line_error(capsys).splitlines()
+    assert len(err) == 2
+    assert str(truncated) in err[0] and "not a valid safetensors file" in err[0]
+    assert str(wrong_shape) in err[1] and "W_E has shape [7, 16], config says [11, 16]" in err[1]
+    an = read_analysis(rundir.load_run(run_copy))
+    assert 4 not in an.epochs.tolist() and 9 not in an.epochs.tolist()
+    assert len(an.rows) == len(rundir.checkpoint_epochs_on_disk(run_copy)) - 2
+    assert len(an.summary["bad_checkpoints"]) == 2
+
+
+def test_corrupt_config(run_copy, capsys):
+    (run_copy / "config.json").write_text("{not json")
+    assert run_cli("analyze", run_copy) == 1
+    assert "config.json: not valid JSON" in _one_line_error(capsys)
