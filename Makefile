@@ -17,10 +17,12 @@ $(BIN)/interp-grok: pyproject.toml
 
 install: $(BIN)/interp-grok
 
-# Re-running is safe: an existing run is resumed (a finished one is left as it is).
+# Re-running is safe: an existing run is resumed (a finished one is left as it is) and
+# only checkpoints not analyzed yet are analyzed.
 demo: install
 	if [ -f $(RUN)/config.json ]; then $(BIN)/interp-grok train --resume --out $(RUN); \
 	else $(BIN)/interp-grok train --out $(RUN); fi
+	$(BIN)/interp-grok analyze $(RUN)
 
 test: install
 	$(BIN)/python -m pytest -q
@@ -28,6 +30,7 @@ test: install
 
 bench: install
 	$(BIN)/python benchmarks/bench_train.py
+	$(BIN)/python benchmarks/bench_analyze.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from . import rundir
-from .circuits import excluded_loss, restricted_loss
+from .circuits import project_sum_frequencies
 from .evaluation import metrics_from_logits, sum_sq_weights, weight_norms
 from .fourier import KEY_FREQ_RULE, KEY_FREQ_THRESHOLD, frequency_norms, gini, key_frequencies
 from .memorization import example_stats, first_fit_epoch, forgetting_events
@@ -77,6 +77,10 @@ def x_column(x: int) -> str:
     return f"train_noisy_memorized_frac_x{x:+d}"
 
 
+def _mean_nll(log_probs: torch.Tensor, labels: torch.Tensor) -> float:
+    return -log_probs.gather(-1, labels[:, None]).mean().item()
+
+
 @torch.no_grad()
 def analyze_checkpoint(
     params: dict[str, torch.Tensor], run: rundir.Run, key_freqs: torch.Tensor
@@ -88,11 +92,15 @@ def analyze_checkpoint(
     flat = logits.reshape(p * p, p)
     norms = frequency_norms(params["W_E"])
     row = metrics_from_logits(flat, noisy, clean, tr, te)
+    # the same quantities as circuits.restricted_loss / excluded_loss, projecting only once
+    proj = project_sum_frequencies(logits, key_freqs).reshape(p * p, p)
+    restricted = (proj + flat.to(torch.float64).mean(0)).log_softmax(-1)
+    excluded = (flat.to(torch.float64) - proj)[tr].log_softmax(-1)
     row |= {
-        "restricted_loss": restricted_loss(logits, key_freqs, noisy).item(),
-        "restricted_loss_clean": restricted_loss(logits, key_freqs, clean).item(),
-        "excluded_loss": excluded_loss(logits, key_freqs, noisy, tr).item(),
-        "excluded_loss_clean": excluded_loss(logits, key_freqs, clean, tr).item(),
+        "restricted_loss": _mean_nll(restricted, noisy),
+        "restricted_loss_clean": _mean_nll(restricted, clean),
+        "excluded_loss": _mean_nll(excluded, noisy[tr]),
+        "excluded_loss_clean": _mean_nll(excluded, clean[tr]),
         "sum_sq_weights": sum_sq_weights(params).item(),
         "gini_W_E": gini(norms).item(),
         **weight_norms(params),
@@ -115,6 +123,8 @@ def analyze_run(
     progress: ProgressFn | None = None,
 ) -> Analysis:
     """Analyze every checkpoint on disk; reuse ``previous`` rows computed with the same key set.
+
+    Rows of ``previous`` whose checkpoint file is gone (a trimmed run) are kept as they are.
 
     The key frequencies are fixed once, from the last readable checkpoint (science.md §2
     choice), unless ``key_freqs`` is given. Unreadable checkpoints are skipped and listed.
@@ -151,7 +161,8 @@ def analyze_run(
 
     rows, norms, stats = [], [], []
     epochs, n_reused = [], 0
-    todo = run.checkpoint_epochs
+    # rows of checkpoints no longer on disk (a trimmed run) are kept: they were computed from them
+    todo = sorted(set(run.checkpoint_epochs) | set(reuse))
     for i, epoch in enumerate(todo):
         if epoch in reuse:
             j = reuse[epoch]

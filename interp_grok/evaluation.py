@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from .model import grid_logits, per_example_cross_entropy
+from .model import grid_logits
 
 
 def sum_sq_weights(params: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -51,8 +51,9 @@ def metrics_from_logits(
 ) -> dict[str, float]:
     """The losses and accuracies of grid_metrics from full-grid logits [p*p, p] (a-major)."""
     pred = logits.argmax(-1)
-    nll_noisy = per_example_cross_entropy(logits, noisy_labels)
-    nll_clean = per_example_cross_entropy(logits, clean_labels)
+    log_probs = logits.to(torch.float64).log_softmax(-1)  # once, for both label sets
+    nll_noisy = -log_probs.gather(-1, noisy_labels[:, None])[:, 0]
+    nll_clean = -log_probs.gather(-1, clean_labels[:, None])[:, 0]
     hit_noisy = (pred == noisy_labels).to(torch.float64)
     hit_clean = (pred == clean_labels).to(torch.float64)
     is_noisy = noisy_labels != clean_labels

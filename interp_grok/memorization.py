@@ -11,19 +11,17 @@ from __future__ import annotations
 
 import torch
 
-from .model import per_example_cross_entropy
-
 
 def example_stats(logits: torch.Tensor, noisy: torch.Tensor, clean: torch.Tensor) -> dict[str, torch.Tensor]:
     """Per-example statistics for logits [n, p] and labels [n]: pred, margin, nll_noisy, nll_clean."""
-    pred = logits.argmax(-1)
     z_label = logits.gather(-1, noisy[:, None])[:, 0]
     others = logits.scatter(-1, noisy[:, None], float("-inf"))
+    log_probs = logits.to(torch.float64).log_softmax(-1)
     return {
-        "pred": pred,
+        "pred": logits.argmax(-1),
         "margin": z_label - others.max(-1).values,
-        "nll_noisy": per_example_cross_entropy(logits, noisy),
-        "nll_clean": per_example_cross_entropy(logits, clean),
+        "nll_noisy": -log_probs.gather(-1, noisy[:, None])[:, 0],
+        "nll_clean": -log_probs.gather(-1, clean[:, None])[:, 0],
     }
 
 

@@ -37,6 +37,11 @@ def _floor_lines(ax, floor: dict, labels: bool = True) -> None:
                    label=f"-log P(X=0) = {floor['nll_clean']:.3f}: Bayes loss vs clean labels" if labels else None)
 
 
+def _freqs(keys, limit: int = 10) -> str:
+    keys = [int(k) for k in keys]
+    return str(keys) if len(keys) <= limit else f"[{', '.join(map(str, keys[:limit]))}, ... ({len(keys)} in all)]"
+
+
 def _title(fig: Figure, run_name: str, what: str) -> None:
     fig.suptitle(f"{what} — {run_name}", fontsize=11)
 
@@ -72,7 +77,7 @@ def plot_spectrum_heatmap(an: Analysis, run_name: str = "") -> Figure:
         fig.colorbar(mesh, ax=ax, label="N_k = ||(F W_E)[cos k, sin k]||")
         _epoch_axis(ax)
         ax.set_ylabel("frequency k")
-        for k in an.key_freqs.tolist():
+        for k in an.key_freqs.tolist() if an.key_freqs.numel() <= 12 else []:
             ax.annotate(f"{k}", xy=(1.0, k), xycoords=("axes fraction", "data"), xytext=(3, 0),
                         textcoords="offset points", va="center", fontsize=7, color="C3")
         _title(fig, run_name, "W_E Fourier spectrum over training (key frequencies marked right)")
@@ -87,7 +92,7 @@ def plot_spectrum_final(an: Analysis, run_name: str = "") -> Figure:
         k = np.arange(1, len(norms) + 1)
         is_key = np.isin(k, an.key_freqs.numpy())
         ax.bar(k[~is_key], norms[~is_key], color="0.6", label="other frequencies")
-        ax.bar(k[is_key], norms[is_key], color="C3", label=f"key frequencies {an.key_freqs.tolist()}")
+        ax.bar(k[is_key], norms[is_key], color="C3", label=f"key frequencies {_freqs(an.key_freqs)}")
         src = an.key_freq_source
         if src.get("rule") != "user":
             ax.axhline(src["threshold"] * norms.max(), color="C3", ls=":", lw=1,
@@ -117,7 +122,7 @@ def plot_restricted_excluded(an: Analysis, floor: dict, run_name: str = "") -> F
         ax.set_ylabel("cross-entropy (nats)")
         _epoch_axis(ax)
         ax.legend(loc="best")
-        _title(fig, run_name, f"Restricted / excluded loss, key frequencies {an.key_freqs.tolist()}")
+        _title(fig, run_name, f"Restricted / excluded loss, key frequencies {_freqs(an.key_freqs)}")
     return fig
 
 

@@ -13,7 +13,9 @@ from safetensors.torch import load_file
 
 from interp_grok import rundir
 from interp_grok.analyze import PROGRESS_COLUMNS, analyze_run, read_analysis
+from interp_grok.circuits import excluded_loss, restricted_loss
 from interp_grok.fourier import frequency_norms
+from interp_grok.model import grid_logits
 
 
 @pytest.fixture()
@@ -57,6 +59,15 @@ def test_outputs(analyzed):
     last_eval = rundir.read_metrics(analyzed)[-1]
     for k in ("train_loss", "test_loss", "test_acc_clean", "train_noisy_memorized_frac"):
         assert float(rows[-1][k]) == pytest.approx(last_eval[k], rel=1e-5, abs=1e-9)
+    # the pipeline's one-projection shortcut equals the public functions
+    run = rundir.load_run(analyzed)
+    logits = grid_logits(run.params(120), "relu")
+    keys, ds = ef["key_freqs"], run.dataset
+    assert float(rows[-1]["restricted_loss"]) == pytest.approx(restricted_loss(logits, keys, ds.noisy_labels).item())
+    assert float(rows[-1]["restricted_loss_clean"]) == pytest.approx(
+        restricted_loss(logits, keys, ds.clean_labels).item())
+    assert float(rows[-1]["excluded_loss"]) == pytest.approx(
+        excluded_loss(logits, keys, ds.noisy_labels, ds.train_idx).item())
     figs = sorted(p.name for p in (a / "figures").glob("*.png"))
     assert figs == ["losses.png", "memorization.png", "restricted_excluded.png", "spectrum_final.png",
                     "spectrum_heatmap.png", "weight_norms.png"]
@@ -138,3 +149,22 @@ def test_corrupt_config(run_copy, capsys):
     (run_copy / "config.json").write_text("{not json")
     assert run_cli("analyze", run_copy) == 1
     assert "config.json: not valid JSON" in _one_line_error(capsys)
+
+
+def test_trimmed_run_keeps_its_full_analysis(run_copy, capsys):
+    assert run_cli("analyze", run_copy, "--no-figures") == 0
+    full = read_analysis(rundir.load_run(run_copy))
+    for e in rundir.checkpoint_epochs_on_disk(run_copy):
+        if e not in (0, 30, 120):
+            rundir.checkpoint_path(run_copy, e).unlink()
+    run = rundir.load_run(run_copy)
+    assert run.checkpoint_epochs == [0, 30, 120]
+    assert run.params(30)["W_in"].shape == (32, 64)
+    assert run_cli("analyze", run_copy, "--no-figures") == 0
+    kept = read_analysis(rundir.load_run(run_copy))
+    assert kept.rows == full.rows and torch.equal(kept.norms, full.norms)
+    # --force recomputes from what is on disk, and agrees with the full analysis there
+    assert run_cli("analyze", run_copy, "--no-figures", "--force") == 0
+    forced = read_analysis(rundir.load_run(run_copy))
+    assert forced.epochs.tolist() == [0, 30, 120]
+    assert forced.rows == [r for r in full.rows if r["epoch"] in (0, 30, 120)]
