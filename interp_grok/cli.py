@@ -265,12 +265,15 @@ def _print_summary(run, an, out: Path, figures: list[Path], wall: float) -> None
     print(f"key frequencies: {s['key_freqs']} ({how}); they carry {100 * s['key_freq_share_of_W_E_norm2']:.1f}% "
           f"of ||W_E||^2; Gini {f['gini_W_E']:.3f}")
     print(f"final epoch {s['final_epoch']}: train loss {f['train_loss']:.4g}, test loss {f['test_loss']:.4g} "
-          f"(floor H(X) = {fl['entropy']:.3f}); test acc vs noisy {f['test_acc_noisy']:.3f} "
+          f"(floor H(X) = {abs(fl['entropy']):.3f}); test acc vs noisy {f['test_acc_noisy']:.3f} "
           f"(best possible {fl['p_mode']:.3f}), vs clean {f['test_acc_clean']:.3f}")
     print("clean test accuracy first >= 95%: " + (f"epoch {first}" if first is not None else "never"))
-    print(f"noisy training labels still memorized: {f['train_noisy_memorized_frac']:.3f} "
-          f"(corrected to the clean label: {f['train_noisy_corrected_frac']:.3f}); "
-          f"clean-labelled train fit: {f['train_clean_acc']:.3f}")
+    if run.dataset.is_noisy[run.dataset.train_idx].any():
+        print(f"noisy training labels still memorized: {f['train_noisy_memorized_frac']:.3f} "
+              f"(corrected to the clean label: {f['train_noisy_corrected_frac']:.3f}); "
+              f"clean-labelled train fit: {f['train_clean_acc']:.3f}")
+    else:
+        print(f"no noisy training labels in this run; train fit {f['train_clean_acc']:.3f}")
     print(f"restricted loss {f['restricted_loss']:.4g} (clean labels {f['restricted_loss_clean']:.4g}), "
           f"excluded loss {f['excluded_loss']:.4g}")
     print(f"wrote {out}/" + (f" and {len(figures)} figures in {out / 'figures'}/" if figures else ""))

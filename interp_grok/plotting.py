@@ -164,7 +164,7 @@ def plot_memorization(an: Analysis, floor: dict, xs: list[int], run_name: str = 
                    label=f"P(X = mode) = {floor['p_mode']:.3f}: best test acc vs noisy labels")
         ax.set_ylabel("fraction")
         ax.set_ylim(-0.02, 1.02)
-        ax.legend(loc="best")
+        ax.legend(loc="upper left")  # curves start low at the left: keep the legend there
         _epoch_axis(ax)
         ax = axes[1]
         for i, x in enumerate(xs):
@@ -174,7 +174,7 @@ def plot_memorization(an: Analysis, floor: dict, xs: list[int], run_name: str = 
         ax.set_ylabel("memorized fraction of noisy train labels")
         ax.set_ylim(-0.02, 1.02)
         if xs:
-            ax.legend(loc="best", title="label noise")
+            ax.legend(loc="upper left", title="label noise")
         else:
             ax.text(0.5, 0.5, "no noisy labels in this run", transform=ax.transAxes, ha="center")
         _epoch_axis(ax)
