@@ -16,13 +16,9 @@ import sys
 from pathlib import Path
 
 from interp_grok import rundir
-from interp_grok.analyze import Analysis, read_analysis
+from interp_grok.analyze import Analysis, landmarks, read_analysis
 
 HERE = Path(__file__).parent
-
-
-def _first(an: Analysis, column: str, at_least: float) -> int | None:
-    return next((r["epoch"] for r in an.rows if r[column] >= at_least), None)
 
 
 def _nearest(epochs: list[int], target: float) -> int:
@@ -30,18 +26,18 @@ def _nearest(epochs: list[int], target: float) -> int:
 
 
 def choose_checkpoints(an: Analysis) -> dict[str, int]:
-    """Named checkpoints read off the curves of one analysis.
+    """Named checkpoints read off the curves with interp_grok.analyze.landmarks.
 
-    init: epoch 0. end of memorization: first checkpoint fitting >= 99 % of the training labels
-    (noisy ones included). after generalization: first checkpoint with clean test accuracy
-    >= 95 % (absent when the run never gets there). mid circuit formation: the checkpoint
-    nearest the geometric middle between those two, or between memorization and the end when
-    the run does not generalize. final: the last checkpoint.
+    init: epoch 0. end of memorization: first checkpoint fitting >= 99 % of the training labels.
+    after generalization: first checkpoint with clean test accuracy >= 95 % (absent when the run
+    never gets there). mid circuit formation: the checkpoint nearest the geometric middle between
+    those two (between memorization and the end when the run does not generalize). final.
     """
     epochs = an.epochs.tolist()
     final = epochs[-1]
-    memorized = _first(an, "train_acc", 0.99) or final
-    general = _first(an, "test_acc_clean", 0.95)
+    marks = landmarks(an)
+    memorized = marks["memorized"] or final
+    general = marks["generalized"]
     mid = _nearest(epochs, (max(memorized, 1) * (general or final)) ** 0.5)
     chosen = {"init": 0, "end_of_memorization": memorized, "mid_circuit_formation": mid}
     if general is not None:

@@ -198,6 +198,28 @@ def analyze_run(
     return an
 
 
+def landmarks(an: Analysis) -> dict[str, int | None]:
+    """Epochs that mark the phases, read off the analysis (None where a run never gets there).
+
+    memorized: first checkpoint fitting >= 99 % of the training labels (noisy ones included).
+    peak_weight_norm: checkpoint of the largest sum of squared weights.
+    excluded_min: checkpoint of the smallest excluded loss at or after memorization — where the
+    circuit starts to carry the training fit (Nanda's circuit formation begins).
+    generalized: first checkpoint with clean test accuracy >= 95 %.
+    """
+    epochs = an.epochs.tolist()
+    memorized = next((r["epoch"] for r in an.rows if r["train_acc"] >= 0.99), None)
+    sq = an.column("sum_sq_weights")
+    excl = an.column("excluded_loss")
+    start = epochs.index(memorized) if memorized is not None else 0
+    return {
+        "memorized": memorized,
+        "peak_weight_norm": epochs[int(sq.argmax())],
+        "excluded_min": epochs[start + int(excl[start:].argmin())],
+        "generalized": next((r["epoch"] for r in an.rows if r["test_acc_clean"] >= 0.95), None),
+    }
+
+
 def fit_matrix(run: rundir.Run, an: Analysis) -> torch.Tensor:
     """bool [T, n_train]: whether each training example's noisy label is predicted."""
     y = run.dataset.noisy_labels[run.dataset.train_idx]

@@ -13,6 +13,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from .analyze import Analysis, x_column  # noqa: E402
@@ -179,6 +180,71 @@ def plot_memorization(an: Analysis, floor: dict, xs: list[int], run_name: str = 
             ax.text(0.5, 0.5, "no noisy labels in this run", transform=ax.transAxes, ha="center")
         _epoch_axis(ax)
         _title(fig, run_name, "Memorization of noisy vs clean training labels")
+    return fig
+
+
+# ------------------------------------------------------------------ several runs
+
+
+def plot_compare(analyses: dict[str, Analysis], columns: list[tuple[str, str]], title: str,
+                 logy: bool = False, floors: dict[str, float] | None = None) -> Figure:
+    """One panel per (column, y label), one line per run (label -> Analysis), shared epoch axis.
+
+    ``floors`` (label -> value) draws each run's reference level as a dotted line in its color.
+    """
+    with plt.rc_context(STYLE):
+        fig, axes = plt.subplots(1, len(columns), figsize=(4.2 * len(columns) + 1, 3.8), layout="constrained",
+                                 squeeze=False)
+        for ax, (col, ylabel) in zip(axes[0], columns):
+            for i, (label, an) in enumerate(analyses.items()):
+                ax.plot(an.epochs.numpy(), an.column(col).numpy(), color=f"C{i}", label=label)
+                if floors and label in floors:
+                    ax.axhline(floors[label], color=f"C{i}", ls=":", lw=1)
+            if logy:
+                ax.set_yscale("log")
+            ax.set_ylabel(ylabel)
+            _epoch_axis(ax)
+        axes[0][0].legend(loc="best")
+        fig.suptitle(title, fontsize=11)
+    return fig
+
+
+def plot_final_spectra(analyses: dict[str, Analysis], p: int, noise: dict[str, int]) -> Figure:
+    """Final N_k / max_k N_k of W_E per run, key frequencies as dots, and the label-noise damping
+    cos(pi k / p)^n of frequency k in the targets (science.md section 6) as a dashed line."""
+    with plt.rc_context(STYLE):
+        fig, ax = plt.subplots(figsize=(8, 4), layout="constrained")
+        for i, (label, an) in enumerate(analyses.items()):
+            norms = an.norms[-1].numpy()
+            k = np.arange(1, len(norms) + 1)
+            ax.plot(k, norms / norms.max(), color=f"C{i}", lw=1.2, label=f"{label}: key {_freqs(an.key_freqs)}")
+            keys = an.key_freqs.numpy()
+            ax.plot(keys, norms[keys - 1] / norms.max(), "o", color=f"C{i}", ms=5)
+            if noise.get(label):
+                ax.plot(k, np.abs(np.cos(np.pi * k / p)) ** noise[label], color=f"C{i}", ls="--", lw=0.8)
+        ax.set_xlabel("frequency k")
+        ax.set_ylabel("N_k / max N_k at the final checkpoint")
+        ax.legend(loc="upper right")
+        fig.suptitle("Final W_E spectra (dots: key frequencies; dashed: |cos(pi k/p)|^n label damping)", fontsize=11)
+    return fig
+
+
+def plot_fit_epochs(first_fit: dict[str, torch.Tensor], title: str) -> Figure:
+    """Histograms (log-spaced bins) of the epoch at which each group of examples is first fit."""
+    with plt.rc_context(STYLE):
+        fig, ax = plt.subplots(figsize=(7, 3.8), layout="constrained")
+        fitted = [v[v >= 0].numpy() for v in first_fit.values()]
+        hi = max((f.max() for f in fitted if f.size), default=1)
+        bins = np.concatenate([[0, 1], np.geomspace(1, hi + 1, 30)[1:]])
+        for i, (label, f) in enumerate(zip(first_fit, fitted)):
+            never = int((first_fit[label] < 0).sum())
+            ax.hist(f, bins=bins, histtype="step", lw=1.5, color=f"C{i}", density=False,
+                    label=f"{label} (n = {len(first_fit[label])}, never fit: {never})")
+        ax.set_xscale("symlog", linthresh=1, linscale=0.3)
+        ax.set_xlabel("first checkpoint epoch at which pred = noisy label")
+        ax.set_ylabel("training examples")
+        ax.legend(loc="upper left")
+        fig.suptitle(title, fontsize=11)
     return fig
 
 

@@ -1,0 +1,51 @@
+# %% [markdown]
+# # How the embedding's Fourier spectrum forms — and whether key frequencies skew low with noise
+#
+# Jupytext percent format: open as a notebook, or run as `python analyses/01_embedding_spectrum.py`.
+# It reads the reference runs in `checkpoints/` (never trains) and writes its figures to
+# `docs/figures/`. Definitions: `docs/measurements.md` §2.
+#
+# science.md §6 predicts that label noise damps frequency k of the targets by cos(πk/p)ⁿ, so
+# as n grows the key frequencies should skew low. Below, each run's final spectrum is drawn
+# with that damping curve, and the key frequencies' mean |k| is printed per run.
+
+# %%
+import torch
+
+from interp_grok import plotting
+from interp_grok.reference import figures_dir, load_reference_runs
+
+runs = load_reference_runs()
+out = figures_dir()
+p = next(iter(runs.values()))[0].config.p
+
+# %% [markdown]
+# ## The spectrum over training, run by run
+
+# %%
+for n, (run, an) in runs.items():
+    fig = plotting.plot_spectrum_heatmap(an, run_name=f"n = {n}")
+    plotting.save_figure(fig, out / f"spectrum_heatmap_n{n}.png")
+
+# %% [markdown]
+# ## Final spectra across noise levels, with the label damping cos(πk/p)ⁿ
+
+# %%
+analyses = {f"n = {n}": an for n, (_, an) in runs.items()}
+fig = plotting.plot_final_spectra(analyses, p, {f"n = {n}": n for n in runs})
+plotting.save_figure(fig, out / "final_spectra_by_noise.png")
+
+fig = plotting.plot_compare(analyses, [("gini_W_E", "Gini of N_k (W_E)")], "Spectral sparsity of W_E over training")
+plotting.save_figure(fig, out / "gini_by_noise.png")
+
+# %%
+print(f"{'n':>3} {'key frequencies':<40} {'mean k':>7} {'share of ||W_E||^2':>19} {'Gini':>6}")
+for n, (run, an) in runs.items():
+    keys = an.key_freqs
+    share = an.summary["key_freq_share_of_W_E_norm2"]
+    mean_k = keys.double().mean().item() if keys.numel() else float("nan")
+    shown = str(keys.tolist()) if keys.numel() <= 8 else f"{keys.numel()} frequencies (flat spectrum)"
+    print(f"{n:>3} {shown:<40} {mean_k:7.1f} {share:19.3f} {an.rows[-1]['gini_W_E']:6.3f}")
+    damping = torch.cos(torch.pi * keys.double() / p).abs() ** n
+    if n and keys.numel() <= 8:
+        print(f"    label damping |cos(pi k/p)|^{n} at the key frequencies: {[round(d, 3) for d in damping.tolist()]}")

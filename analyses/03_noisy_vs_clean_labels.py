@@ -1,0 +1,54 @@
+# %% [markdown]
+# # What happens to noisy versus clean training labels
+#
+# Jupytext percent format; run as `python analyses/03_noisy_vs_clean_labels.py`. Reads the
+# reference runs in `checkpoints/`, writes figures to `docs/figures/`. Measurements:
+# `docs/measurements.md` §5.
+#
+# A training example is *noisy* when the noise changed its label (X ≠ 0). For each noisy run:
+# does the network fit the noisy labels (memorize), predict the clean label instead (correct),
+# and does it later forget memorized labels (Doshi et al.'s inversion)? When is each example
+# first fit, and how often is it forgotten?
+
+# %%
+import torch
+
+from interp_grok import plotting
+from interp_grok.analyze import fit_matrix, x_value_columns
+from interp_grok.memorization import first_fit_epoch, forgetting_events, predicted_shift
+from interp_grok.reference import figures_dir, load_reference_runs
+
+runs = {n: r for n, r in load_reference_runs().items() if n > 0}
+out = figures_dir()
+
+# %%
+for n, (run, an) in runs.items():
+    fig = plotting.plot_memorization(an, an.summary["noise_floor"], x_value_columns(run.dataset.noise), f"n = {n}")
+    plotting.save_figure(fig, out / f"memorization_n{n}.png")
+
+# %% [markdown]
+# ## First fit and forgetting, noisy versus clean examples
+
+# %%
+for n, (run, an) in runs.items():
+    ds = run.dataset
+    fit = fit_matrix(run, an)
+    first = first_fit_epoch(fit, an.epochs)
+    forgot = forgetting_events(fit)
+    noisy = ds.is_noisy[ds.train_idx]
+    fig = plotting.plot_fit_epochs({"clean-labelled": first[~noisy], "noisy-labelled": first[noisy]},
+                                   f"When training examples are first fit — n = {n}")
+    plotting.save_figure(fig, out / f"first_fit_n{n}.png")
+    pred = an.memo["pred"][-1].to(torch.int64)
+    shift = predicted_shift(pred, ds.a[ds.train_idx], ds.b[ds.train_idx], run.config.p)
+    x = ds.noise[ds.train_idx]
+    print(f"n = {n}: {int(noisy.sum())} noisy of {noisy.numel()} training labels")
+    print(f"  median first-fit epoch: clean {first[~noisy].median().item()}, noisy {first[noisy].median().item()}")
+    print(f"  examples with a forgetting event: clean {(forgot[~noisy] > 0).double().mean():.3f}, "
+          f"noisy {(forgot[noisy] > 0).double().mean():.3f}")
+    print(f"  final margin (z_noisy - max other), median: clean {an.memo['margin'][-1][~noisy].median():.2f}, "
+          f"noisy {an.memo['margin'][-1][noisy].median():.2f}")
+    for v in sorted(x.unique().tolist()):
+        sel = x == v
+        print(f"  X = {v:+d}: {int(sel.sum()):4d} examples, final predicted shift = X for "
+              f"{(shift[sel] == v).double().mean():.3f}, = 0 (clean) for {(shift[sel] == 0).double().mean():.3f}")
