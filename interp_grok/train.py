@@ -20,10 +20,10 @@ import numpy as np
 import torch
 
 from . import rundir
-from .config import Config, ConfigError
+from .config import Config
 from .data import Dataset, make_dataset
 from .evaluation import grid_metrics
-from .model import PARAM_NAMES, SimpleMLP, cross_entropy, param_shapes
+from .model import SimpleMLP, cross_entropy
 
 ProgressFn = Callable[[int, dict], None]
 
@@ -84,10 +84,10 @@ def _dataset_from_tensors(p: int, t: dict[str, torch.Tensor]) -> Dataset:
     return Dataset(p=p, noise=t["noise"], train_idx=t["train_idx"], test_idx=t["test_idx"])
 
 
-def _make_optimizer(model: SimpleMLP, config: Config, device: torch.device) -> torch.optim.AdamW:
+def _make_optimizer(model: SimpleMLP, config: Config) -> torch.optim.AdamW:
     return torch.optim.AdamW(
         model.parameters(), lr=config.lr, betas=config.betas, eps=config.adam_eps,
-        weight_decay=config.weight_decay, foreach=False, fused=True,
+        weight_decay=config.weight_decay, foreach=False, fused=True,  # one kernel for all params
     )
 
 
@@ -197,9 +197,10 @@ def _setup(device: str, threads: int | None) -> torch.device:
     return dev
 
 
-def _run(config, out, dataset, dev, start, state, progress, t_start) -> TrainResult:
+def _run(config: Config, out: Path, dataset: Dataset, dev: torch.device, start: int,
+         state: dict[str, torch.Tensor] | None, progress: ProgressFn | None, t_start: float) -> TrainResult:
     model = SimpleMLP.from_config(config).to(dev)
-    opt = _make_optimizer(model, config, dev)
+    opt = _make_optimizer(model, config)
     if state is not None:
         _load_state(model, opt, state, dev)
 
@@ -265,11 +266,3 @@ def _extend(stored: Config, epochs: int, start: int) -> Config:
     )
     return new
 
-
-def load_params(run: Path, epoch: int, config: Config) -> dict[str, torch.Tensor]:
-    shapes = param_shapes(config.p, config.d_model, config.d_mlp)
-    _, params = rundir.read_checkpoint(rundir.checkpoint_path(run, epoch), shapes)
-    return params
-
-
-__all__ = ["train", "resume", "TrainResult", "TrainError", "ConfigError", "resolve_device", "PARAM_NAMES"]
