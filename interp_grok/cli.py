@@ -125,8 +125,10 @@ def _cmd_train(args) -> int:
     print(
         f"done {result.run_dir}: epoch {f['epoch']} | train loss {f['train_loss']:.4g} "
         f"acc {f['train_acc']:.3f} | test loss {f['test_loss']:.4g} | test acc noisy "
-        f"{f['test_acc_noisy']:.3f} clean {f['test_acc_clean']:.3f} | noisy train labels memorized "
-        f"{f['train_noisy_memorized_frac']:.3f} | {_fmt_duration(result.wall_s)}"
+        f"{f['test_acc_noisy']:.3f} clean {f['test_acc_clean']:.3f} | "
+        + (f"noisy train labels memorized {f['train_noisy_memorized_frac']:.3f} | "
+           if f["train_noisy_memorized_frac"] == f["train_noisy_memorized_frac"] else "")  # NaN: no noisy labels
+        + _fmt_duration(result.wall_s)
     )
     return 0
 

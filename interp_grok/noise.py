@@ -27,8 +27,8 @@ def noise_floor(n: int, p_bin: float, p: int) -> dict[str, float]:
     nz = pmf[pmf > 0]
     p0 = pmf[0].item()
     return {
-        "entropy": max(0.0, float(-(nz * nz.log()).sum())),  # no -0.0 for noise-free runs
+        "entropy": 0.0 - float((nz * nz.log()).sum()),  # 0.0 - x: no -0.0 for noise-free runs
         "p_zero": p0,
-        "nll_clean": -math.log(p0) if p0 > 0 else math.inf,
+        "nll_clean": 0.0 - math.log(p0) if p0 > 0 else math.inf,
         "p_mode": pmf.max().item(),
     }

@@ -38,6 +38,12 @@ def _floor_lines(ax, floor: dict, labels: bool = True) -> None:
                    label=f"-log P(X=0) = {floor['nll_clean']:.3f}: Bayes loss vs clean labels" if labels else None)
 
 
+def _lines(ax, an: Analysis, specs: list[tuple[str, str, str, str]]) -> None:
+    """One line per (progress column, label, color, linestyle) against the checkpoint epochs."""
+    for col, label, color, ls in specs:
+        ax.plot(an.epochs.numpy(), an.column(col).numpy(), color=color, ls=ls, label=label)
+
+
 def _freqs(keys, limit: int = 10) -> str:
     keys = [int(k) for k in keys]
     return str(keys) if len(keys) <= limit else f"[{', '.join(map(str, keys[:limit]))}, ... ({len(keys)} in all)]"
@@ -51,12 +57,10 @@ def plot_losses(an: Analysis, floor: dict, run_name: str = "") -> Figure:
     """Train and test loss against the noisy and the clean labels, with the noise floor."""
     with plt.rc_context(STYLE):
         fig, ax = plt.subplots(figsize=(7, 4.2), layout="constrained")
-        e = an.epochs.numpy()
-        for col, label, color, ls in [
+        _lines(ax, an, [
             ("train_loss", "train, noisy labels", "C0", "-"), ("train_loss_clean", "train, clean labels", "C0", "--"),
             ("test_loss", "test, noisy labels", "C3", "-"), ("test_loss_clean", "test, clean labels", "C3", "--"),
-        ]:
-            ax.plot(e, an.column(col).numpy(), color=color, ls=ls, label=label)
+        ])
         _floor_lines(ax, floor)
         ax.set_yscale("log")
         ax.set_ylabel("cross-entropy (nats, float64)")
@@ -109,15 +113,13 @@ def plot_restricted_excluded(an: Analysis, floor: dict, run_name: str = "") -> F
     """Restricted, excluded and full loss over training (science.md §3)."""
     with plt.rc_context(STYLE):
         fig, ax = plt.subplots(figsize=(7, 4.2), layout="constrained")
-        e = an.epochs.numpy()
-        for col, label, color, ls in [
+        _lines(ax, an, [
             ("train_loss", "train loss (noisy labels)", "C0", "-"),
             ("test_loss", "test loss (noisy labels)", "C3", "-"),
             ("restricted_loss", "restricted loss, all pairs, noisy labels", "C2", "-"),
             ("restricted_loss_clean", "restricted loss, all pairs, clean labels", "C2", "--"),
             ("excluded_loss", "excluded loss, train, noisy labels", "C1", "-"),
-        ]:
-            ax.plot(e, an.column(col).numpy(), color=color, ls=ls, label=label)
+        ])
         _floor_lines(ax, floor, labels=False)
         ax.set_yscale("log")
         ax.set_ylabel("cross-entropy (nats)")
@@ -153,14 +155,13 @@ def plot_memorization(an: Analysis, floor: dict, xs: list[int], run_name: str = 
         fig, axes = plt.subplots(1, 2, figsize=(11, 4), layout="constrained")
         e = an.epochs.numpy()
         ax = axes[0]
-        for col, label, color, ls in [
+        _lines(ax, an, [
             ("train_clean_acc", "clean-labelled train: fit", "C0", "-"),
             ("train_noisy_memorized_frac", "noisy-labelled train: memorized (pred = noisy label)", "C3", "-"),
             ("train_noisy_corrected_frac", "noisy-labelled train: corrected (pred = clean label)", "C2", "-"),
             ("test_acc_clean", "test accuracy vs clean labels", "k", "--"),
             ("test_acc_noisy", "test accuracy vs noisy labels", "0.5", "--"),
-        ]:
-            ax.plot(e, an.column(col).numpy(), color=color, ls=ls, label=label)
+        ])
         ax.axhline(floor["p_mode"], color="0.5", ls=":", lw=1,
                    label=f"P(X = mode) = {floor['p_mode']:.3f}: best test acc vs noisy labels")
         ax.set_ylabel("fraction")

@@ -18,6 +18,7 @@ Nothing here unpickles: safetensors and JSON only.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import tempfile
@@ -74,8 +75,19 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode())
 
 
+def jsonable(obj):
+    """obj with NaN and infinities replaced by None, so the JSON is strict (readable anywhere)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    return obj
+
+
 def atomic_write_json(path: Path, obj) -> None:
-    text = json.dumps(obj, indent=2)
+    text = json.dumps(jsonable(obj), indent=2, allow_nan=False)
     # lists of numbers on one line: config.json stays readable with 100 checkpoint epochs
     text = re.sub(r"\[\s*([-+.\deE,\s]+?)\s*\]",
                   lambda m: "[" + ", ".join(m.group(1).replace(",", " ").split()) + "]", text)
@@ -215,6 +227,10 @@ def read_checkpoint(path: Path, shapes: dict[str, tuple[int, ...]]) -> tuple[int
 # ---------------------------------------------------------------- metrics
 
 
+def _jsonl(records: Iterable[dict]) -> str:
+    return "".join(json.dumps(jsonable(r), allow_nan=False) + "\n" for r in records)
+
+
 class MetricsWriter:
     """Append-only JSONL writer; each write is flushed so a reader sees complete lines."""
 
@@ -222,7 +238,7 @@ class MetricsWriter:
         self._f = open(Path(run) / METRICS, "a", encoding="utf-8")
 
     def write(self, records: Iterable[dict]) -> None:
-        self._f.write("".join(json.dumps(r) + "\n" for r in records))
+        self._f.write(_jsonl(records))
         self._f.flush()
 
     def close(self) -> None:
@@ -261,7 +277,7 @@ def truncate_metrics(run: Path, epoch: int) -> None:
             kept.append(r)
         elif r["kind"] == "train" and r["epoch"] < epoch:
             kept.append({**r, "train_loss": r["train_loss"][: epoch - r["epoch"]]})
-    atomic_write_text(Path(run) / METRICS, "".join(json.dumps(r) + "\n" for r in kept))
+    atomic_write_text(Path(run) / METRICS, _jsonl(kept))
 
 
 def train_losses(records: list[dict]) -> tuple[list[int], list[float]]:

@@ -151,3 +151,19 @@ def test_resume_of_a_non_run_and_conflicting_flags(tmp_path, tiny_run, capsys):
     assert "not a run directory" in capsys.readouterr().err
     assert run_cli("train", "--resume", "--out", tiny_run, "--noise", "8") == 2
     assert "only --epochs may change" in capsys.readouterr().err
+
+
+def test_noise_free_run_writes_strict_json(tmp_path, capsys):
+    out = tmp_path / "n0"
+    small = [a if a != "120" else "10" for a in TINY]
+    assert run_cli("train", *small, "--noise", "0", "--out", out) == 0
+    assert "memorized" not in capsys.readouterr().out  # no noisy labels: nothing to report
+
+    def no_nan(token):
+        raise AssertionError(f"non-standard JSON constant {token}")
+
+    for line in (out / "metrics.jsonl").read_text().splitlines():
+        rec = json.loads(line, parse_constant=no_nan)
+    assert rec["kind"] == "eval" and rec["train_noisy_memorized_frac"] is None
+    assert run_cli("analyze", out, "--no-figures") == 0
+    json.loads((out / "analysis" / "summary.json").read_text(), parse_constant=no_nan)
