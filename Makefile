@@ -26,7 +26,7 @@ demo: install
 
 test: install
 	$(BIN)/python -m pytest -q
-	$(BIN)/ruff check interp_grok tests benchmarks
+	$(BIN)/ruff check interp_grok tests benchmarks analyses checkpoints
 
 bench: install
 	$(BIN)/python benchmarks/bench_train.py

@@ -23,7 +23,7 @@ p = next(iter(runs.values()))[0].config.p
 # ## The spectrum over training, run by run
 
 # %%
-for n, (run, an) in runs.items():
+for n, (_run, an) in runs.items():
     fig = plotting.plot_spectrum_heatmap(an, run_name=f"n = {n}")
     plotting.save_figure(fig, out / f"spectrum_heatmap_n{n}.png")
 
@@ -40,7 +40,7 @@ plotting.save_figure(fig, out / "gini_by_noise.png")
 
 # %%
 print(f"{'n':>3} {'key frequencies':<40} {'mean k':>7} {'share of ||W_E||^2':>19} {'Gini':>6}")
-for n, (run, an) in runs.items():
+for n, (_run, an) in runs.items():
     keys = an.key_freqs
     share = an.summary["key_freq_share_of_W_E_norm2"]
     mean_k = keys.double().mean().item() if keys.numel() else float("nan")

@@ -19,9 +19,10 @@ runs = load_reference_runs()
 out = figures_dir()
 
 # %%
-for n, (run, an) in runs.items():
+for n, (_run, an) in runs.items():
     floor = an.summary["noise_floor"]
-    plotting.save_figure(plotting.plot_restricted_excluded(an, floor, f"n = {n}"), out / f"restricted_excluded_n{n}.png")
+    fig = plotting.plot_restricted_excluded(an, floor, f"n = {n}")
+    plotting.save_figure(fig, out / f"restricted_excluded_n{n}.png")
     plotting.save_figure(plotting.plot_weight_norms(an, f"n = {n}"), out / f"weight_norms_n{n}.png")
     plotting.save_figure(plotting.plot_losses(an, floor, f"n = {n}"), out / f"losses_n{n}.png")
 
@@ -35,7 +36,7 @@ for n, (run, an) in runs.items():
 # %%
 print(f"{'n':>3} {'memorized':>10} {'peak Σθ²':>9} {'excl. min':>10} {'generalized':>12}   final Σθ², "
       "restricted / full / excluded loss (noisy labels)")
-for n, (run, an) in runs.items():
+for n, (_run, an) in runs.items():
     m = landmarks(an)
     last = an.rows[-1]
     print(f"{n:>3} {m['memorized']!s:>10} {m['peak_weight_norm']!s:>9} {m['excluded_min']!s:>10} "

@@ -33,7 +33,7 @@ plotting.save_figure(fig, out / "weights_excluded_by_noise.png")
 # %%
 print(f"{'n':>3} {'epochs':>7} {'test acc clean':>15} {'test acc noisy':>15} {'(best)':>7} {'test loss':>10} "
       f"{'H(X)':>6} {'memorized':>10} {'corrected':>10} {'generalized at':>15}")
-for n, (run, an) in runs.items():
+for n, (_run, an) in runs.items():
     last, fl = an.rows[-1], an.summary["noise_floor"]
     mem = "-" if n == 0 else f"{last['train_noisy_memorized_frac']:.3f}"
     cor = "-" if n == 0 else f"{last['train_noisy_corrected_frac']:.3f}"
