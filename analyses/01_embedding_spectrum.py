@@ -12,7 +12,7 @@
 # %%
 import torch
 
-from interp_grok import plotting
+from interp_grok import key_frequencies, plotting
 from interp_grok.reference import figures_dir, load_reference_runs
 
 runs = load_reference_runs()
@@ -46,6 +46,9 @@ for n, (_run, an) in runs.items():
     mean_k = keys.double().mean().item() if keys.numel() else float("nan")
     shown = str(keys.tolist()) if keys.numel() <= 8 else f"{keys.numel()} frequencies (flat spectrum)"
     print(f"{n:>3} {shown:<40} {mean_k:7.1f} {share:19.3f} {an.rows[-1]['gini_W_E']:6.3f}")
-    damping = torch.cos(torch.pi * keys.double() / p).abs() ** n
-    if n and keys.numel() <= 8:
-        print(f"    label damping |cos(pi k/p)|^{n} at the key frequencies: {[round(d, 3) for d in damping.tolist()]}")
+    # the default threshold (0.25 x max) marks a partly formed spectrum as flat; a stricter one
+    # shows which frequencies stand out (the rule is fixed a priori; this is a sensitivity check)
+    strict = key_frequencies(an.norms[-1], threshold=0.5)
+    damping = torch.cos(torch.pi * strict.double() / p).abs() ** n
+    print(f"    threshold 0.5: {strict.tolist()}; label damping |cos(pi k/p)|^{n} there: "
+          f"{[round(d, 3) for d in damping.tolist()]}")

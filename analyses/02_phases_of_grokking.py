@@ -11,7 +11,7 @@
 # each run's curves; the table below is what the committed runs show.
 
 # %%
-from interp_grok import plotting
+from interp_grok import grid_logits, plotting, restricted_logits
 from interp_grok.analyze import landmarks
 from interp_grok.reference import figures_dir, load_reference_runs
 
@@ -42,3 +42,20 @@ for n, (_run, an) in runs.items():
     print(f"{n:>3} {m['memorized']!s:>10} {m['peak_weight_norm']!s:>9} {m['excluded_min']!s:>10} "
           f"{m['generalized']!s:>12}   {last['sum_sq_weights']:.0f}, {last['restricted_loss']:.3g} / "
           f"{last['train_loss']:.3g} (train) {last['test_loss']:.3g} (test) / {last['excluded_loss']:.3g}")
+
+# %% [markdown]
+# ## Is the circuit there before the network uses it?
+#
+# Accuracy of the *restricted* logits (key-frequency sum components + constant) against the
+# clean labels on all pairs, next to the full network's, at each committed checkpoint. The key
+# set is the one the analysis fixed at the final checkpoint.
+
+# %%
+for n, (run, an) in runs.items():
+    ds, p = run.dataset, run.config.p
+    for epoch in run.checkpoint_epochs:
+        logits = grid_logits(run.params(epoch), run.config.act)
+        restricted = restricted_logits(logits, an.key_freqs).reshape(p * p, p)
+        acc_r = (restricted.argmax(-1) == ds.clean_labels).double().mean().item()
+        acc_f = (logits.reshape(p * p, p).argmax(-1) == ds.clean_labels).double().mean().item()
+        print(f"n = {n} epoch {epoch:>6}: clean accuracy on all pairs, full {acc_f:.3f}, restricted {acc_r:.3f}")

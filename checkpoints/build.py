@@ -31,14 +31,15 @@ def choose_checkpoints(an: Analysis) -> dict[str, int]:
     init: epoch 0. end of memorization: first checkpoint fitting >= 99 % of the training labels.
     after generalization: first checkpoint with clean test accuracy >= 95 % (absent when the run
     never gets there). mid circuit formation: the checkpoint nearest the geometric middle between
-    those two (between memorization and the end when the run does not generalize). final.
+    the smallest excluded loss after memorization (where circuit formation starts) and
+    generalization (the end of the run when it does not generalize). final.
     """
     epochs = an.epochs.tolist()
     final = epochs[-1]
     marks = landmarks(an)
     memorized = marks["memorized"] or final
     general = marks["generalized"]
-    mid = _nearest(epochs, (max(memorized, 1) * (general or final)) ** 0.5)
+    mid = _nearest(epochs, (max(marks["excluded_min"], 1) * (general or final)) ** 0.5)
     chosen = {"init": 0, "end_of_memorization": memorized, "mid_circuit_formation": mid}
     if general is not None:
         chosen["after_generalization"] = general

@@ -305,6 +305,9 @@ def main(argv: list[str] | None = None) -> int:
     except RunDirError as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # `interp-grok analyze RUN | head`: the reader left; not an error of ours
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         print(f"{prog}: interrupted; completed files are kept (continue with --resume)", file=sys.stderr)
         return 130

@@ -76,3 +76,13 @@ def test_init_is_seeded():
     m3 = SimpleMLP.from_config(Config(p=7, d_model=4, seed=1).finalize())
     assert not torch.equal(m1.W_E, m3.W_E)
     assert torch.equal(m1.b_in, torch.zeros(16))
+
+
+def test_cross_entropy_backward_matches_autograd():
+    logits = torch.randn(9, 7, dtype=torch.float64, generator=torch.Generator().manual_seed(0), requires_grad=True)
+    y = torch.tensor([0, 1, 2, 3, 4, 5, 6, 0, 1])
+    assert torch.autograd.gradcheck(lambda z: cross_entropy(z, y), (logits,))
+    ref = torch.nn.functional.cross_entropy(logits, y)
+    torch.testing.assert_close(cross_entropy(logits, y), ref)
+    g32 = torch.autograd.grad(cross_entropy(logits.float(), y), logits)[0]
+    torch.testing.assert_close(g32, torch.autograd.grad(ref, logits)[0], rtol=1e-5, atol=1e-7)

@@ -1,0 +1,117 @@
+"""Facts the committed reference runs show, each recomputed here from their weights.
+
+The runs live in checkpoints/ (see checkpoints/README.md for how they were made). Bounds
+leave room for float differences on another machine; every number is computed by the
+analysis code from the committed safetensors, not copied from a file.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+import interp_grok as ig
+from interp_grok.analyze import read_analysis
+
+REF = Path(__file__).resolve().parents[1] / "checkpoints"
+
+
+def _load(n: int) -> ig.Run:
+    return ig.load_run(REF / f"n{n}")
+
+
+def _measure(run: ig.Run, epoch: int, keys: torch.Tensor) -> dict:
+    """Full-grid metrics, spectrum and restricted/excluded loss of one checkpoint."""
+    ds, P = run.dataset, run.params(epoch)
+    m = ig.grid_metrics(P, run.config.act, ds.noisy_labels, ds.clean_labels, ds.train_idx, ds.test_idx)
+    L = ig.grid_logits(P, run.config.act)
+    N = ig.frequency_norms(P["W_E"])
+    found = ig.key_frequencies(N)
+    return m | {
+        "N": N,
+        "key_freqs": found,
+        "key_share": (N[found - 1].pow(2).sum() / N.pow(2).sum()).item(),
+        "gini": ig.gini(N).item(),
+        "full_loss_all": ig.cross_entropy(L.reshape(-1, run.config.p), ds.noisy_labels).item(),
+        "restricted": ig.restricted_loss(L, keys, ds.noisy_labels).item(),
+        "excluded": ig.excluded_loss(L, keys, ds.noisy_labels, ds.train_idx).item(),
+    }
+
+
+@pytest.mark.parametrize("n", [0, 2, 4, 8])
+def test_reference_run_is_a_valid_trimmed_run(n):
+    run = _load(n)
+    assert run.config.noise_n == n and run.config.p == 97 and run.config.d_mlp == 512
+    assert 4 <= len(run.checkpoint_epochs) <= 5 and run.checkpoint_epochs[0] == 0
+    an = read_analysis(run)
+    assert len(an.rows) >= 100  # the analysis of the full run is kept
+    assert set(run.checkpoint_epochs) <= set(an.epochs.tolist())
+    # the stored analysis and the trainer's metrics agree with a recomputation from the weights
+    final = run.checkpoint_epochs[-1]
+    m = _measure(run, final, an.key_freqs)
+    row = an.rows[an.epochs.tolist().index(final)]
+    last_eval = run.evals[-1]
+    assert last_eval["epoch"] == final
+    for k in ("train_loss", "test_loss", "test_acc_clean", "train_noisy_memorized_frac"):
+        assert row[k] == pytest.approx(m[k], rel=1e-4, abs=1e-9, nan_ok=True)
+        assert (last_eval[k] if last_eval[k] is not None else math.nan) == pytest.approx(
+            m[k], rel=1e-4, abs=1e-9, nan_ok=True)
+    assert row["restricted_loss"] == pytest.approx(m["restricted"], rel=1e-4, abs=1e-9)
+
+
+def test_n0_groks_through_four_key_frequencies():
+    run = _load(0)
+    an = read_analysis(run)
+    keys = an.key_freqs
+    init, memorized, mid, general, final = (_measure(run, e, keys) for e in run.checkpoint_epochs)
+    # the final model is a perfect generalizer with a sparse spectrum
+    assert final["test_acc_clean"] == 1.0 and final["train_acc"] == 1.0
+    assert final["key_freqs"].tolist() == keys.tolist() and len(keys) == 4
+    assert final["key_share"] > 0.98 and final["gini"] > 0.7
+    # restricted loss at most the full loss; removing the key frequencies leaves ~chance
+    assert final["restricted"] <= final["full_loss_all"]
+    assert final["excluded"] > math.log(97) - 0.5
+    # memorization: training set fit, test at chance
+    assert memorized["train_acc"] >= 0.99 and memorized["test_acc_clean"] < 0.05
+    # circuit formation: test loss is still rising, but the restricted loss already falls
+    assert mid["test_loss"] > memorized["test_loss"] and mid["restricted"] < memorized["restricted"] - 1.0
+    assert mid["test_acc_clean"] < 0.01
+    # cleanup: weight norm falls by more than half from circuit formation to the end
+    assert final["sum_sq_weights"] < 0.5 * mid["sum_sq_weights"]
+    assert general["test_acc_clean"] >= 0.95
+    # the stored summary says when: between 9 000 and 11 000 epochs
+    assert 9_000 <= an.summary["epoch_test_acc_clean_first_95"] <= 11_000
+
+
+def _clean_accuracy(run: ig.Run, epoch: int, keys: torch.Tensor) -> tuple[float, float]:
+    """Clean-label accuracy on all pairs of the full logits and of the restricted logits."""
+    p, clean = run.config.p, run.dataset.clean_labels
+    logits = ig.grid_logits(run.params(epoch), run.config.act)
+    full = (logits.reshape(p * p, p).argmax(-1) == clean).double().mean().item()
+    restricted = (ig.restricted_logits(logits, keys).reshape(p * p, p).argmax(-1) == clean).double().mean().item()
+    return full, restricted
+
+
+def test_n2_memorizes_every_noisy_label_while_a_low_frequency_circuit_grows():
+    run = _load(2)
+    an = read_analysis(run)
+    final = run.checkpoint_epochs[-1]
+    assert final == 40_000  # extended: the clean test accuracy had not settled at 20 000
+    m = _measure(run, final, an.key_freqs)
+    assert m["train_noisy_memorized_frac"] == 1.0 and m["train_noisy_corrected_frac"] == 0.0
+    assert 0.3 < m["test_acc_clean"] < 0.45  # far from generalized ...
+    floor = ig.noise_floor(2, 0.5, 97)
+    assert m["test_loss"] > 4 * floor["entropy"]  # ... and far from the noise floor
+    # the clean test accuracy was still rising between 20 000 and 40 000 epochs
+    acc = {r["epoch"]: r["test_acc_clean"] for r in run.evals}
+    assert acc[40_000] > acc[20_000] + 0.05
+    # three low frequencies stand out (threshold 0.5); the noise-free run uses higher ones too
+    assert ig.key_frequencies(m["N"], threshold=0.5).tolist() == [1, 4, 11]
+    n0_final = _load(0)
+    assert max(ig.key_frequencies(ig.frequency_norms(n0_final.params(20_000)["W_E"]), 0.5).tolist()) > 25
+    # the key-frequency part of the logits predicts the clean labels far better than the network
+    full, restricted = _clean_accuracy(run, final, an.key_freqs)
+    assert restricted > full + 0.3
