@@ -60,7 +60,9 @@ class _ReluHead(torch.autograd.Function):
     def backward(ctx, grad_logits):
         h, W_L, a, b = ctx.saved_tensors
         grad_W_L = h.T @ grad_logits
-        grad_pre = torch.ops.aten.threshold_backward(grad_logits @ W_L.T, h, 0.0)
+        grad_pre = grad_logits @ W_L.T
+        # ReLU backward in place: zero where h == 0 (saves an [n, d_mlp] allocation)
+        torch.ops.aten.threshold_backward.grad_input(grad_pre, h, 0.0, grad_input=grad_pre)
         p = W_L.shape[1]
         grad_T_a = h.new_zeros(p, h.shape[1]).index_add_(0, a, grad_pre)
         grad_T_b = h.new_zeros(p, h.shape[1]).index_add_(0, b, grad_pre)
