@@ -3,7 +3,7 @@
     python checkpoints/build.py runs/ref/n0 runs/ref/n2 runs/ref/n4 runs/ref/n8
 
 For each full run (trained by `interp-grok train`, analyzed by `interp-grok analyze`) it copies
-config.json, dataset.safetensors, metrics.jsonl and the whole analysis/ into checkpoints/<name>/,
+config.json, dataset.safetensors, metrics.jsonl and analysis/ (without figures) into checkpoints/<name>/,
 plus the checkpoints that `choose_checkpoints` picks from the analysis curves, then prints their
 sha256 sums. The result is a valid run directory: `load_run` and `interp-grok analyze` work on it.
 """
@@ -56,7 +56,9 @@ def trim(src: Path, dst: Path) -> dict[str, int]:
     (dst / rundir.CHECKPOINT_DIR).mkdir(parents=True)
     for name in (rundir.CONFIG, rundir.DATASET, rundir.METRICS):
         shutil.copyfile(src / name, dst / name)
-    shutil.copytree(src / rundir.ANALYSIS_DIR, dst / rundir.ANALYSIS_DIR)
+    # the analysis data of the full run; not its figures (1.4 MB in all, and redrawn in seconds by
+    # `interp-grok analyze` from these files), to keep the folder under 40 MB
+    shutil.copytree(src / rundir.ANALYSIS_DIR, dst / rundir.ANALYSIS_DIR, ignore=shutil.ignore_patterns("figures"))
     for epoch in sorted(set(chosen.values())):
         shutil.copyfile(rundir.checkpoint_path(src, epoch), rundir.checkpoint_path(dst, epoch))
     return chosen

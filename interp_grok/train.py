@@ -186,7 +186,9 @@ def resume(
     dataset = _dataset_from_tensors(config.p, rundir.read_dataset(out, config.p))
     # metrics after the saved state are recomputed; drop them (and any partial line)
     rundir.truncate_metrics(out, start)
-    rundir.write_config(out, config, {**prov, "resumed_from": start})
+    resumes = [*prov.get("resumes", []), {"from_epoch": start, "to_epoch": config.epochs,
+                                          **provenance(dev, torch.get_num_threads())}]
+    rundir.write_config(out, config, {**prov, "resumes": resumes})
     return _run(config, out, dataset, dev, start, state, progress, t_start)
 
 

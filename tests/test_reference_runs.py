@@ -115,3 +115,28 @@ def test_n2_memorizes_every_noisy_label_while_a_low_frequency_circuit_grows():
     # the key-frequency part of the logits predicts the clean labels far better than the network
     full, restricted = _clean_accuracy(run, final, an.key_freqs)
     assert restricted > full + 0.3
+
+
+@pytest.mark.parametrize("n", [4, 8])
+def test_n4_n8_memorize_every_noisy_label_and_stay_far_from_the_noise_floor(n):
+    run = _load(n)
+    an = read_analysis(run)
+    final = run.checkpoint_epochs[-1]
+    m = _measure(run, final, an.key_freqs)
+    floor = ig.noise_floor(n, 0.5, 97)
+    # every noisy training label is fit as given, none is corrected, at 40 000 epochs
+    assert m["train_noisy_memorized_frac"] == 1.0 and m["train_noisy_corrected_frac"] == 0.0
+    assert m["train_clean_acc"] == 1.0
+    # test accuracy against the noisy labels is well below what a perfect generalizer gets,
+    # and the clean-label accuracy is low but above chance (1/97) and still rising
+    assert m["test_acc_noisy"] < floor["p_mode"] - 0.1
+    assert 0.1 < m["test_acc_clean"] < 0.25
+    assert m["test_loss"] > 4 * floor["entropy"]
+    acc = {r["epoch"]: r["test_acc_clean"] for r in run.evals}
+    assert acc[40_000] > acc[20_000]
+    # the spectrum is not sparse, but what stands out is low frequencies
+    assert m["gini"] < 0.2
+    assert max(ig.key_frequencies(m["N"], threshold=0.5).tolist()) <= 11
+    # and the key-frequency part of the logits predicts clean labels better than the network
+    full, restricted = _clean_accuracy(run, final, an.key_freqs)
+    assert restricted > full + 0.2

@@ -69,6 +69,8 @@ def test_resume_extends_bit_identically(tmp_path, tiny_run):
     args = [a if a != "120" else "60" for a in TINY]
     assert run_cli("train", *args, "--out", half) == 0
     assert run_cli("train", "--resume", "--out", half, "--epochs", "120") == 0
+    resumes = json.loads((half / "config.json").read_text())["provenance"]["resumes"]
+    assert [(r["from_epoch"], r["to_epoch"]) for r in resumes] == [(60, 120)]
     a, b = _final_state(half), _final_state(tiny_run)
     assert set(a) == set(b)
     for k in a:
