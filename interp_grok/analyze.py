@@ -63,6 +63,7 @@ class Analysis:
     memo: dict[str, torch.Tensor]  # MEMO_KEYS, each [T, n_train]
     summary: dict = field(default_factory=dict)
     bad_checkpoints: list[str] = field(default_factory=list)  # one message each
+    n_reused: int = 0  # rows taken from a previous analysis rather than computed (this call only)
 
     def column(self, name: str) -> torch.Tensor:
         return torch.tensor([r[name] for r in self.rows], dtype=torch.float64)
@@ -194,7 +195,8 @@ def analyze_run(
     }
     an = Analysis(torch.tensor(epochs, dtype=torch.int64), rows, torch.stack(norms), keys, source, memo,
                   bad_checkpoints=[bad[e] for e in sorted(bad)])
-    an.summary = summarize(run, an) | {"n_checkpoints_reused": n_reused}
+    an.summary = summarize(run, an)
+    an.n_reused = n_reused
     return an
 
 
