@@ -8,7 +8,8 @@
 # A training example is *noisy* when the noise changed its label (X ≠ 0). For each noisy run:
 # does the network fit the noisy labels (memorize), predict the clean label instead (correct),
 # and does it later forget memorized labels (Doshi et al.'s inversion)? When is each example
-# first fit, and how often is it forgotten?
+# first fit, and how often is it forgotten? Last, Doshi et al.'s neuron test: which neurons are
+# periodic (high IPR of their Fourier spectrum), and what silencing the others does.
 
 # %%
 import torch
@@ -52,3 +53,34 @@ for n, (run, an) in runs.items():
         sel = x == v
         print(f"  X = {v:+d}: {int(sel.sum()):4d} examples, final predicted shift = X for "
               f"{(shift[sel] == v).double().mean():.3f}, = 0 (clean) for {(shift[sel] == 0).double().mean():.3f}")
+
+# %% [markdown]
+# ## Periodic and memorizing neurons (Doshi et al. 2024)
+#
+# Per-neuron inverse participation ratio of the input curves' Fourier spectra (one-sided rfft
+# with DC: 1 for a pure cosine, 2/3 for a square wave, about 0.04 for noise at p = 97), at the
+# final checkpoint. Then every neuron below an IPR threshold is silenced (its W_out row zeroed)
+# and the full-grid metrics are recomputed.
+
+# %%
+from interp_grok import ablate_neurons, grid_metrics, ipr, neuron_curves  # noqa: E402
+
+all_runs = load_reference_runs()
+neuron_ipr = {}
+for n, (run, _an) in all_runs.items():
+    curves = neuron_curves(run.params(run.checkpoint_epochs[-1]))
+    neuron_ipr[n] = (ipr(curves["in_a"]) + ipr(curves["in_b"])) / 2
+fig = plotting.plot_ipr_histograms({f"n = {n}": v for n, v in neuron_ipr.items()},
+                                   "Per-neuron IPR at the final checkpoint")
+plotting.save_figure(fig, out / "neuron_ipr.png")
+
+print(f"{'n':>3} {'keep':>14} {'neurons':>8} {'memorized':>10} {'corrected':>10} {'clean train':>12} "
+      f"{'test clean':>11}")
+for n, (run, _an) in all_runs.items():
+    ds, params = run.dataset, run.params(run.checkpoint_epochs[-1])
+    for threshold in (0.0, 0.1, 0.5):
+        keep = neuron_ipr[n] >= threshold
+        m = grid_metrics(ablate_neurons(params, keep), run.config.act, ds.noisy_labels, ds.clean_labels,
+                         ds.train_idx, ds.test_idx)
+        print(f"{n:>3} {'IPR >= ' + str(threshold):>14} {int(keep.sum()):>8} {m['train_noisy_memorized_frac']:10.3f} "
+              f"{m['train_noisy_corrected_frac']:10.3f} {m['train_clean_acc']:12.3f} {m['test_acc_clean']:11.3f}")

@@ -4,9 +4,10 @@ Public API (everything a notebook needs; the CLI is a thin layer over it):
 
 - training: Config, train, resume, make_dataset, Dataset, SimpleMLP
 - run directories: load_run, Run (read-only; safetensors and JSON, nothing unpickled)
-- model math: mlp_logits, grid_logits, grid_hidden, token_tables, cross_entropy
+- model math: mlp_logits, grid_logits, grid_hidden, token_tables, cross_entropy, ablate_neurons
 - measurements (pure functions on tensors):
-  fourier_basis, frequency_norms, key_frequencies, gini            (interp_grok.fourier)
+  fourier_basis, frequency_norms, key_frequencies, gini, ipr,
+  neuron_curves                                                    (interp_grok.fourier)
   project_sum_frequencies, restricted_loss, excluded_loss, ...     (interp_grok.circuits)
   example_stats, first_fit_epoch, forgetting_events, ...           (interp_grok.memorization)
   grid_metrics, metrics_from_logits, sum_sq_weights, weight_norms  (interp_grok.evaluation)
@@ -26,9 +27,17 @@ from .circuits import (
 from .config import Config, ConfigError, checkpoint_schedule
 from .data import Dataset, make_dataset
 from .evaluation import grid_metrics, metrics_from_logits, sum_sq_weights, weight_norms
-from .fourier import fourier_basis, frequency_norms, gini, key_frequencies
+from .fourier import fourier_basis, frequency_norms, gini, ipr, key_frequencies, neuron_curves
 from .memorization import example_stats, first_fit_epoch, forgetting_events, fraction_by_noise, predicted_shift
-from .model import SimpleMLP, cross_entropy, grid_hidden, grid_logits, mlp_logits, token_tables
+from .model import (
+    SimpleMLP,
+    ablate_neurons,
+    cross_entropy,
+    grid_hidden,
+    grid_logits,
+    mlp_logits,
+    token_tables,
+)
 from .noise import noise_floor, noise_pmf
 from .rundir import Run, RunDirError, load_run
 from .train import TrainError, resume, train
@@ -36,11 +45,11 @@ from .train import TrainError, resume, train
 __version__ = "0.1.0"
 
 __all__ = [
-    "Analysis", "Config", "ConfigError", "Dataset", "Run", "RunDirError", "SimpleMLP", "TrainError",
-    "analyze_run", "checkpoint_schedule", "cross_entropy", "example_stats", "excluded_logits", "excluded_loss",
-    "first_fit_epoch", "forgetting_events", "fourier_basis", "fraction_by_noise", "frequency_norms", "gini",
-    "grid_hidden", "grid_logits", "grid_metrics", "key_frequencies", "load_run", "make_dataset",
-    "metrics_from_logits", "mlp_logits", "noise_floor", "noise_pmf", "predicted_shift", "project_sum_frequencies",
-    "read_analysis", "restricted_logits", "restricted_loss", "resume", "sum_sq_weights", "token_tables", "train",
-    "weight_norms",
+    "ablate_neurons", "Analysis", "analyze_run", "checkpoint_schedule", "Config", "ConfigError",
+    "cross_entropy", "Dataset", "example_stats", "excluded_logits", "excluded_loss", "first_fit_epoch",
+    "forgetting_events", "fourier_basis", "fraction_by_noise", "frequency_norms", "gini", "grid_hidden",
+    "grid_logits", "grid_metrics", "ipr", "key_frequencies", "load_run", "make_dataset", "metrics_from_logits",
+    "mlp_logits", "neuron_curves", "noise_floor", "noise_pmf", "predicted_shift", "project_sum_frequencies",
+    "read_analysis", "restricted_logits", "restricted_loss", "resume", "Run", "RunDirError", "SimpleMLP",
+    "sum_sq_weights", "token_tables", "train", "TrainError", "weight_norms",
 ]

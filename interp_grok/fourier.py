@@ -77,3 +77,30 @@ def gini(c: torch.Tensor) -> torch.Tensor:
     s = c.sort(dim=-1).values
     i = torch.arange(1, N + 1, dtype=torch.float64)
     return ((2 * i - N - 1) * s).sum(-1) / (N * s.sum(-1))
+
+
+def ipr(curves: torch.Tensor) -> torch.Tensor:
+    """Inverse participation ratio of the Fourier spectrum of each curve over Z_p (last axis).
+
+    IPR = sum_j |c_j|^4 / (sum_j |c_j|^2)^2 with c = rfft(curve), one-sided, DC included (the
+    convention of Doshi et al.'s code, science.md §5): 1.0 for a pure cosine, 2/3 for a square
+    wave, about 2 / (p/2 + 1) = 0.04 for Gaussian noise at p = 97. float64 [...].
+    """
+    c2 = torch.fft.rfft(curves.to(torch.float64), dim=-1).abs().pow(2)
+    return c2.pow(2).sum(-1) / c2.sum(-1).pow(2)
+
+
+def neuron_curves(params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Each hidden neuron's input curves over the tokens and its output curve over the classes.
+
+    in_a = (W_E @ W_in[:d_model])[:, i] and in_b = (W_E @ W_in[d_model:])[:, i] over the token,
+    out = (W_out @ W_U)[i, :] over the output class; each returned as [d_mlp, p].
+    """
+    d_model = params["W_E"].shape[1]
+    W_E = params["W_E"].to(torch.float64)
+    W_in = params["W_in"].to(torch.float64)
+    return {
+        "in_a": (W_E @ W_in[:d_model]).T,
+        "in_b": (W_E @ W_in[d_model:]).T,
+        "out": params["W_out"].to(torch.float64) @ params["W_U"].to(torch.float64),
+    }

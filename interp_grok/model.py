@@ -165,3 +165,11 @@ def per_example_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> tor
     """Per-example float64 NLL, [n]."""
     log_probs = logits.to(torch.float64).log_softmax(dim=-1)
     return -log_probs.gather(-1, labels[:, None])[:, 0]
+
+
+def ablate_neurons(params: dict[str, torch.Tensor], keep: torch.Tensor) -> dict[str, torch.Tensor]:
+    """A copy of params with the hidden neurons where ``keep`` (bool [d_mlp]) is False silenced
+    (their W_out rows set to zero, so they no longer reach the logits)."""
+    out = dict(params)
+    out["W_out"] = params["W_out"] * keep[:, None].to(params["W_out"].dtype)
+    return out

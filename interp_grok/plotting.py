@@ -251,6 +251,21 @@ def plot_fit_epochs(first_fit: dict[str, torch.Tensor], title: str) -> Figure:
     return fig
 
 
+def plot_ipr_histograms(iprs: dict[str, torch.Tensor], title: str) -> Figure:
+    """Histogram of per-neuron IPR (one line per run), log-spaced bins from 1/p to 1."""
+    with plt.rc_context(STYLE):
+        fig, ax = plt.subplots(figsize=(7, 3.8), layout="constrained")
+        bins = np.geomspace(0.01, 1.0, 41)
+        for i, (label, v) in enumerate(iprs.items()):
+            ax.hist(v.clamp(0.01, 1.0).numpy(), bins=bins, histtype="step", lw=1.5, color=f"C{i}", label=label)
+        ax.set_xscale("log")
+        ax.set_xlabel("IPR of the neuron's input curves (mean of a and b; 1 = one frequency)")
+        ax.set_ylabel("neurons")
+        ax.legend(loc="upper center")
+        fig.suptitle(title, fontsize=11)
+    return fig
+
+
 def save_figure(fig: Figure, path: Path) -> None:
     """Save as PNG without the metadata that changes between runs or versions."""
     buf = io.BytesIO()

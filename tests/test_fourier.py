@@ -3,7 +3,15 @@ import math
 import pytest
 import torch
 
-from interp_grok.fourier import basis_norms, fourier_basis, frequency_norms, gini, key_frequencies
+from interp_grok.fourier import (
+    basis_norms,
+    fourier_basis,
+    frequency_norms,
+    gini,
+    ipr,
+    key_frequencies,
+    neuron_curves,
+)
 
 
 @pytest.mark.parametrize("p", [2, 5, 12, 97])
@@ -68,3 +76,34 @@ def test_gini_known_values():
 def test_key_frequency_threshold_checked():
     with pytest.raises(ValueError):
         key_frequencies(torch.ones(4), threshold=0.0)
+
+
+def test_ipr_known_answers():
+    p = 97
+    x = torch.arange(p, dtype=torch.float64)
+    assert ipr(torch.cos(2 * math.pi * 5 * x / p + 0.3)).item() == pytest.approx(1.0, abs=1e-12)
+    # square wave: odd harmonics 1, 1/3, 1/5, ... give (pi^4/96) / (pi^2/8)^2 = 2/3 in the limit
+    square = torch.sign(torch.cos(2 * math.pi * 3 * x / p))
+    assert ipr(square).item() == pytest.approx(2 / 3, abs=0.03)
+    noise = torch.randn(2000, p, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    assert ipr(noise).mean().item() == pytest.approx(2 / (p // 2 + 1), rel=0.1)  # ~0.04
+    assert ipr(noise).shape == (2000,)
+
+
+def test_neuron_curves_and_gromov_neurons_have_ipr_one():
+    """Gromov's construction (science.md §8): every neuron's input and output curve is one
+    cosine, so every IPR is 1."""
+    p, N = 31, 40
+    g = torch.Generator().manual_seed(0)
+    x = torch.arange(p, dtype=torch.float64)
+    sigma = torch.randint(1, p // 2 + 1, (N,), generator=g).double()
+    phase = 2 * math.pi * torch.rand(N, generator=g, dtype=torch.float64)
+    U = torch.cos(2 * math.pi * sigma[:, None] * x / p + phase[:, None])  # [N, p]
+    # realize U with d_model = p: W_E = F^T, so W_E @ (F @ U^T) = U^T; W_out = U F^T, W_U = F
+    F, _ = fourier_basis(p)
+    params = {"W_E": F.T, "W_in": torch.cat([F @ U.T, F @ U.T]), "W_out": U @ F.T, "W_U": F}
+    curves = neuron_curves(params)
+    torch.testing.assert_close(curves["in_a"], U)
+    torch.testing.assert_close(curves["out"], U)
+    for c in curves.values():
+        torch.testing.assert_close(ipr(c), torch.ones(N, dtype=torch.float64))

@@ -86,3 +86,17 @@ def test_cross_entropy_backward_matches_autograd():
     torch.testing.assert_close(cross_entropy(logits, y), ref)
     g32 = torch.autograd.grad(cross_entropy(logits.float(), y), logits)[0]
     torch.testing.assert_close(g32, torch.autograd.grad(ref, logits)[0], rtol=1e-5, atol=1e-7)
+
+
+def test_ablate_neurons_silences_exactly_those_neurons():
+    from interp_grok.model import ablate_neurons, grid_hidden
+
+    P = _params(p=7, d=4, d_mlp=12, dtype=torch.float32)
+    W_out = P["W_out"].clone()
+    keep = torch.zeros(12, dtype=torch.bool)
+    keep[[2, 5]] = True
+    h = grid_hidden(P)  # [p, p, d_mlp]
+    expected = h[..., keep] @ (P["W_out"][keep] @ P["W_U"])
+    torch.testing.assert_close(grid_logits(ablate_neurons(P, keep)), expected)
+    assert torch.equal(ablate_neurons(P, torch.ones(12, dtype=torch.bool))["W_out"], P["W_out"])
+    assert torch.equal(P["W_out"], W_out)  # the input is not modified

@@ -140,3 +140,24 @@ def test_n4_n8_memorize_every_noisy_label_and_stay_far_from_the_noise_floor(n):
     # and the key-frequency part of the logits predicts clean labels better than the network
     full, restricted = _clean_accuracy(run, final, an.key_freqs)
     assert restricted > full + 0.2
+
+
+def test_low_ipr_neurons_carry_the_memorized_labels():
+    """Doshi et al.'s claim, on these runs: n = 0's neurons are all single-frequency; in the noisy
+    run, silencing the non-periodic neurons forgets most memorized labels and raises the clean
+    test accuracy."""
+    run0 = _load(0)
+    curves0 = ig.neuron_curves(run0.params(20_000))
+    assert (ig.ipr(curves0["in_a"]) > 0.9).all() and (ig.ipr(curves0["out"]) > 0.9).float().mean() > 0.95
+
+    run = _load(2)
+    ds, params = run.dataset, run.params(40_000)
+    curves = ig.neuron_curves(params)
+    periodic = (ig.ipr(curves["in_a"]) + ig.ipr(curves["in_b"])) / 2 >= 0.5
+    assert 20 < int(periodic.sum()) < 100  # a small minority of the 512
+    before = ig.grid_metrics(params, "relu", ds.noisy_labels, ds.clean_labels, ds.train_idx, ds.test_idx)
+    after = ig.grid_metrics(ig.ablate_neurons(params, periodic), "relu", ds.noisy_labels, ds.clean_labels,
+                            ds.train_idx, ds.test_idx)
+    assert before["train_noisy_memorized_frac"] == 1.0 and after["train_noisy_memorized_frac"] < 0.5
+    assert after["train_noisy_corrected_frac"] > 0.3
+    assert after["test_acc_clean"] > before["test_acc_clean"] + 0.05
