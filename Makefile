@@ -17,7 +17,7 @@ $(BIN)/interp-grok: pyproject.toml
 
 install: $(BIN)/interp-grok
 
-# Re-running is safe: an existing run is resumed (a finished one is left as it is) and
+# Re-running is safe: an existing run is resumed (a finished one is left untouched) and
 # only checkpoints not analyzed yet are analyzed.
 demo: install
 	if [ -f $(RUN)/config.json ]; then $(BIN)/interp-grok train --resume --out $(RUN); \

@@ -8,7 +8,8 @@ Public API (everything a notebook needs; the CLI is a thin layer over it):
 - measurements (pure functions on tensors):
   fourier_basis, frequency_norms, key_frequencies, gini, ipr,
   neuron_curves                                                    (interp_grok.fourier)
-  project_sum_frequencies, restricted_loss, excluded_loss, ...     (interp_grok.circuits)
+  project_sum_frequencies, restricted_loss, excluded_loss,
+  restricted_accuracy, lookup_table_logits (the memorization control)  (interp_grok.circuits)
   example_stats, first_fit_epoch, forgetting_events, ...           (interp_grok.memorization)
   grid_metrics, metrics_from_logits, sum_sq_weights, weight_norms  (interp_grok.evaluation)
   noise_floor, noise_pmf                                           (interp_grok.noise)
@@ -20,7 +21,9 @@ from .analyze import Analysis, analyze_run, read_analysis
 from .circuits import (
     excluded_logits,
     excluded_loss,
+    lookup_table_logits,
     project_sum_frequencies,
+    restricted_accuracy,
     restricted_logits,
     restricted_loss,
 )
@@ -45,6 +48,7 @@ from .train import TrainError, resume, train
 __version__ = "0.1.0"
 
 __all__ = [
+    "lookup_table_logits", "restricted_accuracy",
     "ablate_neurons", "Analysis", "analyze_run", "checkpoint_schedule", "Config", "ConfigError",
     "cross_entropy", "Dataset", "example_stats", "excluded_logits", "excluded_loss", "first_fit_epoch",
     "forgetting_events", "fourier_basis", "fraction_by_noise", "frequency_norms", "gini", "grid_hidden",

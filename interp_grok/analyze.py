@@ -121,11 +121,15 @@ def analyze_run(
     key_freqs: list[int] | None = None,
     threshold: float = KEY_FREQ_THRESHOLD,
     previous: Analysis | None = None,
+    force: bool = False,
+    drop_missing: bool = False,
     progress: ProgressFn | None = None,
 ) -> Analysis:
     """Analyze every checkpoint on disk; reuse ``previous`` rows computed with the same key set.
 
-    Rows of ``previous`` whose checkpoint file is gone (a trimmed run) are kept as they are.
+    Rows of ``previous`` whose checkpoint file is gone (a trimmed run) are kept as they are. When
+    they cannot be kept (``force``, or a different key set) a RunDirError says so, unless
+    ``drop_missing``: an analysis of a trimmed run is never silently thrown away.
 
     The key frequencies are fixed once, from the last readable checkpoint (science.md §2
     choice), unless ``key_freqs`` is given. Unreadable checkpoints are skipped and listed.
@@ -157,8 +161,17 @@ def analyze_run(
         source = {"rule": KEY_FREQ_RULE, "threshold": threshold, "epoch": final}
 
     reuse: dict[int, int] = {}
-    if previous is not None and torch.equal(previous.key_freqs, keys):
-        reuse = {int(e): i for i, e in enumerate(previous.epochs.tolist())}
+    if previous is not None:
+        gone = sorted(set(previous.epochs.tolist()) - set(run.checkpoint_epochs))
+        same_keys = torch.equal(previous.key_freqs, keys)
+        if gone and (force or not same_keys) and not drop_missing:
+            why = "--force" if force else f"key frequencies {keys.tolist()} differ from the stored ones"
+            raise rundir.RunDirError(
+                f"{run.path}: the stored analysis has {len(gone)} rows for checkpoints no longer on disk (a trimmed "
+                f"run) that cannot be recomputed ({why}); pass --drop-missing to keep only the "
+                f"{len(run.checkpoint_epochs)} checkpoints on disk, or analyze a copy")
+        if same_keys and not force:
+            reuse = {int(e): i for i, e in enumerate(previous.epochs.tolist())}
 
     rows, norms, stats = [], [], []
     epochs, n_reused = [], 0

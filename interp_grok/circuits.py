@@ -74,3 +74,26 @@ def excluded_loss(logits: torch.Tensor, freqs: torch.Tensor, labels: torch.Tenso
                   idx: torch.Tensor | None = None) -> torch.Tensor:
     """CE of the excluded logits; the paper evaluates it on the training split (pass idx)."""
     return _mean_ce(excluded_logits(logits, freqs), labels, idx)
+
+
+def restricted_accuracy(logits: torch.Tensor, freqs: torch.Tensor, labels: torch.Tensor,
+                        idx: torch.Tensor | None = None) -> float:
+    """Argmax accuracy of the restricted logits against labels (int64 [p*p]), on idx or all pairs."""
+    p = logits.shape[0]
+    pred = restricted_logits(logits, freqs).reshape(p * p, -1).argmax(-1)
+    hit = (pred == labels) if idx is None else (pred[idx] == labels[idx])
+    return hit.double().mean().item()
+
+
+def lookup_table_logits(p: int, idx: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """The control for restricted accuracy: a pure memorizer, logit 1 on labels[i] for the pairs
+    in idx and 0 everywhere else, float64 [p, p, p].
+
+    Projecting onto sum directions averages logits along each anti-diagonal a + b = s, and the
+    memorized noisy labels s + X of a diagonal vote most often for s + 0, the clean label. So
+    restricted logits recover clean labels from memorization alone; a circuit shows only as
+    restricted accuracy above this table's.
+    """
+    L = torch.zeros(p * p, p, dtype=torch.float64)
+    L[idx, labels[idx]] = 1.0
+    return L.reshape(p, p, p)

@@ -107,17 +107,16 @@ def _cmd_train(args) -> int:
             raise ConfigError(f"--resume continues the stored config; only --epochs may change ({flags} given)")
         out = args.out
         stored, _ = read_config(require_run_dir(out))
-        progress = _Progress(given.get("epochs", stored.epochs))
-        print(f"resuming {out} to epoch {progress.total}", file=sys.stderr)
+        total = given.get("epochs", stored.epochs)
+        progress = _Progress(total, f"resuming {out} to epoch {total}")
         result = resume(out, epochs=given.get("epochs"), device=args.device, threads=threads,
                         progress=progress)
     else:
         config = Config(**given).finalize()  # validate before anything touches the disk
         out = args.out if args.out is not None else Path("runs") / f"n{config.noise_n}"
         check_out_dir(out, args.overwrite)
-        progress = _Progress(config.epochs)
-        print(f"training {out}: p={config.p} noise_n={config.noise_n} epochs={config.epochs} "
-              f"checkpoints={len(config.checkpoint_epochs)} threads={threads}", file=sys.stderr)
+        progress = _Progress(config.epochs, f"training {out}: p={config.p} noise_n={config.noise_n} "
+                             f"epochs={config.epochs} checkpoints={len(config.checkpoint_epochs)} threads={threads}")
         result = train(config, out, device=args.device, overwrite=args.overwrite, threads=threads,
                        progress=progress)
     progress.close()
@@ -136,8 +135,9 @@ def _cmd_train(args) -> int:
 class _Progress:
     """A tqdm bar on a terminal; on a pipe (CI logs) one line per ~10% of the run."""
 
-    def __init__(self, total: int):
+    def __init__(self, total: int, header: str):
         self.total = total
+        self.header = header  # printed with the first report, once the run directory is set up
         self.tty = sys.stderr.isatty()
         self.bar = None
         self.next_report = 0
@@ -147,6 +147,7 @@ class _Progress:
     def __call__(self, epoch: int, rec: dict) -> None:
         if self.first_epoch is None:
             self.first_epoch = epoch
+            print(self.header, file=sys.stderr, flush=True)
         msg = dict(train=f"{rec['train_loss']:.3g}", test=f"{rec['test_loss']:.3g}",
                    acc_clean=f"{rec['test_acc_clean']:.3f}")
         if self.tty:
@@ -194,6 +195,9 @@ def _add_analyze_parser(sub) -> None:
                     help="key frequency rule: N_k >= threshold * max N_k at the final checkpoint "
                     f"(default: {KEY_FREQ_THRESHOLD})")
     ap.add_argument("--force", action="store_true", help="recompute every checkpoint, not only new ones")
+    ap.add_argument("--drop-missing", action="store_true",
+                    help="allow dropping stored rows of checkpoints no longer on disk (a trimmed run) when they "
+                    "cannot be reused (--force or another key set)")
     ap.add_argument("--no-figures", action="store_true", help="skip the figures")
     ap.add_argument("--threads", type=int, default=None,
                     help=f"torch CPU threads (default: min(cores, 4) = {_default_threads()} here)")
@@ -216,15 +220,14 @@ def _cmd_analyze(args) -> int:
     run = load_run(args.run_dir)
     if args.key_freqs is not None and any(not 1 <= k <= run.config.p // 2 for k in args.key_freqs):
         raise ConfigError(f"key frequencies must be in 1..{run.config.p // 2} (got {args.key_freqs})")
-    previous = None
-    if not args.force:
-        try:
-            previous = read_analysis(run)
-        except (RunDirError, OSError, ValueError, KeyError):
-            previous = None  # nothing (usable) yet: compute everything
+    try:
+        previous = read_analysis(run)
+    except (RunDirError, OSError, ValueError, KeyError):
+        previous = None  # nothing (usable) yet: compute everything
     bar = _CheckpointBar()
     try:
-        an = analyze_run(run, key_freqs=args.key_freqs, threshold=args.threshold, previous=previous, progress=bar)
+        an = analyze_run(run, key_freqs=args.key_freqs, threshold=args.threshold, previous=previous,
+                         force=args.force, drop_missing=args.drop_missing, progress=bar)
     finally:
         bar.close()
     out = write_analysis(run, an)
@@ -307,6 +310,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except RunDirError as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:  # unwritable or vanished paths: name the file, no traceback
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"{prog}: error: {where}{e.strerror or e}", file=sys.stderr)
         return 1
     except BrokenPipeError:  # `interp-grok analyze RUN | head`: the reader left; not an error of ours
         sys.stderr.close()

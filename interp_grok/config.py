@@ -79,6 +79,9 @@ def _check(ok: bool, name: str, allowed: str, value) -> None:
 
 def validate(c: Config) -> None:
     """Raise ConfigError naming the first setting outside its allowed range."""
+    for name in ("p_bin", "train_frac", "lr", "weight_decay", "adam_eps", "max_checkpoint_gap"):
+        v = getattr(c, name)
+        _check(isinstance(v, (int, float)) and math.isfinite(v), name, "a finite number", v)
     _check(isinstance(c.p, int) and c.p >= 2, "p", "an integer >= 2", c.p)
     _check(isinstance(c.noise_n, int) and c.noise_n >= 0, "noise_n", "an integer >= 0", c.noise_n)
     _check(0.0 <= c.p_bin <= 1.0, "p_bin", "in [0, 1]", c.p_bin)

@@ -65,10 +65,25 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+        _fsync_dir(path.parent)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make a rename durable (best effort: not every platform can open a directory)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -241,6 +256,9 @@ class MetricsWriter:
         self._f.write(_jsonl(records))
         self._f.flush()
 
+    def sync(self) -> None:
+        os.fsync(self._f.fileno())
+
     def close(self) -> None:
         self._f.close()
 
@@ -277,6 +295,10 @@ def truncate_metrics(run: Path, epoch: int) -> None:
             kept.append(r)
         elif r["kind"] == "train" and r["epoch"] < epoch:
             kept.append({**r, "train_loss": r["train_loss"][: epoch - r["epoch"]]})
+    epochs, _ = train_losses(kept)
+    if epochs != list(range(epoch)):
+        raise RunDirError(f"{Path(run) / METRICS}: train losses do not cover epochs 0..{epoch - 1} "
+                          f"before the saved state; the run cannot be resumed exactly")
     atomic_write_text(Path(run) / METRICS, _jsonl(kept))
 
 

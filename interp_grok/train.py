@@ -23,7 +23,7 @@ from . import rundir
 from .config import Config
 from .data import Dataset, make_dataset
 from .evaluation import grid_metrics
-from .model import SimpleMLP, cross_entropy
+from .model import PARAM_NAMES, SimpleMLP, cross_entropy, param_shapes
 
 ProgressFn = Callable[[int, dict], None]
 
@@ -180,16 +180,34 @@ def resume(
     dev = _setup(device, threads)
     stored, prov = rundir.read_config(out)
     start, state = rundir.read_train_state(out)
+    _check_state(out, state, stored)
     if epochs is not None and epochs < start:
         raise TrainError(f"--epochs {epochs} is before the saved state at epoch {start}")
-    config = _extend(stored, epochs, start) if epochs else stored
+    config = _extend(stored, epochs, start) if epochs is not None else stored
     dataset = _dataset_from_tensors(config.p, rundir.read_dataset(out, config.p))
+    if start == config.epochs:  # already finished: touch nothing, report the final evaluation
+        return _run(config, out, dataset, dev, start, state, progress, t_start, write=False)
     # metrics after the saved state are recomputed; drop them (and any partial line)
     rundir.truncate_metrics(out, start)
     resumes = [*prov.get("resumes", []), {"from_epoch": start, "to_epoch": config.epochs,
                                           **provenance(dev, torch.get_num_threads())}]
     rundir.write_config(out, config, {**prov, "resumes": resumes})
     return _run(config, out, dataset, dev, start, state, progress, t_start)
+
+
+def _check_state(out: Path, state: dict[str, torch.Tensor], config: Config) -> None:
+    """RunDirError unless the train state holds every tensor resume needs, with the right shapes
+    (checked before anything in the run is rewritten)."""
+    shapes = param_shapes(config.p, config.d_model, config.d_mlp)
+    path = Path(out) / rundir.TRAIN_STATE
+    has_moments = f"exp_avg.{PARAM_NAMES[0]}" in state
+    for name, shape in shapes.items():
+        for prefix in ("param", "exp_avg", "exp_avg_sq") if has_moments else ("param",):
+            t = state.get(f"{prefix}.{name}")
+            if t is None or tuple(t.shape) != shape or t.dtype != torch.float32:
+                raise rundir.RunDirError(f"{path}: {prefix}.{name} missing or not float32 {list(shape)}")
+        if has_moments and f"step.{name}" not in state:
+            raise rundir.RunDirError(f"{path}: step.{name} missing")
 
 
 def _setup(device: str, threads: int | None) -> torch.device:
@@ -200,7 +218,8 @@ def _setup(device: str, threads: int | None) -> torch.device:
 
 
 def _run(config: Config, out: Path, dataset: Dataset, dev: torch.device, start: int,
-         state: dict[str, torch.Tensor] | None, progress: ProgressFn | None, t_start: float) -> TrainResult:
+         state: dict[str, torch.Tensor] | None, progress: ProgressFn | None, t_start: float,
+         write: bool = True) -> TrainResult:
     model = SimpleMLP.from_config(config).to(dev)
     opt = _make_optimizer(model, config)
     if state is not None:
@@ -213,6 +232,9 @@ def _run(config: Config, out: Path, dataset: Dataset, dev: torch.device, start: 
     y_train = noisy[train_idx]
     loss_dtype = getattr(torch, config.loss_dtype)
 
+    if not write:
+        final = grid_metrics(model.params(), config.act, noisy, clean, train_idx, test_idx)
+        return TrainResult(out, {"epoch": start, **final}, time.perf_counter() - t_start, start)
     ckpt_epochs = set(config.checkpoint_epochs)
     eval_epochs = ckpt_epochs | set(range(0, config.epochs + 1, config.eval_every)) | {config.epochs}
     writer = rundir.MetricsWriter(out)
@@ -235,6 +257,7 @@ def _run(config: Config, out: Path, dataset: Dataset, dev: torch.device, start: 
                 progress(epoch, final)
         if epoch in ckpt_epochs:
             rundir.write_checkpoint(out, epoch, model.params())
+            writer.sync()  # the metrics on disk never lag behind the state a resume starts from
             rundir.write_train_state(out, epoch, _state_tensors(model, opt))
 
     try:
@@ -250,9 +273,6 @@ def _run(config: Config, out: Path, dataset: Dataset, dev: torch.device, start: 
             at_epoch(epoch + 1)
     finally:
         writer.close()
-    if not final:  # resumed a run that had already finished
-        final = {"epoch": config.epochs, **grid_metrics(model.params(), config.act, noisy, clean,
-                                                        train_idx, test_idx)}
     return TrainResult(out, final, time.perf_counter() - t_start, start)
 
 

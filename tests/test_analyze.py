@@ -164,8 +164,14 @@ def test_trimmed_run_keeps_its_full_analysis(run_copy, capsys):
     assert run_cli("analyze", run_copy, "--no-figures") == 0
     kept = read_analysis(rundir.load_run(run_copy))
     assert kept.rows == full.rows and torch.equal(kept.norms, full.norms)
-    # --force recomputes from what is on disk, and agrees with the full analysis there
-    assert run_cli("analyze", run_copy, "--no-figures", "--force") == 0
+    # --force or another key set cannot recompute the missing rows: refused, nothing lost
+    assert run_cli("analyze", run_copy, "--no-figures", "--force") == 1
+    assert run_cli("analyze", run_copy, "--no-figures", "--threshold", "0.9") == 1
+    err = capsys.readouterr().err
+    assert "rows for checkpoints no longer on disk" in err and "--drop-missing" in err
+    assert read_analysis(rundir.load_run(run_copy)).rows == full.rows
+    # with --drop-missing, --force recomputes from what is on disk and agrees with the full analysis
+    assert run_cli("analyze", run_copy, "--no-figures", "--force", "--drop-missing") == 0
     forced = read_analysis(rundir.load_run(run_copy))
     assert forced.epochs.tolist() == [0, 30, 120]
     assert forced.rows == [r for r in full.rows if r["epoch"] in (0, 30, 120)]

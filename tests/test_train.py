@@ -99,14 +99,14 @@ def test_kill_and_resume(tmp_path, tiny_run):
             break
         time.sleep(0.01)
     proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    assert proc.wait() == -signal.SIGKILL  # killed, not finished
     killed_at, _ = rundir.read_train_state(out)
+    assert 10 <= killed_at < 120
     assert run_cli("train", "--resume", "--out", out) == 0
     a, b = _final_state(out), _final_state(tiny_run)
     for k in a:
         assert torch.equal(a[k], b[k]), k
     assert rundir.train_losses(rundir.read_metrics(out)) == rundir.train_losses(rundir.read_metrics(tiny_run))
-    assert killed_at <= 120
 
 
 def test_existing_run_is_refused(tiny_run, capsys):
@@ -136,7 +136,8 @@ def test_overwrite_replaces_a_run_but_never_a_non_run(tmp_path, capsys):
     [(["--p", "1"], "p must be"), (["--train-frac", "1.5"], "train_frac"), (["--train-frac", "0"], "train_frac"),
      (["--noise", "-2"], "noise_n"), (["--p-bin", "2"], "p_bin"), (["--epochs", "0"], "epochs"),
      (["--act", "tanh"], "act"), (["--checkpoints", "1"], "checkpoints"), (["--eval-every", "0"], "eval_every"),
-     (["--lr", "-1"], "lr"), (["--threads", "0"], "threads"), (["--epochs", "ten"], "--epochs"),
+     (["--lr", "-1"], "lr"), (["--lr", "inf"], "lr"), (["--weight-decay", "nan"], "weight_decay"),
+     (["--threads", "0"], "threads"), (["--epochs", "ten"], "--epochs"),
      (["--device", "mps"], "mps")],
 )
 def test_bad_settings_one_line_exit_2_nothing_written(tmp_path, capsys, flags, needle):
@@ -169,3 +170,55 @@ def test_noise_free_run_writes_strict_json(tmp_path, capsys):
     assert rec["kind"] == "eval" and rec["train_noisy_memorized_frac"] is None
     assert run_cli("analyze", out, "--no-figures") == 0
     json.loads((out / "analysis" / "summary.json").read_text(), parse_constant=no_nan)
+
+
+def test_truncate_metrics_cuts_blocks_and_partial_lines(tmp_path):
+    run = tmp_path / "r"
+    run.mkdir()
+    lines = [{"kind": "eval", "epoch": 0, "x": 1.0}, {"kind": "train", "epoch": 0, "train_loss": [5.0, 4.0, 3.0]},
+             {"kind": "eval", "epoch": 3, "x": 2.0}, {"kind": "train", "epoch": 3, "train_loss": [2.0, 1.0, 0.5]},
+             {"kind": "eval", "epoch": 6, "x": 3.0}]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines) + '{"kind": "tra')
+    assert len(rundir.read_metrics(run)) == 5  # the partial last line is skipped
+    rundir.truncate_metrics(run, 5)
+    kept = rundir.read_metrics(run)
+    assert rundir.train_losses(kept) == ([0, 1, 2, 3, 4], [5.0, 4.0, 3.0, 2.0, 1.0])
+    assert [r["epoch"] for r in kept if r["kind"] == "eval"] == [0, 3]
+    # a gap in the train losses before the resume point is refused, not silently kept
+    (run / "metrics.jsonl").write_text(json.dumps(lines[0]) + "\n" + json.dumps(lines[3]) + "\n")
+    with pytest.raises(rundir.RunDirError, match="do not cover"):
+        rundir.truncate_metrics(run, 5)
+
+
+def test_resume_of_a_finished_run_changes_nothing(tmp_path, tiny_run, capsys):
+    import shutil
+
+    out = tmp_path / "done"
+    shutil.copytree(tiny_run, out)
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert run_cli("train", "--resume", "--out", out) == 0
+    assert "epoch 120" in capsys.readouterr().out
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+
+
+def test_corrupt_train_state_is_refused_before_anything_changes(tmp_path, tiny_run, capsys):
+    import shutil
+
+    out = tmp_path / "bad_state"
+    shutil.copytree(tiny_run, out)
+    state, meta = rundir.load_tensors(out / rundir.TRAIN_STATE)
+    del state["exp_avg.W_in"]
+    rundir.save_tensors(out / rundir.TRAIN_STATE, state, {"epoch": 120})
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert run_cli("train", "--resume", "--out", out, "--epochs", "150") == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "exp_avg.W_in" in err
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+
+
+def test_unwritable_out_is_one_line(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert run_cli("train", "--p", "5", "--epochs", "3", "--out", blocker / "run") == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err and str(blocker) in err
