@@ -28,7 +28,7 @@ from . import rundir
 from .circuits import project_sum_frequencies
 from .evaluation import metrics_from_logits, sum_sq_weights, weight_norms
 from .fourier import KEY_FREQ_RULE, KEY_FREQ_THRESHOLD, frequency_norms, gini, key_frequencies
-from .memorization import example_stats, first_fit_epoch, forgetting_events
+from .memorization import example_stats, first_fit_epoch, forgetting_events, fraction_by_noise
 from .model import PARAM_NAMES, grid_logits
 from .noise import noise_floor
 
@@ -107,11 +107,10 @@ def analyze_checkpoint(
         **weight_norms(params),
     }
     stats = example_stats(flat[tr], noisy[tr], clean[tr])
-    fit = stats["pred"] == noisy[tr]
-    x_train = ds.noise[tr]
+    noisy_tr = ds.is_noisy[tr]
+    by_x = fraction_by_noise((stats["pred"] == noisy[tr])[noisy_tr], ds.noise[tr][noisy_tr])
     for x in x_value_columns(ds.noise):
-        sel = (x_train == x) & ds.is_noisy[tr]
-        row[x_column(x)] = fit[sel].double().mean().item() if sel.any() else math.nan
+        row[x_column(x)] = by_x.get(x, math.nan)
     return row, norms, stats
 
 

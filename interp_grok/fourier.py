@@ -13,11 +13,6 @@ KEY_FREQ_RULE = "W_E norm >= threshold * max"
 KEY_FREQ_THRESHOLD = 0.25
 
 
-def n_frequencies(p: int) -> int:
-    """Number of nonzero frequencies k = 1 .. floor(p/2) (for even p the last is Nyquist)."""
-    return p // 2
-
-
 def fourier_basis(p: int, dtype: torch.dtype = torch.float64) -> tuple[torch.Tensor, list[str]]:
     """Orthonormal Fourier basis F [p, p] over Z_p (rows are basis vectors) and row labels.
 

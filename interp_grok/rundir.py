@@ -195,6 +195,12 @@ def write_dataset(run: Path, tensors: dict[str, torch.Tensor], p: int) -> None:
     save_tensors(Path(run) / DATASET, tensors, {"p": p, "format_version": FORMAT_VERSION})
 
 
+def load_dataset(run: Path, p: int) -> Dataset:
+    """The run's stored noise and split as a Dataset (labels derived from them)."""
+    t = read_dataset(run, p)
+    return Dataset(p=p, noise=t["noise"], train_idx=t["train_idx"], test_idx=t["test_idx"])
+
+
 def read_dataset(run: Path, p: int) -> dict[str, torch.Tensor]:
     path = Path(run) / DATASET
     tensors, _ = load_tensors(path)
@@ -367,6 +373,5 @@ def load_run(path: str | Path) -> Run:
     """Read a run directory written by `interp-grok train` (safetensors and JSON only)."""
     path = require_run_dir(Path(path))
     config, provenance = read_config(path)
-    t = read_dataset(path, config.p)
-    dataset = Dataset(p=config.p, noise=t["noise"], train_idx=t["train_idx"], test_idx=t["test_idx"])
-    return Run(path, config, provenance, dataset, read_metrics(path), checkpoint_epochs_on_disk(path))
+    return Run(path, config, provenance, load_dataset(path, config.p), read_metrics(path),
+               checkpoint_epochs_on_disk(path))

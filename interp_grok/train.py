@@ -80,10 +80,6 @@ def provenance(device: torch.device, threads: int) -> dict:
     }
 
 
-def _dataset_from_tensors(p: int, t: dict[str, torch.Tensor]) -> Dataset:
-    return Dataset(p=p, noise=t["noise"], train_idx=t["train_idx"], test_idx=t["test_idx"])
-
-
 def _make_optimizer(model: SimpleMLP, config: Config) -> torch.optim.AdamW:
     return torch.optim.AdamW(
         model.parameters(), lr=config.lr, betas=config.betas, eps=config.adam_eps,
@@ -184,7 +180,7 @@ def resume(
     if epochs is not None and epochs < start:
         raise TrainError(f"--epochs {epochs} is before the saved state at epoch {start}")
     config = _extend(stored, epochs, start) if epochs is not None else stored
-    dataset = _dataset_from_tensors(config.p, rundir.read_dataset(out, config.p))
+    dataset = rundir.load_dataset(out, config.p)
     if start == config.epochs:  # already finished: touch nothing, report the final evaluation
         return _run(config, out, dataset, dev, start, state, progress, t_start, write=False)
     # metrics after the saved state are recomputed; drop them (and any partial line)
