@@ -7,7 +7,15 @@
     memorization.safetensors    per training example over checkpoints (see MEMO_KEYS)
     summary.json                key frequencies and the rule that chose them, noise floor,
                                 headline numbers, checkpoints that could not be read
+    manifest.json               written last: the sha256 of the four files above, the settings
+                                the rows were computed with (key frequencies, dataset, analysis
+                                version) and the sha256 of each row's checkpoint
     figures/*.png               drawn by interp_grok.plotting
+
+The manifest makes the four files one analysis: read_analysis refuses files that do not match
+it (a kill between two renames, or two writers), and analyze_run reuses a stored row only when
+it was computed under the same settings from a checkpoint whose bytes are unchanged. Writers
+hold the run's analysis lock (rundir.ANALYSIS_LOCK); the CLI takes it.
 
 Nothing here prints; progress is reported through a callback.
 """
@@ -42,11 +50,12 @@ EXTRA_COLUMNS = [
     *[f"norm_{k}" for k in PARAM_NAMES],
 ]
 MEMO_KEYS = ("pred", "margin", "nll_noisy", "nll_clean")
-PROGRESS_CSV = "progress.csv"
-EMBED_FOURIER = "embed_fourier.safetensors"
-MEMORIZATION = "memorization.safetensors"
-SUMMARY = "summary.json"
-FIGURES = "figures"
+PROGRESS_CSV, EMBED_FOURIER, MEMORIZATION, SUMMARY, MANIFEST = (
+    rundir.PROGRESS_CSV, rundir.EMBED_FOURIER, rundir.MEMORIZATION, rundir.SUMMARY, rundir.MANIFEST)
+FIGURES = rundir.FIGURES_DIR
+ANALYSIS_FORMAT = "interp-grok-analysis"
+# bump when what a row holds changes: rows of another version are recomputed, never reused
+ANALYSIS_VERSION = 1
 
 ProgressFn = Callable[[int, int, int], None]  # (done, total, epoch)
 
@@ -64,6 +73,11 @@ class Analysis:
     summary: dict = field(default_factory=dict)
     bad_checkpoints: list[str] = field(default_factory=list)  # one message each
     n_reused: int = 0  # rows taken from a previous analysis rather than computed (this call only)
+    # sha256 of the checkpoint each row was computed from, by epoch (None: not known, e.g. a row
+    # of an analysis written before manifests existed); and of the dataset
+    checkpoint_sha256: dict[int, str | None] = field(default_factory=dict)
+    dataset_sha256: str | None = None
+    verified: bool = True  # False for an analysis from before manifests (nothing to check it against)
 
     def column(self, name: str) -> torch.Tensor:
         return torch.tensor([r[name] for r in self.rows], dtype=torch.float64)
@@ -137,11 +151,13 @@ def analyze_run(
         raise rundir.RunDirError(f"{run.path}: no checkpoints in {rundir.CHECKPOINT_DIR}/")
     bad: dict[int, str] = {}
     loaded: dict[int, dict[str, torch.Tensor]] = {}
+    digests: dict[int, str | None] = {}
 
     def load(epoch: int) -> dict[str, torch.Tensor] | None:
         if epoch not in loaded and epoch not in bad:
             try:
-                loaded[epoch] = run.params(epoch)
+                _, loaded[epoch], digests[epoch] = rundir.read_checkpoint(
+                    rundir.checkpoint_path(run.path, epoch), run.shapes, digest=True)
             except rundir.RunDirError as e:
                 bad[epoch] = str(e)
         return loaded.get(epoch)
@@ -158,28 +174,41 @@ def analyze_run(
                                      f"first error: {next(iter(bad.values()))}")
         keys = key_frequencies(frequency_norms(loaded[final]["W_E"]), threshold)
         source = {"rule": KEY_FREQ_RULE, "threshold": threshold, "epoch": final}
+    dataset_sha = rundir.file_sha256(run.path / rundir.DATASET)
 
     reuse: dict[int, int] = {}
     if previous is not None:
         gone = sorted(set(previous.epochs.tolist()) - set(run.checkpoint_epochs))
-        same_keys = torch.equal(previous.key_freqs, keys)
-        if gone and (force or not same_keys) and not drop_missing:
-            why = "--force" if force else f"key frequencies {keys.tolist()} differ from the stored ones"
+        same = torch.equal(previous.key_freqs, keys) and previous.dataset_sha256 in (None, dataset_sha)
+        if gone and (force or not same) and not drop_missing:
+            why = ("--force" if force else f"key frequencies {keys.tolist()} differ from the stored ones"
+                   if not torch.equal(previous.key_freqs, keys) else "the dataset changed since")
             raise rundir.RunDirError(
                 f"{run.path}: the stored analysis has {len(gone)} rows for checkpoints no longer on disk (a trimmed "
                 f"run) that cannot be recomputed ({why}); pass --drop-missing to keep only the "
                 f"{len(run.checkpoint_epochs)} checkpoints on disk, or analyze a copy")
-        if same_keys and not force:
-            reuse = {int(e): i for i, e in enumerate(previous.epochs.tolist())}
+        if same and not force:
+            on_disk = set(run.checkpoint_epochs)
+            for i, e in enumerate(previous.epochs.tolist()):
+                recorded = previous.checkpoint_sha256.get(e)
+                if e not in on_disk:
+                    reuse[e] = i  # a trimmed run's row: kept as computed
+                elif recorded is not None:
+                    try:
+                        if rundir.file_sha256(rundir.checkpoint_path(run.path, e)) == recorded:
+                            reuse[e] = i  # same settings, same bytes: the same row
+                    except rundir.RunDirError:
+                        pass  # unreadable now: analyzed (and reported) below
 
     rows, norms, stats = [], [], []
-    epochs, n_reused = [], 0
+    epochs, n_reused, row_sha = [], 0, {}
     # rows of checkpoints no longer on disk (a trimmed run) are kept: they were computed from them
     todo = sorted(set(run.checkpoint_epochs) | set(reuse))
     for i, epoch in enumerate(todo):
         if epoch in reuse:
             j = reuse[epoch]
             row, nk, st = previous.rows[j], previous.norms[j], {k: v[j] for k, v in previous.memo.items()}
+            row_sha[epoch] = previous.checkpoint_sha256.get(epoch)
             n_reused += 1
         else:
             params = load(epoch)
@@ -189,6 +218,7 @@ def analyze_run(
                 continue
             row, nk, st = analyze_checkpoint(params, run, keys)
             row = {"epoch": epoch, **row}
+            row_sha[epoch] = digests[epoch]
             loaded.pop(epoch, None)  # keep memory flat over 100+ checkpoints
         rows.append(row)
         norms.append(nk)
@@ -206,7 +236,8 @@ def analyze_run(
         "nll_clean": torch.stack([s["nll_clean"] for s in stats]).to(torch.float32),
     }
     an = Analysis(torch.tensor(epochs, dtype=torch.int64), rows, torch.stack(norms), keys, source, memo,
-                  bad_checkpoints=[bad[e] for e in sorted(bad)])
+                  bad_checkpoints=[bad[e] for e in sorted(bad)], checkpoint_sha256=row_sha,
+                  dataset_sha256=dataset_sha)
     an.summary = summarize(run, an)
     an.n_reused = n_reused
     return an
@@ -271,8 +302,16 @@ def analysis_dir(run_path: Path) -> Path:
 
 
 def write_analysis(run: rundir.Run, an: Analysis) -> Path:
-    """Write progress.csv, the two safetensors files and summary.json atomically."""
+    """Write the analysis files atomically each, then manifest.json, which makes them one set.
+
+    The old manifest is removed first and the files are written in an order that leaves, after
+    a kill at any moment, either a complete set or files that read_analysis refuses. Callers
+    hold the analysis lock (`interp-grok analyze` does: rundir.locked(run.path, ...,
+    rundir.ANALYSIS_LOCK)).
+    """
     out = analysis_dir(run.path)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / MANIFEST).unlink(missing_ok=True)
     xs = [x_column(x) for x in x_value_columns(run.dataset.noise)]
     columns = PROGRESS_COLUMNS + EXTRA_COLUMNS + xs
     buf = io.StringIO()
@@ -280,8 +319,7 @@ def write_analysis(run: rundir.Run, an: Analysis) -> Path:
     w.writeheader()
     for r in an.rows:
         w.writerow({k: (repr(v) if isinstance(v, float) else v) for k, v in r.items()})
-    rundir.atomic_write_text(out / PROGRESS_CSV, buf.getvalue())
-    meta = {"key_freq_source": json.dumps(an.key_freq_source)}
+    meta = {"key_freq_source": json.dumps(an.key_freq_source), "analysis_version": ANALYSIS_VERSION}
     rundir.save_tensors(out / EMBED_FOURIER, {"epochs": an.epochs, "norms": an.norms, "key_freqs": an.key_freqs},
                         meta)
     fit = fit_matrix(run, an)
@@ -293,24 +331,80 @@ def write_analysis(run: rundir.Run, an: Analysis) -> Path:
         "first_fit_epoch": first_fit_epoch(fit, an.epochs),
         "forgetting_events": forgetting_events(fit),
     }, meta)
-    rundir.atomic_write_json(out / SUMMARY, an.summary)
+    rundir.atomic_write_json(out / SUMMARY, {**an.summary, "analysis_version": ANALYSIS_VERSION})
+    rundir.atomic_write_text(out / PROGRESS_CSV, buf.getvalue())
+    files = (PROGRESS_CSV, EMBED_FOURIER, MEMORIZATION, SUMMARY)
+    rundir.atomic_write_json(out / MANIFEST, {
+        "format": ANALYSIS_FORMAT,
+        "analysis_version": ANALYSIS_VERSION,
+        "files": {f: rundir.file_sha256(out / f) for f in files},
+        "key_freqs": an.key_freqs.tolist(),
+        "key_freq_source": an.key_freq_source,
+        "dataset_sha256": an.dataset_sha256,
+        "checkpoint_sha256": {str(e): an.checkpoint_sha256.get(e) for e in an.epochs.tolist()},
+    })
     return out
 
 
+def _inconsistent(out: Path, what: str) -> rundir.RunDirError:
+    return rundir.RunDirError(f"{out}: {what} (an analysis interrupted between its files, or written by two "
+                              f"processes at once); rerun `interp-grok analyze` on the run")
+
+
 def read_analysis(run: rundir.Run) -> Analysis:
-    """Read back what write_analysis wrote; RunDirError if it is missing or inconsistent."""
+    """Read back what write_analysis wrote; RunDirError (naming the file) if it is missing,
+    malformed, or does not match its manifest."""
     out = analysis_dir(run.path)
     path = out / PROGRESS_CSV
+    if not path.exists():
+        raise rundir.RunDirError(f"{path}: missing; run `interp-grok analyze {run.path}` first")
+    manifest = rundir.read_json(out / MANIFEST) if (out / MANIFEST).exists() else None
+    if manifest is not None:
+        if manifest.get("format") != ANALYSIS_FORMAT or not isinstance(manifest.get("files"), dict):
+            raise rundir.RunDirError(f"{out / MANIFEST}: not an interp-grok analysis manifest")
+        if manifest.get("analysis_version") != ANALYSIS_VERSION:
+            raise rundir.RunDirError(f"{out / MANIFEST}: analysis_version {manifest.get('analysis_version')!r} is "
+                                     f"not {ANALYSIS_VERSION}; rerun `interp-grok analyze` on the run")
+        for name, sha in manifest["files"].items():
+            if name not in (PROGRESS_CSV, EMBED_FOURIER, MEMORIZATION, SUMMARY):
+                raise rundir.RunDirError(f"{out / MANIFEST}: lists an unknown file {name!r}")
+            if rundir.file_sha256(out / name) != sha:
+                raise _inconsistent(out, f"{name} does not match {MANIFEST}")
     try:
-        text = path.read_text()
-    except OSError:
-        raise rundir.RunDirError(f"{path}: missing; run `interp-grok analyze {run.path}` first") from None
-    rows = [{k: (int(v) if k == "epoch" else float(v)) for k, v in r.items()}
-            for r in csv.DictReader(io.StringIO(text))]
+        text = rundir.read_regular(path).decode("utf-8")
+        rows = [{k: (int(v) if k == "epoch" else float(v)) for k, v in r.items()}
+                for r in csv.DictReader(io.StringIO(text))]
+    except (UnicodeDecodeError, ValueError, TypeError, csv.Error) as e:
+        raise rundir.RunDirError(f"{path}: not a progress table ({e})") from None
     ef, meta = rundir.load_tensors(out / EMBED_FOURIER)
-    mem, _ = rundir.load_tensors(out / MEMORIZATION)
-    summary = json.loads((out / SUMMARY).read_text())
-    if [r["epoch"] for r in rows] != ef["epochs"].tolist() or not torch.equal(ef["epochs"], mem["epochs"]):
+    mem, mem_meta = rundir.load_tensors(out / MEMORIZATION)
+    summary = rundir.read_json(out / SUMMARY)
+    if manifest is None and ("analysis_version" in meta or "analysis_version" in mem_meta
+                             or "analysis_version" in summary):
+        raise _inconsistent(out, f"files of this version but no {MANIFEST}")
+    for name, t, keys in ((EMBED_FOURIER, ef, ("epochs", "norms", "key_freqs")), (MEMORIZATION, mem, MEMO_KEYS)):
+        missing = [k for k in keys if k not in t]
+        if missing:
+            raise rundir.RunDirError(f"{out / name}: missing tensor(s) {', '.join(missing)}")
+    if "epochs" not in mem or "key_freq_source" not in meta:
+        raise rundir.RunDirError(f"{out}: epochs or key_freq_source missing from the safetensors files")
+    if [r.get("epoch") for r in rows] != ef["epochs"].tolist() or not torch.equal(ef["epochs"], mem["epochs"]):
         raise rundir.RunDirError(f"{out}: progress.csv and the safetensors files disagree on the epochs")
-    return Analysis(ef["epochs"], rows, ef["norms"], ef["key_freqs"], json.loads(meta["key_freq_source"]),
-                    {k: mem[k] for k in MEMO_KEYS}, summary, summary.get("bad_checkpoints", []))
+    T = len(rows)
+    if ef["norms"].shape[0] != T or any(mem[k].shape[0] != T for k in MEMO_KEYS):
+        raise rundir.RunDirError(f"{out}: the safetensors files do not have one row per epoch of progress.csv")
+    try:
+        source = json.loads(meta["key_freq_source"])
+    except ValueError:
+        raise rundir.RunDirError(f"{out / EMBED_FOURIER}: key_freq_source is not JSON") from None
+    if manifest is not None:
+        shas = manifest.get("checkpoint_sha256") or {}
+        checkpoint_sha = {e: shas.get(str(e)) for e in ef["epochs"].tolist()}
+        dataset_sha = manifest.get("dataset_sha256")
+        if manifest.get("key_freqs") != ef["key_freqs"].tolist():
+            raise _inconsistent(out, f"{EMBED_FOURIER} and {MANIFEST} disagree on the key frequencies")
+    else:
+        checkpoint_sha, dataset_sha = {}, None
+    return Analysis(ef["epochs"], rows, ef["norms"], ef["key_freqs"], source,
+                    {k: mem[k] for k in MEMO_KEYS}, summary, summary.get("bad_checkpoints", []),
+                    checkpoint_sha256=checkpoint_sha, dataset_sha256=dataset_sha, verified=manifest is not None)

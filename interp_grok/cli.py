@@ -78,7 +78,8 @@ def _add_train_parser(sub) -> None:
                     "(default: auto)")
     ap.add_argument("--threads", type=int, default=None,
                     help="torch CPU threads; use 1 per process when running several at once "
-                    f"(default: min(cores, 4) = {_default_threads()} here)")
+                    f"(default: min(cores, 4) = {_default_threads()} here; with --resume, the count the run "
+                    "was last trained with, which keeps it bit-identical)")
     ap.add_argument("--resume", action="store_true",
                     help="continue an existing run from its last saved state (--epochs may extend it)")
     ap.add_argument("--overwrite", action="store_true", help="delete an existing run at --out first")
@@ -86,13 +87,15 @@ def _add_train_parser(sub) -> None:
 
 
 def _cmd_train(args) -> int:
-    from .train import check_out_dir, resolve_device, resume, train
+    from .train import check_out_dir, check_resources, resolve_device, resume, train, trained_threads
 
     given = {name: getattr(args, name) for _, name, _, _ in _TRAIN_FLAGS if getattr(args, name) is not None}
     if args.betas is not None:
         given["betas"] = tuple(args.betas)
     if args.resume and args.overwrite:
         raise ConfigError("--resume and --overwrite exclude each other")
+    if args.out is not None and not str(args.out).strip():
+        raise ConfigError("--out must name a directory (got an empty string)")
     if args.threads is not None and args.threads < 1:
         raise ConfigError(f"threads must be an integer >= 1 (got {args.threads})")
     threads = args.threads or _default_threads()
@@ -106,7 +109,15 @@ def _cmd_train(args) -> int:
             flags = ", ".join(f for f, n, _, _ in _TRAIN_FLAGS if n in extra) or "--betas"
             raise ConfigError(f"--resume continues the stored config; only --epochs may change ({flags} given)")
         out = args.out
-        stored, _ = read_config(require_run_dir(out))
+        stored, prov = read_config(require_run_dir(out))  # names a non-run or a config it cannot read
+        # CPU kernels split their work by thread count, so only the same count continues the
+        # run bit for bit: default to the count it was last trained with
+        last = trained_threads(prov)
+        if args.threads is None and last is not None:
+            threads = last
+        elif last is not None and threads != last:
+            print(f"interp-grok train: note: {out} was trained with {last} thread(s), resuming with {threads}: "
+                  "the continuation will not be bit-identical to an uninterrupted run", file=sys.stderr)
         total = given.get("epochs", stored.epochs)
         progress = _Progress(total, f"resuming {out} to epoch {total}")
         result = resume(out, epochs=given.get("epochs"), device=args.device, threads=threads,
@@ -115,6 +126,7 @@ def _cmd_train(args) -> int:
         config = Config(**given).finalize()  # validate before anything touches the disk
         out = args.out if args.out is not None else Path("runs") / f"n{config.noise_n}"
         check_out_dir(out, args.overwrite)
+        check_resources(config, out)
         progress = _Progress(config.epochs, f"training {out}: p={config.p} noise_n={config.noise_n} "
                              f"epochs={config.epochs} checkpoints={len(config.checkpoint_epochs)} threads={threads}")
         result = train(config, out, device=args.device, overwrite=args.overwrite, threads=threads,
@@ -209,7 +221,7 @@ def _cmd_analyze(args) -> int:
 
     from .analyze import analyze_run, read_analysis, write_analysis, x_value_columns
     from .plotting import draw_all
-    from .rundir import load_run
+    from .rundir import ANALYSIS_DIR, ANALYSIS_LOCK, PROGRESS_CSV, command_line, load_run, locked
 
     if not 0.0 < args.threshold <= 1.0:
         raise ConfigError(f"threshold must be in (0, 1] (got {args.threshold})")
@@ -220,19 +232,24 @@ def _cmd_analyze(args) -> int:
     run = load_run(args.run_dir)
     if args.key_freqs is not None and any(not 1 <= k <= run.config.p // 2 for k in args.key_freqs):
         raise ConfigError(f"key frequencies must be in 1..{run.config.p // 2} (got {args.key_freqs})")
-    try:
-        previous = read_analysis(run)
-    except (RunDirError, OSError, ValueError, KeyError):
-        previous = None  # nothing (usable) yet: compute everything
-    bar = _CheckpointBar()
-    try:
-        an = analyze_run(run, key_freqs=args.key_freqs, threshold=args.threshold, previous=previous,
-                         force=args.force, drop_missing=args.drop_missing, progress=bar)
-    finally:
-        bar.close()
-    out = write_analysis(run, an)
-    figures = [] if args.no_figures else draw_all(an, an.summary["noise_floor"], x_value_columns(run.dataset.noise),
-                                                  out / "figures", run_name=str(run.path))
+    with locked(run.path, ANALYSIS_LOCK) as lock:  # one analyzer per run at a time
+        lock.announce(command_line())
+        previous = None
+        if (run.path / ANALYSIS_DIR / PROGRESS_CSV).exists():
+            try:
+                previous = read_analysis(run)
+            except RunDirError as e:  # recompute what is on disk; say why nothing is reused
+                print(f"interp-grok analyze: note: the stored analysis is not reused: {e}", file=sys.stderr)
+        bar = _CheckpointBar()
+        try:
+            an = analyze_run(run, key_freqs=args.key_freqs, threshold=args.threshold, previous=previous,
+                             force=args.force, drop_missing=args.drop_missing, progress=bar)
+        finally:
+            bar.close()
+        out = write_analysis(run, an)
+        figures = [] if args.no_figures else draw_all(an, an.summary["noise_floor"],
+                                                      x_value_columns(run.dataset.noise), out / "figures",
+                                                      run_name=str(run.path))
     _print_summary(run, an, out, figures, time.perf_counter() - t0)
     for msg in an.bad_checkpoints:
         print(f"interp-grok analyze: error: {msg}", file=sys.stderr)
@@ -299,25 +316,32 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .train import TrainError
+    from .train import TrainError, TrainingDiverged
 
     args = build_parser().parse_args(argv)
     prog = f"interp-grok {args.command}"
     try:
-        return args.func(args)
+        rc = args.func(args)
+        sys.stdout.flush()  # inside the try: a reader that left (`| head`) is handled below
+        return rc
+    except TrainingDiverged as e:  # not a usage error: the run is kept up to its last good state
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return 1
     except (ConfigError, TrainError) as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
     except RunDirError as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # `interp-grok analyze RUN | head`: the reader left; not an error of ours
+        # point stdout at /dev/null so the interpreter's final flush does not fail again
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
     except OSError as e:  # unwritable or vanished paths: name the file, no traceback
         where = f"{e.filename}: " if e.filename else ""
         print(f"{prog}: error: {where}{e.strerror or e}", file=sys.stderr)
         return 1
-    except BrokenPipeError:  # `interp-grok analyze RUN | head`: the reader left; not an error of ours
-        sys.stderr.close()
-        return 0
     except KeyboardInterrupt:
         print(f"{prog}: interrupted; completed files are kept (continue with --resume)", file=sys.stderr)
         return 130

@@ -69,7 +69,16 @@ class Config:
         unknown = sorted(set(d) - names)
         if unknown:
             raise ConfigError(f"unknown config keys: {', '.join(unknown)}")
+        betas, ce = d.get("betas", (0.9, 0.98)), d.get("checkpoint_epochs", [])
+        if not isinstance(betas, (list, tuple)) or not all(_is_real(b) for b in betas):
+            raise ConfigError(f"betas must be two numbers in [0, 1) (got {betas!r})")
+        if not isinstance(ce, list) or not all(_is_int(e) for e in ce):
+            raise ConfigError("checkpoint_epochs must be a list of integers")
         return cls(**d).finalize()
+
+
+MAX_EPOCHS = 10**9  # metrics.jsonl grows ~20 bytes an epoch: 10^9 epochs is already ~20 GB
+MAX_CHECKPOINTS = 1000  # the schedule's search is quadratic in it
 
 
 def _check(ok: bool, name: str, allowed: str, value) -> None:
@@ -77,13 +86,26 @@ def _check(ok: bool, name: str, allowed: str, value) -> None:
         raise ConfigError(f"{name} must be {allowed} (got {value!r})")
 
 
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_real(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
 def validate(c: Config) -> None:
     """Raise ConfigError naming the first setting outside its allowed range."""
     for name in ("p_bin", "train_frac", "lr", "weight_decay", "adam_eps", "max_checkpoint_gap"):
         v = getattr(c, name)
-        _check(isinstance(v, (int, float)) and math.isfinite(v), name, "a finite number", v)
-    _check(isinstance(c.p, int) and c.p >= 2, "p", "an integer >= 2", c.p)
-    _check(isinstance(c.noise_n, int) and c.noise_n >= 0, "noise_n", "an integer >= 0", c.noise_n)
+        _check(_is_real(v), name, "a finite number", v)
+    for name in ("p", "noise_n", "d_model", "d_mlp", "epochs", "n_checkpoints", "eval_every", "seed", "data_seed"):
+        v = getattr(c, name)
+        _check(_is_int(v), "checkpoints" if name == "n_checkpoints" else name, "an integer", v)
+    _check(isinstance(c.act, str) and isinstance(c.init, str) and isinstance(c.loss_dtype, str),
+           "act, init and loss_dtype", "strings", (c.act, c.init, c.loss_dtype))
+    _check(c.p >= 2, "p", "an integer >= 2", c.p)
+    _check(c.noise_n >= 0, "noise_n", "an integer >= 0", c.noise_n)
     _check(0.0 <= c.p_bin <= 1.0, "p_bin", "in [0, 1]", c.p_bin)
     _check(0.0 < c.train_frac < 1.0, "train_frac", "in (0, 1)", c.train_frac)
     n_train = math.floor(c.train_frac * c.p**2)
@@ -102,10 +124,10 @@ def validate(c: Config) -> None:
         c.betas,
     )
     _check(c.adam_eps > 0, "adam_eps", "> 0", c.adam_eps)
-    _check(isinstance(c.epochs, int) and c.epochs >= 1, "epochs", "an integer >= 1", c.epochs)
+    _check(1 <= c.epochs <= MAX_EPOCHS, "epochs", f"an integer in [1, {MAX_EPOCHS:.0e}]", c.epochs)
     _check(c.loss_dtype in LOSS_DTYPES, "loss_dtype", f"one of {', '.join(LOSS_DTYPES)}", c.loss_dtype)
     _check(
-        isinstance(c.n_checkpoints, int) and c.n_checkpoints >= 2, "checkpoints", "an integer >= 2",
+        2 <= c.n_checkpoints <= MAX_CHECKPOINTS, "checkpoints", f"an integer in [2, {MAX_CHECKPOINTS}]",
         c.n_checkpoints,
     )
     _check(0.0 < c.max_checkpoint_gap <= 1.0, "max_checkpoint_gap", "in (0, 1]", c.max_checkpoint_gap)
@@ -141,7 +163,7 @@ def checkpoint_schedule(epochs: int, count: int = 100, max_gap: float = 0.025) -
         return sorted(linear | {int(round(x)) for x in _geomspace(1.0, float(epochs), m)} | {0})
 
     m = max(2, count // 2)  # never fewer than count/2 log points, even when the floor is dense
-    while m < count and len(merged(m + 1)) <= count:
+    while m < count and len(merged(m + 1)) <= count:  # (not monotone in m: no bisection)
         m += 1
     return merged(m)
 

@@ -7,22 +7,32 @@ This module is the only place that knows where things live in a run directory:
     RUN/metrics.jsonl                    JSON lines: train-loss blocks and evals, appended
     RUN/checkpoints/epoch_000000.safetensors   W_E, W_in, b_in, W_out, W_U (float32)
     RUN/train_state.safetensors          weights + AdamW moments, for --resume
-    RUN/analysis/...                     written by `interp-grok analyze`
+    RUN/analysis/...                     written by `interp-grok analyze` (manifest.json last)
+    RUN/.lock, RUN/.analysis.lock        advisory locks: one trainer, one analyzer at a time
 
 Every file but metrics.jsonl is written to a temp file in the same directory, fsynced and
 renamed into place, so a kill at any moment leaves only complete files. metrics.jsonl is
 append-only; a kill can leave a partial last line, which readers skip and --resume removes.
-Nothing here unpickles: safetensors and JSON only.
+Every read checks what it reads (regular file, size, format marker, dtypes, shapes, values)
+and names the file in a RunDirError. Nothing here unpickles: safetensors and JSON only.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import fcntl
+import hashlib
 import json
 import math
 import os
 import re
+import socket
+import stat
+import sys
 import tempfile
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,14 +51,33 @@ METRICS = "metrics.jsonl"
 CHECKPOINT_DIR = "checkpoints"
 TRAIN_STATE = "train_state.safetensors"
 ANALYSIS_DIR = "analysis"
-FORMAT_VERSION = 1
+LOCK = ".lock"  # held by the one process training into the run
+ANALYSIS_LOCK = ".analysis.lock"  # held by the one process writing analysis/
+# analysis/ (its contents are computed by interp_grok.analyze; their names live here)
+PROGRESS_CSV = "progress.csv"
+EMBED_FOURIER = "embed_fourier.safetensors"
+MEMORIZATION = "memorization.safetensors"
+SUMMARY = "summary.json"
+MANIFEST = "manifest.json"  # written last: ties the other four together (see analyze)
+FIGURES_DIR = "figures"
+ANALYSIS_FILES = (PROGRESS_CSV, EMBED_FOURIER, MEMORIZATION, SUMMARY, MANIFEST)
+
+RUN_FORMAT = "interp-grok-run"  # the marker in config.json that makes a directory a run
+FORMAT_VERSION = 2  # 2 adds the marker; version 1 (no marker, same fields) is still read
+READABLE_VERSIONS = (1, 2)
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
 _CKPT_RE = re.compile(r"^epoch_(\d{6,})\.safetensors$")
+_TMP_RE = re.compile(r"^\..+\.tmp$")  # atomic_write_bytes' temp files (a kill can leave one)
+_MAX_JSON_BYTES = 64 << 20  # config.json / summary.json / manifest.json are kilobytes
 
 
 class RunDirError(Exception):
     """A run directory or one of its files is missing, corrupt or inconsistent."""
+
+
+class RunLockedError(RunDirError):
+    """Another live process holds the run's (or its analysis') lock."""
 
 
 # ---------------------------------------------------------------- atomic writes
@@ -116,20 +145,74 @@ def save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict | 
     atomic_write_bytes(path, st_save(tensors, metadata=meta))
 
 
-def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """Read a safetensors file fully (tensors, metadata); RunDirError names a corrupt file."""
+def read_regular(path: Path, max_bytes: int | None = None) -> bytes:
+    """The bytes of a regular file; RunDirError (naming it) for a missing file, a directory,
+    a FIFO or device (which would hang or never end), or a file larger than ``max_bytes``."""
     path = Path(path)
     try:
-        data = path.read_bytes()
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # O_NONBLOCK: opening a FIFO must not hang
+    except FileNotFoundError:
+        raise RunDirError(f"{path}: missing") from None
     except OSError as e:
         raise RunDirError(f"{path}: cannot read ({e.strerror})") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise RunDirError(f"{path}: not a regular file")
+        if max_bytes is not None and st.st_size > max_bytes:
+            raise RunDirError(f"{path}: {st.st_size} bytes, more than the {max_bytes} this file can hold")
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            return f.read()
+    except OSError as e:
+        raise RunDirError(f"{path}: cannot read ({e.strerror})") from None
+    finally:
+        os.close(fd)
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    return sha256(read_regular(path))
+
+
+def load_tensors(path: Path, max_bytes: int | None = None, *, digest: bool = False
+                 ) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Read a safetensors file fully (tensors, metadata); RunDirError names a corrupt file.
+
+    With ``digest``, the metadata dict gets ``"__sha256__"``: the hash of exactly the bytes read.
+    """
+    path = Path(path)
+    data = read_regular(path, max_bytes)
     try:
         tensors = st_load(data)
         n = int.from_bytes(data[:8], "little")
         meta = json.loads(data[8 : 8 + n]).get("__metadata__") or {}
-    except (SafetensorError, ValueError, OverflowError) as e:
+        if not isinstance(meta, dict):
+            raise ValueError("metadata is not an object")
+    except (SafetensorError, ValueError, OverflowError, UnicodeDecodeError) as e:
         raise RunDirError(f"{path}: not a valid safetensors file ({e})") from None
+    if digest:
+        meta = {**meta, "__sha256__": sha256(data)}
     return tensors, meta
+
+
+def read_json(path: Path) -> dict:
+    """A JSON object from a regular file; RunDirError naming the file for anything else."""
+    path = Path(path)
+    data = read_regular(path, _MAX_JSON_BYTES)
+    try:
+        raw = json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise RunDirError(f"{path}: not UTF-8 text") from None
+    except json.JSONDecodeError as e:
+        raise RunDirError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
+    except RecursionError:
+        raise RunDirError(f"{path}: JSON nested too deeply") from None
+    if not isinstance(raw, dict):
+        raise RunDirError(f"{path}: expected a JSON object")
+    return raw
 
 
 # ---------------------------------------------------------------- paths
@@ -146,8 +229,28 @@ def checkpoint_epochs_on_disk(run: Path) -> list[int]:
     return sorted(int(m.group(1)) for f in d.iterdir() if (m := _CKPT_RE.match(f.name)))
 
 
+def _config_format(raw: dict) -> int | None:
+    """The format version of a parsed config.json if it is this project's run config, else None."""
+    version = raw.get("format_version")
+    if isinstance(version, bool) or not isinstance(version, int):
+        return None
+    if raw.get("format") == RUN_FORMAT:
+        return version
+    # version 1 had no marker: recognized by its version and every Config field being present
+    if version == 1 and "format" not in raw and {f.name for f in dataclasses.fields(Config)} <= set(raw):
+        return 1
+    return None
+
+
 def is_run_dir(path: Path) -> bool:
-    return (Path(path) / CONFIG).is_file()
+    """Whether ``path`` holds a config.json that is this project's run config (marker + version).
+
+    A directory with some other config.json (another tool's, or garbage) is not a run.
+    """
+    try:
+        return _config_format(read_json(Path(path) / CONFIG)) is not None
+    except RunDirError:
+        return False
 
 
 def require_run_dir(path: Path) -> Path:
@@ -156,35 +259,149 @@ def require_run_dir(path: Path) -> Path:
         raise RunDirError(f"{path}: no such directory")
     if not path.is_dir():
         raise RunDirError(f"{path}: not a directory")
-    if not is_run_dir(path):
+    if not (path / CONFIG).exists():
         raise RunDirError(f"{path}: not a run directory (no {CONFIG}; create one with `interp-grok train`)")
+    read_config(path)  # a config.json that is not ours, or that we cannot read faithfully, is named
     return path
+
+
+_TOP_FILES = (CONFIG, DATASET, METRICS, TRAIN_STATE, LOCK, ANALYSIS_LOCK)
+# what a run writes, as (is this file name ours?, {subdirectory: its own layout})
+_Layout = tuple[Callable[[str], bool], dict]
+_FIGURES: _Layout = (lambda n: n.endswith(".png"), {})
+_LAYOUT: _Layout = (lambda n: n in _TOP_FILES, {
+    CHECKPOINT_DIR: (lambda n: bool(_CKPT_RE.match(n)), {}),
+    ANALYSIS_DIR: (lambda n: n in ANALYSIS_FILES, {FIGURES_DIR: _FIGURES}),
+})
+
+
+def _walk(d: Path, layout: _Layout, rel: str = "") -> Iterator[tuple[str, os.DirEntry, bool]]:
+    """(relative name, entry, ours?) for every entry under ``d``, children before their directory."""
+    ok_file, subdirs = layout
+    for e in sorted(os.scandir(d), key=lambda e: e.name):
+        is_dir = e.is_dir(follow_symlinks=False)
+        if is_dir and e.name in subdirs:
+            yield from _walk(Path(e.path), subdirs[e.name], f"{rel}{e.name}/")
+            yield f"{rel}{e.name}/", e, True
+        else:
+            ours = e.is_file(follow_symlinks=False) and (ok_file(e.name) or bool(_TMP_RE.match(e.name)))
+            yield f"{rel}{e.name}" + ("/" if is_dir else ""), e, ours
+
+
+def foreign_entries(path: Path) -> list[str]:
+    """Entries under ``path`` (relative names) that `interp-grok train` / `analyze` never write.
+
+    Empty means everything in the directory is a run's own, so replacing it loses nothing else.
+    """
+    return [name for name, _, ours in _walk(Path(path), _LAYOUT) if not ours]
+
+
+def only_lock_files(path: Path) -> bool:
+    """True for an empty directory, or one holding only lock and temp files: what a creation
+    killed before its config.json was written leaves. Such a directory counts as empty."""
+    return all(e.is_file(follow_symlinks=False) and (e.name in (LOCK, ANALYSIS_LOCK) or bool(_TMP_RE.match(e.name)))
+               for e in os.scandir(path))
+
+
+def clear_run(path: Path) -> None:
+    """Delete a run's own files entry by entry (never a blanket rmtree), keeping the two locks,
+    which the caller holds. Anything foreign is left in place, and its directory with it."""
+    for name, e, ours in _walk(Path(path), _LAYOUT):
+        if not ours or name in (LOCK, ANALYSIS_LOCK):
+            continue
+        if name.endswith("/"):
+            with contextlib.suppress(OSError):  # not empty: it holds something foreign
+                os.rmdir(e.path)
+        else:
+            os.unlink(e.path)
+
+
+# ---------------------------------------------------------------- locks
+
+
+def _holder(path: Path) -> str:
+    try:
+        info = json.loads(path.read_text())
+        return (f"pid {info['pid']} on {info['host']} ({info['command']}, since {info['since']})")
+    except (OSError, ValueError, KeyError, TypeError):
+        return "another process"
+
+
+class Lock:
+    """A held lock (see ``locked``); ``announce`` records who holds it, for a second writer's error."""
+
+    def __init__(self, fd: int):
+        self._fd = fd
+
+    def announce(self, what: str) -> None:
+        info = {"pid": os.getpid(), "host": socket.gethostname(), "command": what,
+                "since": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        os.ftruncate(self._fd, 0)
+        os.pwrite(self._fd, (json.dumps(info) + "\n").encode(), 0)
+
+
+@contextlib.contextmanager
+def locked(run: Path, name: str = LOCK) -> Iterator[Lock]:
+    """Hold the run's advisory lock (flock) for the body; RunLockedError names the live holder.
+
+    The kernel releases a flock when its holder exits, however it exits, so a killed process
+    never leaves a run locked; the lock file itself stays. Holders that go on to write call
+    ``announce`` (a check that ends in a refusal, or a no-op, leaves the lock file untouched).
+    """
+    path = Path(run) / name
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666 & ~_UMASK)
+    except OSError as e:
+        raise RunDirError(f"{path}: cannot create the lock file ({e.strerror})") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        kind = "analyzed" if name == ANALYSIS_LOCK else "written"
+        raise RunLockedError(f"{run}: being {kind} by {_holder(path)}; wait for it to finish or stop it") from None
+    try:
+        yield Lock(fd)
+    finally:
+        os.close(fd)  # releases the flock
+
+
+def command_line() -> str:
+    return " ".join(["interp-grok", *sys.argv[1:]]) if sys.argv else "interp-grok"
 
 
 # ---------------------------------------------------------------- config
 
 
 def write_config(run: Path, config: Config, provenance: dict) -> None:
-    atomic_write_json(Path(run) / CONFIG, {"format_version": FORMAT_VERSION, **config.to_dict(),
-                                           "provenance": provenance})
+    atomic_write_json(Path(run) / CONFIG, {"format": RUN_FORMAT, "format_version": FORMAT_VERSION,
+                                           **config.to_dict(), "provenance": provenance})
 
 
 def read_config(run: Path) -> tuple[Config, dict]:
-    """(Config, provenance) of a run; RunDirError if config.json is unreadable or invalid."""
+    """(Config, provenance) of a run; RunDirError unless config.json is this project's run config
+    of a readable version with every setting present (nothing is defaulted: a missing key would
+    silently change what the run is)."""
     path = Path(run) / CONFIG
-    try:
-        raw = json.loads(path.read_text())
-    except OSError as e:
-        raise RunDirError(f"{path}: cannot read ({e.strerror})") from None
-    except json.JSONDecodeError as e:
-        raise RunDirError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from None
-    if not isinstance(raw, dict):
-        raise RunDirError(f"{path}: expected a JSON object")
-    raw.pop("format_version", None)
+    raw = read_json(path)
+    version = _config_format(raw)
+    if version is None:
+        if raw.get("format") == RUN_FORMAT or "format_version" in raw:
+            raise RunDirError(f"{path}: format_version {raw.get('format_version')!r} is not one this version "
+                              f"of interp-grok reads ({', '.join(map(str, READABLE_VERSIONS))}); upgrade interp-grok")
+        raise RunDirError(f"{path}: not an interp-grok run config (no \"format\": \"{RUN_FORMAT}\")")
+    if version not in READABLE_VERSIONS:
+        raise RunDirError(f"{path}: format_version {version} is not one this version of interp-grok reads "
+                          f"({', '.join(map(str, READABLE_VERSIONS))}); upgrade interp-grok")
+    raw = {k: v for k, v in raw.items() if k not in ("format", "format_version")}
     provenance = raw.pop("provenance", {})
+    if not isinstance(provenance, dict):
+        raise RunDirError(f"{path}: provenance must be a JSON object")
+    missing = [f.name for f in dataclasses.fields(Config) if f.name not in raw]
+    if missing:
+        raise RunDirError(f"{path}: missing config keys {', '.join(missing)}; refusing to guess them")
     try:
         return Config.from_dict(raw), provenance
-    except (ConfigError, TypeError) as e:
+    except (ConfigError, TypeError, ValueError) as e:
         raise RunDirError(f"{path}: invalid config ({e})") from None
 
 
@@ -203,7 +420,7 @@ def load_dataset(run: Path, p: int) -> Dataset:
 
 def read_dataset(run: Path, p: int) -> dict[str, torch.Tensor]:
     path = Path(run) / DATASET
-    tensors, _ = load_tensors(path)
+    tensors, _ = load_tensors(path, max_bytes=3 * 8 * p * p + (1 << 16))
     for k in ("noise", "train_idx", "test_idx"):
         if k not in tensors:
             raise RunDirError(f"{path}: missing tensor {k!r}")
@@ -214,6 +431,8 @@ def read_dataset(run: Path, p: int) -> dict[str, torch.Tensor]:
     idx = torch.cat([tensors["train_idx"], tensors["test_idx"]]).sort().values
     if not torch.equal(idx, torch.arange(p * p)):
         raise RunDirError(f"{path}: train_idx and test_idx are not a partition of the {p * p} pairs")
+    if tensors["train_idx"].numel() == 0 or tensors["test_idx"].numel() == 0:
+        raise RunDirError(f"{path}: train_idx and test_idx must both be non-empty")
     return tensors
 
 
@@ -225,10 +444,17 @@ def write_checkpoint(run: Path, epoch: int, params: dict[str, torch.Tensor]) -> 
     save_tensors(checkpoint_path(run, epoch), tensors, {"epoch": epoch, "format_version": FORMAT_VERSION})
 
 
-def read_checkpoint(path: Path, shapes: dict[str, tuple[int, ...]]) -> tuple[int, dict[str, torch.Tensor]]:
-    """(epoch, params) of one checkpoint file, checked against the expected shapes."""
+def _params_max_bytes(shapes: dict[str, tuple[int, ...]], copies: int = 1) -> int:
+    return copies * 4 * sum(math.prod(s) for s in shapes.values()) + (1 << 16)  # + header
+
+
+def read_checkpoint(path: Path, shapes: dict[str, tuple[int, ...]], *, digest: bool = False
+                    ) -> tuple[int, dict[str, torch.Tensor]] | tuple[int, dict[str, torch.Tensor], str]:
+    """(epoch, params) of one checkpoint file, checked against the expected names, shapes and
+    dtype (float32), finite, and its metadata epoch against its file name; with ``digest``
+    also the sha256 of the bytes read."""
     path = Path(path)
-    tensors, meta = load_tensors(path)
+    tensors, meta = load_tensors(path, _params_max_bytes(shapes), digest=digest)
     for name, shape in shapes.items():
         if name not in tensors:
             raise RunDirError(f"{path}: missing tensor {name!r}")
@@ -236,13 +462,19 @@ def read_checkpoint(path: Path, shapes: dict[str, tuple[int, ...]]) -> tuple[int
             raise RunDirError(
                 f"{path}: {name} has shape {list(tensors[name].shape)}, config says {list(shape)}"
             )
+        if tensors[name].dtype != torch.float32:
+            raise RunDirError(f"{path}: {name} is {str(tensors[name].dtype).removeprefix('torch.')}, not float32")
         if not torch.isfinite(tensors[name]).all():
             raise RunDirError(f"{path}: {name} contains NaN or inf")
     try:
         epoch = int(meta["epoch"])
     except (KeyError, ValueError):
         raise RunDirError(f"{path}: no integer 'epoch' in the safetensors metadata") from None
-    return epoch, {name: tensors[name] for name in shapes}
+    m = _CKPT_RE.match(path.name)
+    if m and int(m.group(1)) != epoch:
+        raise RunDirError(f"{path}: its metadata says epoch {epoch}, its name epoch {int(m.group(1))}")
+    params = {name: tensors[name] for name in shapes}
+    return (epoch, params, meta["__sha256__"]) if digest else (epoch, params)
 
 
 # ---------------------------------------------------------------- metrics
@@ -269,34 +501,62 @@ class MetricsWriter:
         self._f.close()
 
 
+def _number(v) -> bool:
+    return v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
+
+
+def _check_record(r, path: Path, line: int) -> str | None:
+    """Why a parsed metrics line is not a record this project writes (None if it is)."""
+    if not isinstance(r, dict):
+        return "not a JSON object"
+    if r.get("kind") not in ("train", "eval"):
+        return "kind must be \"train\" or \"eval\""
+    e = r.get("epoch")
+    if isinstance(e, bool) or not isinstance(e, int) or e < 0:
+        return "epoch must be an integer >= 0"
+    if r["kind"] == "train":
+        losses = r.get("train_loss")
+        if not isinstance(losses, list) or not all(_number(v) for v in losses):
+            return "train_loss must be a list of numbers"
+    elif not all(_number(v) for k, v in r.items() if k not in ("kind", "epoch")):
+        return "eval values must be numbers"
+    return None
+
+
 def read_metrics(run: Path) -> list[dict]:
-    """All complete records of metrics.jsonl (a partial last line from a kill is skipped)."""
+    """All complete records of metrics.jsonl (a partial last line from a kill is skipped);
+    RunDirError naming the file and line for anything this project does not write."""
     path = Path(run) / METRICS
-    if not path.exists():
+    if not path.exists() and not path.is_symlink():
         return []
+    try:
+        lines = read_regular(path).decode("utf-8").split("\n")
+    except UnicodeDecodeError:
+        raise RunDirError(f"{path}: not UTF-8 text") from None
     records = []
-    lines = path.read_text(encoding="utf-8").split("\n")
     for i, line in enumerate(lines):
         if not line.strip():
             continue
         try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
+            r = json.loads(line)
+        except (json.JSONDecodeError, RecursionError):
             if i == len(lines) - 1:  # unterminated last line: a write cut short by a kill
                 break
             raise RunDirError(f"{path}: line {i + 1} is not valid JSON") from None
+        why = _check_record(r, path, i + 1)
+        if why is not None:
+            raise RunDirError(f"{path}: line {i + 1}: {why}")
+        records.append(r)
     return records
 
 
-def truncate_metrics(run: Path, epoch: int) -> None:
-    """Atomically rewrite metrics.jsonl without anything measured after ``epoch``.
-
-    Keeps eval records up to ``epoch`` and train losses of epochs before it (a train block
-    that straddles ``epoch`` is cut), so a resume from the state at ``epoch`` appends exactly
-    what an uninterrupted run would have written.
-    """
+def metrics_up_to(run: Path, records: list[dict], epoch: int) -> list[dict]:
+    """The records a resume from the state at ``epoch`` keeps: evaluations up to ``epoch`` and
+    train losses of the epochs before it (a block that straddles ``epoch`` is cut), so that what
+    the resume appends is exactly what an uninterrupted run would have written. RunDirError
+    unless those losses cover epochs 0..epoch-1, once each, in order."""
     kept = []
-    for r in read_metrics(run):
+    for r in records:
         if r["kind"] == "eval" and r["epoch"] <= epoch:
             kept.append(r)
         elif r["kind"] == "train" and r["epoch"] < epoch:
@@ -304,8 +564,18 @@ def truncate_metrics(run: Path, epoch: int) -> None:
     epochs, _ = train_losses(kept)
     if epochs != list(range(epoch)):
         raise RunDirError(f"{Path(run) / METRICS}: train losses do not cover epochs 0..{epoch - 1} "
-                          f"before the saved state; the run cannot be resumed exactly")
-    atomic_write_text(Path(run) / METRICS, _jsonl(kept))
+                          f"once each before the saved state; the run cannot be resumed exactly")
+    return kept
+
+
+def write_metrics(run: Path, records: list[dict]) -> None:
+    """Atomically replace metrics.jsonl with ``records``."""
+    atomic_write_text(Path(run) / METRICS, _jsonl(records))
+
+
+def truncate_metrics(run: Path, epoch: int) -> None:
+    """Atomically rewrite metrics.jsonl without anything measured after ``epoch`` (see metrics_up_to)."""
+    write_metrics(run, metrics_up_to(run, read_metrics(run), epoch))
 
 
 def train_losses(records: list[dict]) -> tuple[list[int], list[float]]:
@@ -326,11 +596,15 @@ def write_train_state(run: Path, epoch: int, tensors: dict[str, torch.Tensor]) -
     save_tensors(Path(run) / TRAIN_STATE, tensors, {"epoch": epoch, "format_version": FORMAT_VERSION})
 
 
-def read_train_state(run: Path) -> tuple[int, dict[str, torch.Tensor]]:
+def read_train_state(run: Path, shapes: dict[str, tuple[int, ...]] | None = None
+                     ) -> tuple[int, dict[str, torch.Tensor]]:
+    """(epoch, tensors) of the resume state; what the tensors must be is checked by the trainer
+    (``shapes``, when given, bounds the file's size before it is read)."""
     path = Path(run) / TRAIN_STATE
     if not path.exists():
         raise RunDirError(f"{path}: missing; this run cannot be resumed")
-    tensors, meta = load_tensors(path)
+    limit = None if shapes is None else _params_max_bytes(shapes, copies=3) + 64 * len(shapes)
+    tensors, meta = load_tensors(path, limit)
     try:
         return int(meta["epoch"]), tensors
     except (KeyError, ValueError):

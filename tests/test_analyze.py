@@ -90,7 +90,8 @@ def test_new_checkpoints_only_are_computed(run_copy, capsys):
     first = analyze_run(run)
     # drop the last three rows as if they had not been analyzed yet
     partial = type(first)(first.epochs[:-3], first.rows[:-3], first.norms[:-3], first.key_freqs,
-                          first.key_freq_source, {k: v[:-3] for k, v in first.memo.items()})
+                          first.key_freq_source, {k: v[:-3] for k, v in first.memo.items()},
+                          checkpoint_sha256=first.checkpoint_sha256, dataset_sha256=first.dataset_sha256)
     again = analyze_run(run, previous=partial)
     assert again.n_reused == len(first.rows) - 3
     assert again.summary == first.summary  # the summary does not depend on how it was computed
