@@ -151,7 +151,7 @@ def test_bad_settings_one_line_exit_2_nothing_written(tmp_path, capsys, flags, n
 
 def test_resume_of_a_non_run_and_conflicting_flags(tmp_path, tiny_run, capsys):
     assert run_cli("train", "--resume", "--out", tmp_path) == 1
-    assert "not an interp-grok run directory" in capsys.readouterr().err
+    assert "not a run directory" in capsys.readouterr().err
     assert run_cli("train", "--resume", "--out", tiny_run, "--noise", "8") == 2
     assert "only --epochs may change" in capsys.readouterr().err
 
