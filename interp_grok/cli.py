@@ -73,7 +73,7 @@ def _add_train_parser(sub) -> None:
                         help=f"{text} (default: {getattr(DEFAULTS, name)})")
     ap.add_argument("--betas", type=float, nargs=2, default=None, metavar=("B1", "B2"),
                     help=f"AdamW betas (default: {DEFAULTS.betas[0]} {DEFAULTS.betas[1]})")
-    ap.add_argument("--out", type=Path, default=None, help="run directory (default: runs/n{noise})")
+    ap.add_argument("--out", default=None, help="run directory (default: runs/n{noise})")
     ap.add_argument("--device", default="auto", help="auto (CUDA if available, else CPU), cpu, cuda[:N] "
                     "(default: auto)")
     ap.add_argument("--threads", type=int, default=None,
@@ -94,8 +94,9 @@ def _cmd_train(args) -> int:
         given["betas"] = tuple(args.betas)
     if args.resume and args.overwrite:
         raise ConfigError("--resume and --overwrite exclude each other")
-    if args.out is not None and not str(args.out).strip():
+    if args.out is not None and not args.out.strip():
         raise ConfigError("--out must name a directory (got an empty string)")
+    args.out = None if args.out is None else Path(args.out)
     if args.threads is not None and args.threads < 1:
         raise ConfigError(f"threads must be an integer >= 1 (got {args.threads})")
     threads = args.threads or _default_threads()

@@ -142,7 +142,22 @@ def save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict | 
     """Atomically write a safetensors file; metadata values are stored as strings."""
     meta = {k: str(v) for k, v in (metadata or {}).items()}
     tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
-    atomic_write_bytes(path, st_save(tensors, metadata=meta))
+    atomic_write_bytes(path, _sorted_metadata(st_save(tensors, metadata=meta)))
+
+
+def _sorted_metadata(data: bytes) -> bytes:
+    """The same safetensors bytes with the metadata keys in sorted order.
+
+    safetensors writes metadata from a Rust HashMap, whose order changes from process to process,
+    so without this the same tensors and metadata give different bytes (and hashes) each run.
+    """
+    n = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8 : 8 + n])
+    if "__metadata__" in header:
+        header["__metadata__"] = dict(sorted(header["__metadata__"].items()))
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-(8 + len(text)) % 8)  # safetensors pads the header to 8-byte alignment
+    return len(text).to_bytes(8, "little") + text + data[8 + n :]
 
 
 def read_regular(path: Path, max_bytes: int | None = None) -> bytes:
@@ -230,7 +245,8 @@ def checkpoint_epochs_on_disk(run: Path) -> list[int]:
 
 
 def _config_format(raw: dict) -> int | None:
-    """The format version of a parsed config.json if it is this project's run config, else None."""
+    """The format version of a parsed config.json if it is this project's run config, else None
+    (the version may still be one this code cannot read: see read_config)."""
     version = raw.get("format_version")
     if isinstance(version, bool) or not isinstance(version, int):
         return None
@@ -384,10 +400,10 @@ def read_config(run: Path) -> tuple[Config, dict]:
     path = Path(run) / CONFIG
     raw = read_json(path)
     version = _config_format(raw)
+    if version is None and raw.get("format") == RUN_FORMAT:
+        raise RunDirError(f"{path}: format_version {raw.get('format_version')!r} is not one this version "
+                          f"of interp-grok reads ({', '.join(map(str, READABLE_VERSIONS))}); upgrade interp-grok")
     if version is None:
-        if raw.get("format") == RUN_FORMAT or "format_version" in raw:
-            raise RunDirError(f"{path}: format_version {raw.get('format_version')!r} is not one this version "
-                              f"of interp-grok reads ({', '.join(map(str, READABLE_VERSIONS))}); upgrade interp-grok")
         raise RunDirError(f"{path}: not an interp-grok run config (no \"format\": \"{RUN_FORMAT}\")")
     if version not in READABLE_VERSIONS:
         raise RunDirError(f"{path}: format_version {version} is not one this version of interp-grok reads "

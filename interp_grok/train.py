@@ -252,10 +252,10 @@ def resume(
             start, state = rundir.read_train_state(out, shapes)
         else:
             start, state = 0, None  # a creation killed before its first state: start over
-        if epochs is not None and epochs < start:
-            raise TrainError(f"--epochs {epochs} is before the saved state at epoch {start}")
         records = rundir.read_metrics(out)
         kept = check_state(out, stored, start, state, records)
+        if epochs is not None and epochs < start:
+            raise TrainError(f"--epochs {epochs} is before the saved state at epoch {start}")
         config = _extend(stored, epochs, start) if epochs is not None else stored
         has_dataset = (out / rundir.DATASET).exists() or (out / rundir.DATASET).is_symlink()
         if state is None and not has_dataset:  # killed before the dataset was written
