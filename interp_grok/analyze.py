@@ -27,7 +27,7 @@ import torch
 from . import rundir
 from .circuits import project_sum_frequencies
 from .evaluation import metrics_from_logits, sum_sq_weights, weight_norms
-from .fourier import KEY_FREQ_RULE, KEY_FREQ_THRESHOLD, frequency_norms, gini, key_frequencies
+from .fourier import KEY_FREQ_RULE, KEY_FREQ_THRESHOLD, frequency_norms, gini, key_frequencies, key_set_is_flat
 from .memorization import example_stats, first_fit_epoch, forgetting_events, fraction_by_noise
 from .model import PARAM_NAMES, grid_logits
 from .noise import noise_floor
@@ -51,9 +51,23 @@ FIGURES = "figures"
 ProgressFn = Callable[[int, int, int], None]  # (done, total, epoch)
 
 
-@dataclass
+@dataclass(repr=False)
 class Analysis:
-    """Everything `interp-grok analyze` computes for one run, in checkpoint order."""
+    """Everything `interp-grok analyze` computes for one run, in checkpoint order (T checkpoints).
+
+    epochs           int64 [T]
+    rows             progress.csv rows, one dict per checkpoint (``column(name)``: float64 [T])
+    norms            float64 [T, floor(p/2)]: N_k of W_E; ``norms[:, k - 1]`` is frequency k
+    key_freqs        int64, 1-based frequencies k
+    memo             per training example: pred int16 [T, n_train] (argmax class), margin,
+                     nll_noisy, nll_clean float32 [T, n_train]; examples in ``train_idx`` order
+    train_idx        int64 [n_train]: pair index a * p + b of each training example (a-major)
+    train_noise      int64 [n_train]: its label noise X
+    first_fit_epoch  int64 [n_train]: first checkpoint epoch whose prediction is the noisy label, -1 never
+    forgetting_events int64 [n_train]: fit -> not-fit transitions between consecutive checkpoints
+
+    ``to_frame()`` gives the rows as a pandas DataFrame (pandas is an optional extra).
+    """
 
     epochs: torch.Tensor  # int64 [T]
     rows: list[dict]  # progress.csv rows
@@ -64,9 +78,34 @@ class Analysis:
     summary: dict = field(default_factory=dict)
     bad_checkpoints: list[str] = field(default_factory=list)  # one message each
     n_reused: int = 0  # rows taken from a previous analysis rather than computed (this call only)
+    train_idx: torch.Tensor | None = None  # int64 [n_train]
+    train_noise: torch.Tensor | None = None  # int64 [n_train]
+    first_fit_epoch: torch.Tensor | None = None  # int64 [n_train]
+    forgetting_events: torch.Tensor | None = None  # int64 [n_train]
 
     def column(self, name: str) -> torch.Tensor:
+        """One progress.csv column as float64 [T] (KeyError lists the columns there are)."""
+        if self.rows and name not in self.rows[0]:
+            raise KeyError(f"no column {name!r}; columns: {', '.join(self.rows[0])}")
         return torch.tensor([r[name] for r in self.rows], dtype=torch.float64)
+
+    def to_frame(self):
+        """progress.csv as a pandas DataFrame indexed by epoch (needs pandas: pip install 'interp-grok[pandas]')."""
+        from .frames import analysis_frame
+
+        return analysis_frame(self)
+
+    def __repr__(self) -> str:
+        T, K = self.norms.shape if self.norms.ndim == 2 else (len(self.rows), 0)
+        e = self.epochs.tolist()
+        span = f"epochs {e[0]}..{e[-1]}" if e else "no epochs"
+        n_train = next(iter(self.memo.values())).shape[-1] if self.memo else 0
+        keys = self.key_freqs.tolist()
+        keys = f"{len(keys)} of {K} (flat)" if key_set_is_flat(self.key_freqs, K) else str(keys)
+        cols = len(self.rows[0]) if self.rows else 0
+        return (f"Analysis({T} checkpoints, {span}; key_freqs {keys}; progress {T} rows x {cols} columns; "
+                f"memo {sorted(self.memo)} [{T}, {n_train}]"
+                + (f"; {len(self.bad_checkpoints)} bad checkpoints" if self.bad_checkpoints else "") + ")")
 
 
 def x_value_columns(noise: torch.Tensor) -> list[int]:
@@ -209,7 +248,17 @@ def analyze_run(
                   bad_checkpoints=[bad[e] for e in sorted(bad)])
     an.summary = summarize(run, an)
     an.n_reused = n_reused
+    _attach_examples(run, an)
     return an
+
+
+def _attach_examples(run: rundir.Run, an: Analysis) -> None:
+    """Fill the per-training-example fields (what memorization.safetensors stores besides memo)."""
+    fit = fit_matrix(run, an)
+    an.train_idx = run.dataset.train_idx
+    an.train_noise = run.dataset.noise[run.dataset.train_idx]
+    an.first_fit_epoch = first_fit_epoch(fit, an.epochs)
+    an.forgetting_events = forgetting_events(fit)
 
 
 def landmarks(an: Analysis) -> dict[str, int | None]:
@@ -312,5 +361,8 @@ def read_analysis(run: rundir.Run) -> Analysis:
     summary = json.loads((out / SUMMARY).read_text())
     if [r["epoch"] for r in rows] != ef["epochs"].tolist() or not torch.equal(ef["epochs"], mem["epochs"]):
         raise rundir.RunDirError(f"{out}: progress.csv and the safetensors files disagree on the epochs")
-    return Analysis(ef["epochs"], rows, ef["norms"], ef["key_freqs"], json.loads(meta["key_freq_source"]),
-                    {k: mem[k] for k in MEMO_KEYS}, summary, summary.get("bad_checkpoints", []))
+    an = Analysis(ef["epochs"], rows, ef["norms"], ef["key_freqs"], json.loads(meta["key_freq_source"]),
+                  {k: mem[k] for k in MEMO_KEYS}, summary, summary.get("bad_checkpoints", []))
+    an.train_idx, an.train_noise = mem.get("train_idx"), mem.get("noise")  # everything the file stores
+    an.first_fit_epoch, an.forgetting_events = mem.get("first_fit_epoch"), mem.get("forgetting_events")
+    return an
