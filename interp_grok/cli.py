@@ -146,10 +146,11 @@ def default_run_dir(config: Config) -> Path:
     """runs/n{noise}, plus _{flag}{value} for every other setting that differs from the defaults:
     `train --p 23` writes runs/n4_p23, so it never lands in (or resumes) the default run's folder."""
     config.finalize()
-    defaults = Config(noise_n=config.noise_n, d_model=config.d_model).finalize()  # d_mlp 0 follows d_model
+    defaults = Config(noise_n=config.noise_n).finalize().to_dict() | {"d_mlp": 4 * config.d_model}  # d_mlp follows
+    defaults["betas"] = tuple(defaults["betas"])
     parts = [f"n{config.noise_n}"]
     for flag, name in _flags():
-        if name != "noise_n" and getattr(config, name) != getattr(defaults, name):
+        if name != "noise_n" and getattr(config, name) != defaults[name]:
             parts.append(f"{flag[2:]}{_flag_value(getattr(config, name))}")
     return Path("runs") / "_".join(parts)
 

@@ -14,8 +14,11 @@ returns the (root) Figure. Without them each function makes its own figure, as d
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
@@ -29,6 +32,20 @@ from .rundir import atomic_write_bytes
 
 STYLE = {"figure.dpi": 110, "font.size": 10, "axes.grid": True, "grid.alpha": 0.3, "legend.fontsize": 8,
          "axes.spines.top": False, "axes.spines.right": False}
+
+
+@contextmanager
+def _style(extra: dict | None = None) -> Iterator[None]:
+    """The house style, as an rc_context that keeps interactive mode as the block left it.
+
+    The first pyplot figure of a session loads the backend; in Jupyter that hooks up the inline
+    display and turns interactive mode on. A plain rc_context would restore interactive = False
+    on exit, and later figures would no longer display inline."""
+    with plt.rc_context(STYLE | (extra or {})):
+        yield
+        interactive = matplotlib.is_interactive()
+    if matplotlib.is_interactive() != interactive:
+        matplotlib.interactive(interactive)
 
 
 def _root(obj: Axes | Figure | SubFigure) -> Figure:
@@ -104,7 +121,7 @@ def plot_losses(an: Analysis, floor: dict, run_name: str = "", *, ax: Axes | Non
     """Train and test loss against the noisy and the clean labels, with the noise floor.
 
     ``floor`` is ``noise_floor(n, p_bin, p)`` (also ``an.summary["noise_floor"]``)."""
-    with plt.rc_context(STYLE):
+    with _style():
         ax, own = _single(ax, (7, 4.2))
         _lines(ax, an, [
             ("train_loss", "train, noisy labels", "C0", "-"), ("train_loss_clean", "train, clean labels", "C0", "--"),
@@ -121,7 +138,7 @@ def plot_losses(an: Analysis, floor: dict, run_name: str = "", *, ax: Axes | Non
 def plot_spectrum_heatmap(an: Analysis, run_name: str = "", *, ax: Axes | None = None) -> Figure:
     """N_k of W_E for every frequency k over training (log-epoch axis); ``an.norms[:, k - 1]`` is
     frequency k. Key frequencies are marked unless the key set is flat (fourier.key_set_is_flat)."""
-    with plt.rc_context(STYLE | {"axes.grid": False}):
+    with _style({"axes.grid": False}):
         ax, own = _single(ax, (7, 4.2))
         e = an.epochs.numpy().astype(float)
         K = an.norms.shape[1]
@@ -141,7 +158,7 @@ def plot_spectrum_heatmap(an: Analysis, run_name: str = "", *, ax: Axes | None =
 
 def plot_spectrum_final(an: Analysis, run_name: str = "", *, ax: Axes | None = None) -> Figure:
     """N_k of W_E at the last analyzed checkpoint, key frequencies highlighted (legend outside)."""
-    with plt.rc_context(STYLE):
+    with _style():
         ax, own = _single(ax, (8.5, 3.6))
         norms = an.norms[-1].numpy()
         k = np.arange(1, len(norms) + 1)
@@ -162,7 +179,7 @@ def plot_spectrum_final(an: Analysis, run_name: str = "", *, ax: Axes | None = N
 
 def plot_restricted_excluded(an: Analysis, floor: dict, run_name: str = "", *, ax: Axes | None = None) -> Figure:
     """Restricted, excluded and full loss over training (science.md §3), with the noise floor."""
-    with plt.rc_context(STYLE):
+    with _style():
         ax, own = _single(ax, (8.5, 4.2))
         _lines(ax, an, [
             ("train_loss", "train loss (noisy labels)", "C0", "-"),
@@ -182,7 +199,7 @@ def plot_restricted_excluded(an: Analysis, floor: dict, run_name: str = "", *, a
 
 def plot_weight_norms(an: Analysis, run_name: str = "", *, fig: Figure | SubFigure | None = None) -> Figure:
     """Sum of squared weights, per-matrix norms and the Gini coefficient of W_E's spectrum (3 panels)."""
-    with plt.rc_context(STYLE):
+    with _style():
         fig, axes = _panels(fig, 3, (11, 3.6))
         e = an.epochs.numpy()
         axes[0].plot(e, an.column("sum_sq_weights").numpy(), color="k")
@@ -208,7 +225,7 @@ def plot_memorization(an: Analysis, floor: dict, xs: list[int], run_name: str = 
     ``an.train_noise`` when the analysis has it). Small groups move in big steps (1/size)."""
     if sizes is None and an.train_noise is not None:
         sizes = {x: int((an.train_noise == x).sum()) for x in xs}
-    with plt.rc_context(STYLE):
+    with _style():
         fig, axes = _panels(fig, 2, (11, 4))
         e = an.epochs.numpy()
         ax = axes[0]
@@ -253,7 +270,7 @@ def plot_compare(analyses: dict[str, Analysis], columns: list[tuple[str, str]], 
 
     ``floors`` (label -> value) draws each run's reference level as a dotted line in its color.
     """
-    with plt.rc_context(STYLE):
+    with _style():
         fig, axes = _panels(fig, len(columns), (4.2 * len(columns) + 1, 3.8))
         for ax, (col, ylabel) in zip(axes, columns):
             for i, (label, an) in enumerate(analyses.items()):
@@ -274,7 +291,7 @@ def plot_final_spectra(analyses: dict[str, Analysis], p: int, noise: dict[str, i
     """Final N_k / max_k N_k of W_E per run, key frequencies as dots (unless the key set is flat),
     and the label-noise damping cos(pi k / p)^n of frequency k in the targets (science.md section 6)
     as a dashed line. The legend sits outside the axes, so no peak is hidden."""
-    with plt.rc_context(STYLE):
+    with _style():
         ax, own = _single(ax, (10, 4))
         for i, (label, an) in enumerate(analyses.items()):
             norms = an.norms[-1].numpy()
@@ -295,7 +312,7 @@ def plot_final_spectra(analyses: dict[str, Analysis], p: int, noise: dict[str, i
 def plot_fit_epochs(first_fit: dict[str, torch.Tensor], title: str, *, ax: Axes | None = None) -> Figure:
     """Histograms (log-spaced bins) of the epoch at which each group of examples is first fit
     (``first_fit``: label -> int64 epochs, -1 for never, e.g. ``an.first_fit_epoch[mask]``)."""
-    with plt.rc_context(STYLE):
+    with _style():
         ax, own = _single(ax, (7, 3.8))
         fitted = [v[v >= 0].numpy() for v in first_fit.values()]
         hi = max((f.max() for f in fitted if f.size), default=1)
@@ -313,7 +330,7 @@ def plot_fit_epochs(first_fit: dict[str, torch.Tensor], title: str, *, ax: Axes 
 
 def plot_ipr_histograms(iprs: dict[str, torch.Tensor], title: str, *, ax: Axes | None = None) -> Figure:
     """Histogram of per-neuron IPR (one line per run; each value float [d_mlp]), log bins 0.01 to 1."""
-    with plt.rc_context(STYLE):
+    with _style():
         ax, own = _single(ax, (7, 3.8))
         bins = np.geomspace(0.01, 1.0, 41)
         for i, (label, v) in enumerate(iprs.items()):
