@@ -1,9 +1,11 @@
 # %% [markdown]
 # # How the embedding's Fourier spectrum forms — and whether key frequencies skew low with noise
 #
-# Jupytext percent format: open as a notebook, or run as `python analyses/01_embedding_spectrum.py`.
-# It reads the reference runs in `checkpoints/` (never trains) and writes its figures to
-# `docs/figures/`. Definitions: `docs/measurements.md` §2.
+# Jupytext percent format: open it as a notebook in Jupyter with jupytext installed
+# (`pip install -e ".[notebooks]"`) or run its `# %%` cells in VS Code; or run it as a script,
+# `python analyses/01_embedding_spectrum.py`. It reads the reference runs in `checkpoints/` (never
+# trains), shows its figures inline in Jupyter and writes them to `docs/figures/`. Definitions:
+# `docs/measurements.md` §2.
 #
 # science.md §6 predicts that label noise damps frequency k of the targets by cos(πk/p)ⁿ, so
 # as n grows the key frequencies should skew low. Below, each run's final spectrum is drawn
@@ -12,7 +14,7 @@
 # %%
 import torch
 
-from interp_grok import key_frequencies, plotting
+from interp_grok import key_frequencies, key_set_is_flat, plotting
 from interp_grok.reference import figures_dir, load_reference_runs
 
 runs = load_reference_runs()
@@ -44,8 +46,10 @@ for n, (_run, an) in runs.items():
     keys = an.key_freqs
     share = an.summary["key_freq_share_of_W_E_norm2"]
     mean_k = keys.double().mean().item() if keys.numel() else float("nan")
-    shown = str(keys.tolist()) if keys.numel() <= 8 else f"{keys.numel()} frequencies (flat spectrum)"
-    print(f"{n:>3} {shown:<40} {mean_k:7.1f} {share:19.3f} {an.rows[-1]['gini_W_E']:6.3f}")
+    flat = key_set_is_flat(keys, an.norms.shape[1])
+    shown = f"{keys.numel()} of {an.norms.shape[1]} frequencies (flat)" if flat else str(keys.tolist())
+    share = "-" if flat else f"{share:.3f}"  # a flat key set's share of ||W_E||^2 says nothing
+    print(f"{n:>3} {shown:<40} {mean_k:7.1f} {share:>19} {an.rows[-1]['gini_W_E']:6.3f}")
     # the default threshold (0.25 x max) marks a partly formed spectrum as flat; a stricter one
     # shows which frequencies stand out (the rule is fixed a priori; this is a sensitivity check)
     strict = key_frequencies(an.norms[-1], threshold=0.5)

@@ -1,7 +1,8 @@
 # %% [markdown]
 # # The phases of grokking, from restricted / excluded loss and the weight norm
 #
-# Jupytext percent format; run as `python analyses/02_phases_of_grokking.py`. Reads the reference
+# Jupytext percent format (open in Jupyter with jupytext, or VS Code's `# %%` cells); or run as
+# `python analyses/02_phases_of_grokking.py`. Reads the reference
 # runs in `checkpoints/`, writes figures to `docs/figures/`. Measurements: `docs/measurements.md`
 # §3–4.
 #
@@ -11,9 +12,15 @@
 # each run's curves; the table below is what the committed runs show.
 
 # %%
-from interp_grok import grid_logits, key_frequencies, plotting
-from interp_grok.analyze import landmarks
-from interp_grok.circuits import lookup_table_logits, restricted_accuracy
+from interp_grok import (
+    grid_logits,
+    key_frequencies,
+    key_set_is_flat,
+    landmarks,
+    lookup_table_logits,
+    plotting,
+    restricted_accuracy,
+)
 from interp_grok.reference import figures_dir, load_reference_runs
 
 runs = load_reference_runs()
@@ -48,7 +55,8 @@ for n, (_run, an) in runs.items():
 # ## Is the circuit there before the network uses it?
 #
 # Accuracy against the clean labels, on all pairs, of the full logits and of the *restricted*
-# logits (key-frequency sum components + constant) at each committed checkpoint. Two key sets:
+# logits (key-frequency sum components + constant) at each kept checkpoint (the ~20 compact,
+# float16 ones: `run.compact(epoch)`, see checkpoints/README.md). Two key sets:
 # the analysis' own (threshold 0.25, fixed at the final checkpoint; flat for the noisy runs) and
 # the peaks at threshold 0.5. **Control**: the same projection of a pure lookup table of the
 # noisy training labels (`lookup_table_logits`). Projecting averages the logits along each
@@ -62,10 +70,11 @@ for n, (run, an) in runs.items():
     peaks = key_frequencies(an.norms[-1], threshold=0.5)
     table = lookup_table_logits(p, ds.train_idx, ds.noisy_labels)
     control = [restricted_accuracy(table, k, ds.clean_labels) for k in (an.key_freqs, peaks)]
-    print(f"n = {n}: key sets {'flat' if an.key_freqs.numel() > 12 else an.key_freqs.tolist()} (0.25) and "
+    default = "flat" if key_set_is_flat(an.key_freqs, an.norms.shape[1]) else an.key_freqs.tolist()
+    print(f"n = {n}: key sets {default} (0.25) and "
           f"{peaks.tolist()} (0.5); lookup-table control: {control[0]:.3f} / {control[1]:.3f}")
-    for epoch in run.checkpoint_epochs:
-        logits = grid_logits(run.params(epoch), run.config.act)
+    for epoch in run.compact_epochs:
+        logits = grid_logits(run.compact(epoch), run.config.act)
         full = (logits.reshape(p * p, p).argmax(-1) == ds.clean_labels).double().mean().item()
         restricted = [restricted_accuracy(logits, k, ds.clean_labels) for k in (an.key_freqs, peaks)]
         print(f"    epoch {epoch:>6}: full {full:.3f}, restricted {restricted[0]:.3f} / {restricted[1]:.3f}")

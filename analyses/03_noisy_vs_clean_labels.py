@@ -1,7 +1,8 @@
 # %% [markdown]
 # # What happens to noisy versus clean training labels
 #
-# Jupytext percent format; run as `python analyses/03_noisy_vs_clean_labels.py`. Reads the
+# Jupytext percent format (open in Jupyter with jupytext, or VS Code's `# %%` cells); or run as
+# `python analyses/03_noisy_vs_clean_labels.py`. Reads the
 # reference runs in `checkpoints/`, writes figures to `docs/figures/`. Measurements:
 # `docs/measurements.md` §5.
 #
@@ -14,9 +15,7 @@
 # %%
 import torch
 
-from interp_grok import plotting
-from interp_grok.analyze import fit_matrix, x_value_columns
-from interp_grok.memorization import first_fit_epoch, forgetting_events, predicted_shift
+from interp_grok import plotting, predicted_shift, x_value_columns
 from interp_grok.reference import figures_dir, load_reference_runs
 
 runs = {n: r for n, r in load_reference_runs().items() if n > 0}
@@ -33,9 +32,7 @@ for n, (run, an) in runs.items():
 # %%
 for n, (run, an) in runs.items():
     ds = run.dataset
-    fit = fit_matrix(run, an)
-    first = first_fit_epoch(fit, an.epochs)
-    forgot = forgetting_events(fit)
+    first, forgot = an.first_fit_epoch, an.forgetting_events  # as memorization.safetensors stores them
     noisy = ds.is_noisy[ds.train_idx]
     fig = plotting.plot_fit_epochs({"clean-labelled": first[~noisy], "noisy-labelled": first[noisy]},
                                    f"When training examples are first fit — n = {n}")
@@ -84,3 +81,18 @@ for n, (run, _an) in all_runs.items():
                          ds.train_idx, ds.test_idx)
         print(f"{n:>3} {'IPR >= ' + str(threshold):>14} {int(keep.sum()):>8} {m['train_noisy_memorized_frac']:10.3f} "
               f"{m['train_noisy_corrected_frac']:10.3f} {m['train_clean_acc']:12.3f} {m['test_acc_clean']:11.3f}")
+
+# %% [markdown]
+# ## Periodic neurons over training, from the compact checkpoints
+#
+# A measurement that is not in `progress.csv`, recomputed over training from the ~20 compact
+# (float16) checkpoints each reference run keeps (`run.compact(epoch)`; what that form supports:
+# `checkpoints/README.md`): how many neurons have input-curve IPR ≥ 0.5 at each kept epoch.
+
+# %%
+for n, (run, _an) in all_runs.items():
+    counts = []
+    for epoch in run.compact_epochs:
+        curves = neuron_curves(run.compact(epoch))
+        counts.append(f"{epoch}: {int(((ipr(curves['in_a']) + ipr(curves['in_b'])) / 2 >= 0.5).sum())}")
+    print(f"n = {n}: neurons with IPR >= 0.5 at epoch " + ", ".join(counts))

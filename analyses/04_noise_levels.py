@@ -1,15 +1,15 @@
 # %% [markdown]
 # # How the noise level changes grokking: n = 0, 2, 4, 8 side by side
 #
-# Jupytext percent format; run as `python analyses/04_noise_levels.py`. Reads the reference runs
+# Jupytext percent format (open in Jupyter with jupytext, or VS Code's `# %%` cells); or run as
+# `python analyses/04_noise_levels.py`. Reads the reference runs
 # in `checkpoints/`, writes figures to `docs/figures/`.
 #
 # The same seeds, split and model for every run; only the label noise X = Bin(n, ½) − n/2
 # changes. Dotted lines: each run's noise floor (H(X) for the test loss against noisy labels).
 
 # %%
-from interp_grok import plotting
-from interp_grok.analyze import landmarks
+from interp_grok import landmarks, plotting
 from interp_grok.reference import figures_dir, load_reference_runs
 
 runs = load_reference_runs()

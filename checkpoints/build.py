@@ -3,14 +3,17 @@
     python checkpoints/build.py runs/ref/n0 runs/ref/n2 runs/ref/n4 runs/ref/n8
 
 For each full run (trained by `interp-grok train`, analyzed by `interp-grok analyze`) it copies
-config.json, dataset.safetensors, metrics.jsonl and analysis/ (without figures) into checkpoints/<name>/,
-plus the checkpoints that `choose_checkpoints` picks from the analysis curves, then prints their
+config.json, dataset.safetensors, metrics.jsonl and analysis/ (without figures) into
+checkpoints/<name>/, the final checkpoint in full (float32, checkpoints/), and a compact float16
+form (W_E, T_a, T_b, b_in, W_L; rundir.write_compact) of ~20 checkpoints: log-spaced over the run
+plus the landmarks `choose_checkpoints` reads off the analysis curves. It then prints their
 sha256 sums. The result is a valid run directory: `load_run` and `interp-grok analyze` work on it.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import shutil
 import sys
 from pathlib import Path
@@ -47,28 +50,48 @@ def choose_checkpoints(an: Analysis) -> dict[str, int]:
     return chosen
 
 
-def trim(src: Path, dst: Path) -> dict[str, int]:
+N_LOG_SPACED = 16  # compact checkpoints log-spaced over the run, on top of the landmarks
+
+
+def compact_epochs(an: Analysis, n_log: int = N_LOG_SPACED) -> list[int]:
+    """The epochs kept in compact form: the landmarks, epoch 0, and for each of ``n_log`` log-spaced
+    targets in [1, final] the analyzed checkpoint nearest to it in log(epoch)."""
+    epochs = an.epochs.tolist()
+    final = epochs[-1]
+    marks = landmarks(an)
+    kept = {0, final, *choose_checkpoints(an).values(), marks["peak_weight_norm"], marks["excluded_min"]}
+    positive = [e for e in epochs if e > 0]
+    for i in range(n_log):
+        target = math.log(final) * i / (n_log - 1)
+        kept.add(min(positive, key=lambda e: abs(math.log(e) - target)))
+    return sorted(kept)
+
+
+def trim(src: Path, dst: Path) -> tuple[dict[str, int], list[int]]:
     run = rundir.load_run(src)
     an = read_analysis(run)
     chosen = choose_checkpoints(an)
+    compact = compact_epochs(an)
     if dst.exists():
         shutil.rmtree(dst)
     (dst / rundir.CHECKPOINT_DIR).mkdir(parents=True)
     for name in (rundir.CONFIG, rundir.DATASET, rundir.METRICS):
         shutil.copyfile(src / name, dst / name)
     # the analysis data of the full run; not its figures (1.4 MB in all, and redrawn in seconds by
-    # `interp-grok analyze` from these files), to keep the folder under 40 MB
+    # `interp-grok analyze` from these files), to keep the folder within its budget
     shutil.copytree(src / rundir.ANALYSIS_DIR, dst / rundir.ANALYSIS_DIR, ignore=shutil.ignore_patterns("figures"))
-    for epoch in sorted(set(chosen.values())):
-        shutil.copyfile(rundir.checkpoint_path(src, epoch), rundir.checkpoint_path(dst, epoch))
-    return chosen
+    # exact weights where a finding needs them: the final checkpoint (IPR, pruning, the tests)
+    shutil.copyfile(rundir.checkpoint_path(src, chosen["final"]), rundir.checkpoint_path(dst, chosen["final"]))
+    for epoch in compact:
+        rundir.write_compact(dst, epoch, run.params(epoch))
+    return chosen, compact
 
 
 def main(sources: list[str]) -> None:
     for s in sources:
         src = Path(s)
-        chosen = trim(src, HERE / src.name)
-        print(f"{src.name}: " + ", ".join(f"{k} {v}" for k, v in chosen.items()))
+        chosen, compact = trim(src, HERE / src.name)
+        print(f"{src.name}: " + ", ".join(f"{k} {v}" for k, v in chosen.items()) + f"; compact: {compact}")
     for path in sorted(p for p in HERE.rglob("*") if p.is_file() and p.suffix not in (".py", ".md", ".png")):
         print(f"{hashlib.sha256(path.read_bytes()).hexdigest()}  {path.relative_to(HERE)}")
 

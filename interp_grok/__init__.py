@@ -1,23 +1,39 @@
 """interp-grok: train and take apart small MLPs that grok modular addition with noisy labels.
 
-Public API (everything a notebook needs; the CLI is a thin layer over it):
+Public API (everything a notebook needs; the CLI is a thin layer over it). Shapes: p tokens,
+T checkpoints, n_train training examples; pairs (a, b) are flat in a-major order (a * p + b).
 
 - training: Config, train, resume, make_dataset, Dataset, SimpleMLP
-- run directories: load_run, Run (read-only; safetensors and JSON, nothing unpickled)
-- model math: mlp_logits, grid_logits, grid_hidden, token_tables, cross_entropy, ablate_neurons
+- run directories: load_run, Run (read-only; safetensors and JSON, nothing unpickled;
+  run.params(epoch): the five float32 weights; run.compact(epoch): W_E, T_a, T_b, b_in, W_L)
+- model math: mlp_logits, grid_logits ([p, p, p] float32 indexed a, b, c), grid_hidden,
+  token_tables, compact_params, is_compact, cross_entropy, ablate_neurons
 - measurements (pure functions on tensors):
-  fourier_basis, frequency_norms, key_frequencies, gini, ipr,
-  neuron_curves                                                    (interp_grok.fourier)
+  fourier_basis, frequency_norms ([floor(p/2)], index k - 1 is frequency k), key_frequencies,
+  key_set_is_flat, gini, ipr, neuron_curves                          (interp_grok.fourier)
   project_sum_frequencies, restricted_loss, excluded_loss,
   restricted_accuracy, lookup_table_logits (the memorization control)  (interp_grok.circuits)
   example_stats, first_fit_epoch, forgetting_events, ...           (interp_grok.memorization)
   grid_metrics, metrics_from_logits, sum_sq_weights, weight_norms  (interp_grok.evaluation)
   noise_floor, noise_pmf                                           (interp_grok.noise)
-- whole-run analysis: analyze_run, read_analysis, Analysis         (interp_grok.analyze)
-- figures: interp_grok.plotting (imported on demand; it loads matplotlib)
+- whole-run analysis: analyze_run, write_analysis, read_analysis, Analysis, landmarks,
+  fit_matrix, x_value_columns, x_column                            (interp_grok.analyze)
+- reference runs: load_reference, load_reference_runs, reference_dir, figures_dir
+- tables (pandas, optional): Analysis.to_frame, analysis_frame, memorization_frame, runs_frame
+- figures: interp_grok.plotting (imported on demand; it loads matplotlib and leaves the backend
+  alone); plotting.draw_all draws what `interp-grok analyze` draws
 """
 
-from .analyze import Analysis, analyze_run, read_analysis
+from .analyze import (
+    Analysis,
+    analyze_run,
+    fit_matrix,
+    landmarks,
+    read_analysis,
+    write_analysis,
+    x_column,
+    x_value_columns,
+)
 from .circuits import (
     excluded_logits,
     excluded_loss,
@@ -30,18 +46,22 @@ from .circuits import (
 from .config import Config, ConfigError, checkpoint_schedule
 from .data import Dataset, make_dataset
 from .evaluation import grid_metrics, metrics_from_logits, sum_sq_weights, weight_norms
-from .fourier import fourier_basis, frequency_norms, gini, ipr, key_frequencies, neuron_curves
+from .fourier import fourier_basis, frequency_norms, gini, ipr, key_frequencies, key_set_is_flat, neuron_curves
+from .frames import analysis_frame, memorization_frame, runs_frame
 from .memorization import example_stats, first_fit_epoch, forgetting_events, fraction_by_noise, predicted_shift
 from .model import (
     SimpleMLP,
     ablate_neurons,
+    compact_params,
     cross_entropy,
     grid_hidden,
     grid_logits,
+    is_compact,
     mlp_logits,
     token_tables,
 )
 from .noise import noise_floor, noise_pmf
+from .reference import figures_dir, load_reference, load_reference_runs, reference_dir
 from .rundir import Run, RunDirError, load_run
 from .train import TrainError, resume, train
 
@@ -49,11 +69,14 @@ __version__ = "0.1.0"
 
 __all__ = [
     "lookup_table_logits", "restricted_accuracy",
-    "ablate_neurons", "Analysis", "analyze_run", "checkpoint_schedule", "Config", "ConfigError",
-    "cross_entropy", "Dataset", "example_stats", "excluded_logits", "excluded_loss", "first_fit_epoch",
-    "forgetting_events", "fourier_basis", "fraction_by_noise", "frequency_norms", "gini", "grid_hidden",
-    "grid_logits", "grid_metrics", "ipr", "key_frequencies", "load_run", "make_dataset", "metrics_from_logits",
-    "mlp_logits", "neuron_curves", "noise_floor", "noise_pmf", "predicted_shift", "project_sum_frequencies",
-    "read_analysis", "restricted_logits", "restricted_loss", "resume", "Run", "RunDirError", "SimpleMLP",
-    "sum_sq_weights", "token_tables", "train", "TrainError", "weight_norms",
+    "ablate_neurons", "Analysis", "analysis_frame", "analyze_run", "checkpoint_schedule", "compact_params",
+    "Config", "ConfigError", "cross_entropy", "Dataset", "example_stats", "excluded_logits", "excluded_loss",
+    "figures_dir", "first_fit_epoch", "fit_matrix", "forgetting_events", "fourier_basis", "fraction_by_noise",
+    "frequency_norms", "gini", "grid_hidden", "grid_logits", "grid_metrics", "ipr", "is_compact",
+    "key_frequencies", "key_set_is_flat", "landmarks", "load_reference", "load_reference_runs", "load_run",
+    "make_dataset", "memorization_frame", "metrics_from_logits", "mlp_logits", "neuron_curves", "noise_floor",
+    "noise_pmf", "predicted_shift", "project_sum_frequencies", "read_analysis", "reference_dir",
+    "restricted_logits", "restricted_loss", "resume", "Run", "RunDirError", "runs_frame", "SimpleMLP",
+    "sum_sq_weights", "token_tables", "train", "TrainError", "weight_norms", "write_analysis", "x_column",
+    "x_value_columns",
 ]

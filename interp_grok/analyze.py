@@ -35,7 +35,7 @@ import torch
 from . import rundir
 from .circuits import project_sum_frequencies
 from .evaluation import metrics_from_logits, sum_sq_weights, weight_norms
-from .fourier import KEY_FREQ_RULE, KEY_FREQ_THRESHOLD, frequency_norms, gini, key_frequencies
+from .fourier import KEY_FREQ_RULE, KEY_FREQ_THRESHOLD, frequency_norms, gini, key_frequencies, key_set_is_flat
 from .memorization import example_stats, first_fit_epoch, forgetting_events, fraction_by_noise
 from .model import PARAM_NAMES, grid_logits
 from .noise import noise_floor
@@ -60,9 +60,23 @@ ANALYSIS_VERSION = 1
 ProgressFn = Callable[[int, int, int], None]  # (done, total, epoch)
 
 
-@dataclass
+@dataclass(repr=False)
 class Analysis:
-    """Everything `interp-grok analyze` computes for one run, in checkpoint order."""
+    """Everything `interp-grok analyze` computes for one run, in checkpoint order (T checkpoints).
+
+    epochs           int64 [T]
+    rows             progress.csv rows, one dict per checkpoint (``column(name)``: float64 [T])
+    norms            float64 [T, floor(p/2)]: N_k of W_E; ``norms[:, k - 1]`` is frequency k
+    key_freqs        int64, 1-based frequencies k
+    memo             per training example: pred int16 [T, n_train] (argmax class), margin,
+                     nll_noisy, nll_clean float32 [T, n_train]; examples in ``train_idx`` order
+    train_idx        int64 [n_train]: pair index a * p + b of each training example (a-major)
+    train_noise      int64 [n_train]: its label noise X
+    first_fit_epoch  int64 [n_train]: first checkpoint epoch whose prediction is the noisy label, -1 never
+    forgetting_events int64 [n_train]: fit -> not-fit transitions between consecutive checkpoints
+
+    ``to_frame()`` gives the rows as a pandas DataFrame (pandas is an optional extra).
+    """
 
     epochs: torch.Tensor  # int64 [T]
     rows: list[dict]  # progress.csv rows
@@ -78,9 +92,34 @@ class Analysis:
     checkpoint_sha256: dict[int, str | None] = field(default_factory=dict)
     dataset_sha256: str | None = None
     verified: bool = True  # False for an analysis from before manifests (nothing to check it against)
+    train_idx: torch.Tensor | None = None  # int64 [n_train]
+    train_noise: torch.Tensor | None = None  # int64 [n_train]
+    first_fit_epoch: torch.Tensor | None = None  # int64 [n_train]
+    forgetting_events: torch.Tensor | None = None  # int64 [n_train]
 
     def column(self, name: str) -> torch.Tensor:
+        """One progress.csv column as float64 [T] (KeyError lists the columns there are)."""
+        if self.rows and name not in self.rows[0]:
+            raise KeyError(f"no column {name!r}; columns: {', '.join(self.rows[0])}")
         return torch.tensor([r[name] for r in self.rows], dtype=torch.float64)
+
+    def to_frame(self):
+        """progress.csv as a pandas DataFrame indexed by epoch (needs pandas: pip install 'interp-grok[pandas]')."""
+        from .frames import analysis_frame
+
+        return analysis_frame(self)
+
+    def __repr__(self) -> str:
+        T, K = self.norms.shape if self.norms.ndim == 2 else (len(self.rows), 0)
+        e = self.epochs.tolist()
+        span = f"epochs {e[0]}..{e[-1]}" if e else "no epochs"
+        n_train = next(iter(self.memo.values())).shape[-1] if self.memo else 0
+        keys = self.key_freqs.tolist()
+        keys = f"{len(keys)} of {K} (flat)" if key_set_is_flat(self.key_freqs, K) else str(keys)
+        cols = len(self.rows[0]) if self.rows else 0
+        return (f"Analysis({T} checkpoints, {span}; key_freqs {keys}; progress {T} rows x {cols} columns; "
+                f"memo {sorted(self.memo)} [{T}, {n_train}]"
+                + (f"; {len(self.bad_checkpoints)} bad checkpoints" if self.bad_checkpoints else "") + ")")
 
 
 def x_value_columns(noise: torch.Tensor) -> list[int]:
@@ -240,7 +279,17 @@ def analyze_run(
                   dataset_sha256=dataset_sha)
     an.summary = summarize(run, an)
     an.n_reused = n_reused
+    _attach_examples(run, an)
     return an
+
+
+def _attach_examples(run: rundir.Run, an: Analysis) -> None:
+    """Fill the per-training-example fields (what memorization.safetensors stores besides memo)."""
+    fit = fit_matrix(run, an)
+    an.train_idx = run.dataset.train_idx
+    an.train_noise = run.dataset.noise[run.dataset.train_idx]
+    an.first_fit_epoch = first_fit_epoch(fit, an.epochs)
+    an.forgetting_events = forgetting_events(fit)
 
 
 def landmarks(an: Analysis) -> dict[str, int | None]:
@@ -405,6 +454,9 @@ def read_analysis(run: rundir.Run) -> Analysis:
             raise _inconsistent(out, f"{EMBED_FOURIER} and {MANIFEST} disagree on the key frequencies")
     else:
         checkpoint_sha, dataset_sha = {}, None
-    return Analysis(ef["epochs"], rows, ef["norms"], ef["key_freqs"], source,
-                    {k: mem[k] for k in MEMO_KEYS}, summary, summary.get("bad_checkpoints", []),
-                    checkpoint_sha256=checkpoint_sha, dataset_sha256=dataset_sha, verified=manifest is not None)
+    an = Analysis(ef["epochs"], rows, ef["norms"], ef["key_freqs"], source,
+                  {k: mem[k] for k in MEMO_KEYS}, summary, summary.get("bad_checkpoints", []),
+                  checkpoint_sha256=checkpoint_sha, dataset_sha256=dataset_sha, verified=manifest is not None)
+    an.train_idx, an.train_noise = mem.get("train_idx"), mem.get("noise")  # everything the file stores
+    an.first_fit_epoch, an.forgetting_events = mem.get("first_fit_epoch"), mem.get("forgetting_events")
+    return an

@@ -32,8 +32,26 @@ def sum_direction_basis(p: int, freqs: torch.Tensor) -> torch.Tensor:
     return torch.stack(rows) if rows else torch.zeros(0, p, dtype=torch.float64)
 
 
+def check_grid_logits(logits: torch.Tensor) -> None:
+    """ValueError unless logits is the full-grid [p, p, C] tensor (indexed a, b, c) of grid_logits."""
+    shape = list(logits.shape)
+    if logits.ndim != 3 or shape[0] != shape[1]:
+        hint = (f"; flat logits [p * p, C] (a-major) reshape with .reshape({math.isqrt(shape[0])}, "
+                f"{math.isqrt(shape[0])}, -1)" if logits.ndim == 2 and math.isqrt(shape[0]) ** 2 == shape[0] else "")
+        raise ValueError(f"logits must be the full grid [p, p, C] indexed (a, b, c), as grid_logits returns; "
+                         f"got shape {shape}{hint}")
+
+
+def _check_labels(logits: torch.Tensor, labels: torch.Tensor) -> None:
+    p = logits.shape[0]
+    if labels.ndim != 1 or labels.numel() != p * p:
+        raise ValueError(f"labels must be int64 [p * p] = [{p * p}] in a-major order (pair a * p + b); "
+                         f"got shape {list(labels.shape)}")
+
+
 def project_sum_frequencies(logits: torch.Tensor, freqs: torch.Tensor) -> torch.Tensor:
-    """P_S(L) for logits [p, p, C] (indexed a, b, c): same shape, float64."""
+    """P_S(L) for logits [p, p, C] (indexed a, b, c; float32 from grid_logits): same shape, float64."""
+    check_grid_logits(logits)
     p, _, C = logits.shape
     L = logits.to(torch.float64)
     s_idx = (torch.arange(p)[:, None] + torch.arange(p)[None, :]).remainder(p).flatten()  # [p*p]
@@ -57,6 +75,7 @@ def excluded_logits(logits: torch.Tensor, freqs: torch.Tensor) -> torch.Tensor:
 
 
 def _mean_ce(logits: torch.Tensor, labels: torch.Tensor, idx: torch.Tensor | None) -> torch.Tensor:
+    _check_labels(logits, labels)
     p = logits.shape[0]
     flat = logits.reshape(p * p, -1)
     if idx is not None:
@@ -66,7 +85,11 @@ def _mean_ce(logits: torch.Tensor, labels: torch.Tensor, idx: torch.Tensor | Non
 
 def restricted_loss(logits: torch.Tensor, freqs: torch.Tensor, labels: torch.Tensor,
                     idx: torch.Tensor | None = None) -> torch.Tensor:
-    """CE of the restricted logits against labels (int64 [p*p], a-major), on idx or all pairs."""
+    """CE (float64 scalar) of the restricted logits against labels, on idx or all pairs.
+
+    logits: float [p, p, C] indexed (a, b, c), as grid_logits returns (not the flat [p * p, C]);
+    labels: int64 [p * p] in a-major order (pair index a * p + b); idx: int64 pair indices.
+    """
     return _mean_ce(restricted_logits(logits, freqs), labels, idx)
 
 
@@ -79,6 +102,8 @@ def excluded_loss(logits: torch.Tensor, freqs: torch.Tensor, labels: torch.Tenso
 def restricted_accuracy(logits: torch.Tensor, freqs: torch.Tensor, labels: torch.Tensor,
                         idx: torch.Tensor | None = None) -> float:
     """Argmax accuracy of the restricted logits against labels (int64 [p*p]), on idx or all pairs."""
+    check_grid_logits(logits)
+    _check_labels(logits, labels)
     p = logits.shape[0]
     pred = restricted_logits(logits, freqs).reshape(p * p, -1).argmax(-1)
     hit = (pred == labels) if idx is None else (pred[idx] == labels[idx])

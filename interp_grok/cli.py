@@ -73,7 +73,9 @@ def _add_train_parser(sub) -> None:
                         help=f"{text} (default: {getattr(DEFAULTS, name)})")
     ap.add_argument("--betas", type=float, nargs=2, default=None, metavar=("B1", "B2"),
                     help=f"AdamW betas (default: {DEFAULTS.betas[0]} {DEFAULTS.betas[1]})")
-    ap.add_argument("--out", default=None, help="run directory (default: runs/n{noise})")
+    ap.add_argument("--out", default=None,
+                    help="run directory (default: runs/n{noise} plus _{flag}{value} for every other setting "
+                    "that differs from the defaults, e.g. runs/n4_p23)")
     ap.add_argument("--device", default="auto", help="auto (CUDA if available, else CPU), cpu, cuda[:N] "
                     "(default: auto)")
     ap.add_argument("--threads", type=int, default=None,
@@ -81,7 +83,8 @@ def _add_train_parser(sub) -> None:
                     f"(default: min(cores, 4) = {_default_threads()} here; with --resume, the count the run "
                     "was last trained with, which keeps it bit-identical)")
     ap.add_argument("--resume", action="store_true",
-                    help="continue an existing run from its last saved state (--epochs may extend it)")
+                    help="continue an existing run from its last saved state (--epochs may extend it); other "
+                    "settings given must equal the stored ones; without --out, resumes the run the settings name")
     ap.add_argument("--overwrite", action="store_true", help="delete an existing run at --out first")
     ap.set_defaults(func=_cmd_train)
 
@@ -103,14 +106,10 @@ def _cmd_train(args) -> int:
     resolve_device(args.device)  # fail on a bad device before anything is printed or written
 
     if args.resume:
-        if args.out is None:
-            raise ConfigError("--resume needs --out RUN_DIR")
-        extra = sorted(set(given) - {"epochs"})
-        if extra:
-            flags = ", ".join(f for f, n, _, _ in _TRAIN_FLAGS if n in extra) or "--betas"
-            raise ConfigError(f"--resume continues the stored config; only --epochs may change ({flags} given)")
-        out = args.out
+        # without --out, the run these settings name (every setting, defaults included, must match)
+        out = args.out if args.out is not None else default_run_dir(Config(**given).finalize())
         stored, prov = read_config(require_run_dir(out))  # names a non-run or a config it cannot read
+        check_resume_settings(stored, given, strict=args.out is None)
         # CPU kernels split their work by thread count, so only the same count continues the
         # run bit for bit: default to the count it was last trained with
         last = trained_threads(prov)
@@ -125,7 +124,7 @@ def _cmd_train(args) -> int:
                         progress=progress)
     else:
         config = Config(**given).finalize()  # validate before anything touches the disk
-        out = args.out if args.out is not None else Path("runs") / f"n{config.noise_n}"
+        out = args.out if args.out is not None else default_run_dir(config)
         check_out_dir(out, args.overwrite)
         check_resources(config, out)
         progress = _Progress(config.epochs, f"training {out}: p={config.p} noise_n={config.noise_n} "
@@ -143,6 +142,47 @@ def _cmd_train(args) -> int:
         + _fmt_duration(result.wall_s)
     )
     return 0
+
+
+def _flag_value(value) -> str:
+    if isinstance(value, (tuple, list)):
+        return "-".join(_flag_value(v) for v in value)
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _flags() -> list[tuple[str, str]]:
+    """(flag, Config field) of every setting `train` takes, --betas included."""
+    return [(flag, name) for flag, name, _, _ in _TRAIN_FLAGS] + [("--betas", "betas")]
+
+
+def default_run_dir(config: Config) -> Path:
+    """runs/n{noise}, plus _{flag}{value} for every other setting that differs from the defaults:
+    `train --p 23` writes runs/n4_p23, so it never lands in (or resumes) the default run's folder."""
+    config.finalize()
+    defaults = Config(noise_n=config.noise_n).finalize().to_dict() | {"d_mlp": 4 * config.d_model}  # d_mlp follows
+    defaults["betas"] = tuple(defaults["betas"])
+    parts = [f"n{config.noise_n}"]
+    for flag, name in _flags():
+        if name != "noise_n" and getattr(config, name) != defaults[name]:
+            parts.append(f"{flag[2:]}{_flag_value(getattr(config, name))}")
+    return Path("runs") / "_".join(parts)
+
+
+def check_resume_settings(stored: Config, given: dict, strict: bool) -> None:
+    """ConfigError naming the first setting a --resume request differs on (setting, stored value,
+    requested value); --epochs may differ (it extends or finishes the run). Settings equal to the
+    stored ones are accepted, so the same command can be rerun. ``strict``: the run was named by
+    the settings (no --out), so every setting counts, defaults included, not only the flags given."""
+    requested = Config(**{**(Config().to_dict() if strict else stored.to_dict()), **given,
+                          "checkpoint_epochs": []}).finalize()
+    for flag, name in _flags():
+        if name == "epochs" or (not strict and name not in given):
+            continue
+        a, b = getattr(stored, name), getattr(requested, name)
+        if a != b:
+            raise ConfigError(f"--resume: {flag} differs from the stored run (stored {_flag_value(a)}, "
+                              f"requested {_flag_value(b)}); only --epochs may change. Train the new settings "
+                              f"into another --out, or resume without {flag}")
 
 
 class _Progress:
@@ -285,11 +325,15 @@ def _print_summary(run, an, out: Path, figures: list[Path], wall: float) -> None
     n_new = s["n_checkpoints_analyzed"] - an.n_reused
     print(f"analyzed {run.path}: {s['n_checkpoints_analyzed']} checkpoints ({n_new} computed, "
           f"{an.n_reused} reused) in {_fmt_duration(wall)}")
+    from .fourier import key_set_is_flat
+
     keys = s["key_freqs"]
-    shown = (str(keys) if len(keys) <= 12 else
-             f"{len(keys)} of {run.config.p // 2} frequencies (a flat spectrum: none stands out at this threshold)")
-    print(f"key frequencies: {shown} ({how}); they carry {100 * s['key_freq_share_of_W_E_norm2']:.1f}% "
-          f"of ||W_E||^2; Gini {f['gini_W_E']:.3f}")
+    if key_set_is_flat(keys, run.config.p // 2):
+        print(f"key frequencies: {len(keys)} of {run.config.p // 2} frequencies ({how}): a flat spectrum, none "
+              f"stands out at this threshold; Gini {f['gini_W_E']:.3f}")
+    else:
+        print(f"key frequencies: {keys} ({how}); they carry {100 * s['key_freq_share_of_W_E_norm2']:.1f}% "
+              f"of ||W_E||^2; Gini {f['gini_W_E']:.3f}")
     print(f"final epoch {s['final_epoch']}: train loss {f['train_loss']:.4g}, test loss {f['test_loss']:.4g} "
           f"(floor H(X) = {abs(fl['entropy']):.3f}); test acc vs noisy {f['test_acc_noisy']:.3f} "
           f"(best possible {fl['p_mode']:.3f}), vs clean {f['test_acc_clean']:.3f}")
@@ -309,7 +353,10 @@ def _print_summary(run, an, out: Path, figures: list[Path], wall: float) -> None
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
     ap = _Parser(prog="interp-grok", description="Grokking of noisy modular addition: train and analyze.")
+    ap.add_argument("--version", action="version", version=f"interp-grok {__version__}")
     sub = ap.add_subparsers(dest="command", required=True, parser_class=_Parser)
     _add_train_parser(sub)
     _add_analyze_parser(sub)
@@ -320,6 +367,12 @@ def main(argv: list[str] | None = None) -> int:
     from .train import TrainError, TrainingDiverged
 
     args = build_parser().parse_args(argv)
+    if argv is None and os.environ.get("MPLBACKEND") is None:
+        # the console script draws to files only: render headless (an explicit MPLBACKEND wins).
+        # Called in-process (main([...]), tests, notebooks) the caller's backend is left alone.
+        import matplotlib
+
+        matplotlib.use("Agg")
     prog = f"interp-grok {args.command}"
     try:
         rc = args.func(args)

@@ -6,9 +6,11 @@ can never disagree about what "test_acc_clean" means.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
-from .model import grid_logits
+from .model import grid_logits, is_compact
 
 
 def sum_sq_weights(params: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -34,12 +36,13 @@ def grid_metrics(
 
     Labels are int64 [p*p] a-major. "noisy" training examples are those whose noisy label
     differs from the clean one; their accuracy against the noisy label is the memorized
-    fraction, against the clean label the corrected fraction.
+    fraction, against the clean label the corrected fraction. ``params`` may be the compact form
+    (model.compact_params); then sum_sq_weights, which needs the five weights, is NaN.
     """
     p = params["W_E"].shape[0]
     logits = grid_logits(params, act).reshape(p * p, p)  # [a*p + b, c]
     return metrics_from_logits(logits, noisy_labels, clean_labels, train_idx, test_idx) | {
-        "sum_sq_weights": sum_sq_weights(params).item()}
+        "sum_sq_weights": math.nan if is_compact(params) else sum_sq_weights(params).item()}
 
 
 def metrics_from_logits(

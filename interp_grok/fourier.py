@@ -61,6 +61,19 @@ def key_frequencies(norms: torch.Tensor, threshold: float = KEY_FREQ_THRESHOLD) 
     return (torch.nonzero(norms >= threshold * norms.max()).flatten() + 1).to(torch.int64)
 
 
+FLAT_FRACTION = 0.5  # a key set holding more than this fraction of the frequencies is "flat"
+
+
+def key_set_is_flat(keys: torch.Tensor, n_freqs: int) -> bool:
+    """Whether a key-frequency set is flat: it holds more than half of the ``n_freqs`` = floor(p/2)
+    frequencies (the length of frequency_norms' output),
+    so no frequency stands out at the threshold that chose it (a partly formed or noise-like
+    spectrum). Such a set is reported as "k of K (flat)", not as a list, and not marked in figures.
+    A p = 23 run with 11 of 11 key frequencies is flat; p = 97 with 4 of 48 is not.
+    """
+    return len(keys) > FLAT_FRACTION * n_freqs
+
+
 def gini(c: torch.Tensor) -> torch.Tensor:
     """Gini coefficient sum_ij |c_i - c_j| / (2 N sum_i c_i) over the last axis, float64.
 
@@ -91,6 +104,9 @@ def neuron_curves(params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     in_a = (W_E @ W_in[:d_model])[:, i] and in_b = (W_E @ W_in[d_model:])[:, i] over the token,
     out = (W_out @ W_U)[i, :] over the output class; each returned as [d_mlp, p].
     """
+    if "T_a" in params and "W_in" not in params:  # the compact form (model.compact_params)
+        return {"in_a": params["T_a"].to(torch.float64).T, "in_b": params["T_b"].to(torch.float64).T,
+                "out": params["W_L"].to(torch.float64)}
     d_model = params["W_E"].shape[1]
     W_E = params["W_E"].to(torch.float64)
     W_in = params["W_in"].to(torch.float64)

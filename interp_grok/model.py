@@ -89,27 +89,64 @@ class _CrossEntropy(torch.autograd.Function):
         return grad.to(ctx.in_dtype), None, None
 
 
+COMPACT_NAMES = ("W_E", "T_a", "T_b", "b_in", "W_L")
+
+
+def is_compact(params: dict[str, torch.Tensor]) -> bool:
+    """Whether ``params`` is the compact form (W_E, T_a, T_b, b_in, W_L) rather than the five weights."""
+    return "T_a" in params and "W_in" not in params
+
+
+def compact_params(params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The compact form of the five weights: everything the logits depend on, and W_E.
+
+    W_E [p, d_model]; T_a, T_b = token_tables(W_E, W_in), each [p, d_mlp]; b_in [d_mlp];
+    W_L = W_out @ W_U [d_mlp, p]. grid_logits, mlp_logits, grid_hidden, grid_metrics (all but
+    sum_sq_weights), neuron_curves and ablate_neurons accept it in place of the weights; what it
+    cannot give is W_in, W_out, W_U separately (their norms, or anything in the d_model basis
+    after the embedding).
+    """
+    if is_compact(params):
+        return dict(params)
+    T_a, T_b = token_tables(params["W_E"], params["W_in"])
+    return {"W_E": params["W_E"], "T_a": T_a, "T_b": T_b, "b_in": params["b_in"],
+            "W_L": params["W_out"] @ params["W_U"]}
+
+
+def _head(params: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(T_a, T_b, W_L) of either form."""
+    if is_compact(params):
+        return params["T_a"], params["T_b"], params["W_L"]
+    # W_out @ W_U first: d_mlp*d_model*p once is cheaper than n*d_mlp*d_model per batch
+    return (*token_tables(params["W_E"], params["W_in"]), params["W_out"] @ params["W_U"])
+
+
 def mlp_logits(
     params: dict[str, torch.Tensor], a: torch.Tensor, b: torch.Tensor, act: str = "relu"
 ) -> torch.Tensor:
-    """Logits [n, p] for token pairs (a, b), each int64 [n], from a dict of the five weights."""
-    T_a, T_b = token_tables(params["W_E"], params["W_in"])
-    # W_out @ W_U first: d_mlp*d_model*p once is cheaper than n*d_mlp*d_model per batch
-    W_L = params["W_out"] @ params["W_U"]  # [d_mlp, p]
+    """Logits [n, p] for token pairs (a, b), each int64 [n], from a dict of the five weights
+    (or their compact form, see compact_params)."""
+    T_a, T_b, W_L = _head(params)  # W_L: [d_mlp, p]
     if act == "relu":
         return _ReluHead.apply(T_a, T_b, params["b_in"], W_L, a, b)
     return _ACTS[act](T_a[a] + T_b[b] + params["b_in"]) @ W_L
 
 
 def grid_hidden(params: dict[str, torch.Tensor], act: str = "relu") -> torch.Tensor:
-    """Hidden activations on the full grid, [p, p, d_mlp] indexed [a, b, neuron]."""
-    T_a, T_b = token_tables(params["W_E"], params["W_in"])
+    """Hidden activations on the full grid, float32 [p, p, d_mlp] indexed [a, b, neuron]."""
+    T_a, T_b, _ = _head(params)
     return _ACTS[act](T_a[:, None, :] + T_b[None, :, :] + params["b_in"])
 
 
 def grid_logits(params: dict[str, torch.Tensor], act: str = "relu") -> torch.Tensor:
-    """Logits on the full grid, [p, p, p] indexed [a, b, c]."""
-    return grid_hidden(params, act) @ (params["W_out"] @ params["W_U"])
+    """Logits on the full grid: float32 [p, p, p] indexed [a, b, c] (input tokens a, b; class c).
+
+    The dataset's labels are flat, int64 [p * p] in a-major order (pair index a * p + b), so
+    ``logits.reshape(p * p, p)[i]`` goes with ``labels[i]``. restricted_loss and friends take
+    this 3-D tensor; grid_metrics and cross_entropy take the flat [p * p, p] view.
+    """
+    T_a, T_b, W_L = _head(params)
+    return _ACTS[act](T_a[:, None, :] + T_b[None, :, :] + params["b_in"]) @ W_L
 
 
 def init_params(config: Config, generator: torch.Generator) -> dict[str, torch.Tensor]:
@@ -171,5 +208,6 @@ def ablate_neurons(params: dict[str, torch.Tensor], keep: torch.Tensor) -> dict[
     """A copy of params with the hidden neurons where ``keep`` (bool [d_mlp]) is False silenced
     (their W_out rows set to zero, so they no longer reach the logits)."""
     out = dict(params)
-    out["W_out"] = params["W_out"] * keep[:, None].to(params["W_out"].dtype)
+    name = "W_L" if is_compact(params) else "W_out"  # the compact form's W_L = W_out @ W_U
+    out[name] = params[name] * keep[:, None].to(params[name].dtype)
     return out

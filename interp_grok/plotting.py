@@ -1,27 +1,84 @@
 """Figures of an analysis: each function takes an Analysis (and the noise floor) and returns a
 matplotlib Figure; ``save_figure`` writes it byte-for-byte reproducibly; ``draw_all`` makes the
 standard set that `interp-grok analyze` writes to RUN/analysis/figures/.
+
+Importing this module leaves matplotlib's backend alone: in Jupyter the figures display inline
+(at the end of the cell, like any pyplot figure), in a terminal ``MPLBACKEND`` is respected, and
+headless use (the CLI, scripts on a server) needs nothing, since PNGs are rendered by Agg anyway.
+
+Composing panels: single-panel functions take ``ax=`` (draw into that Axes; the title goes on
+the Axes), multi-panel ones take ``fig=`` (a Figure or SubFigure to fill); every function
+returns the (root) Figure. Without them each function makes its own figure, as drawn in docs/.
 """
 
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure, SubFigure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-
-from .analyze import Analysis, x_column  # noqa: E402
-from .model import PARAM_NAMES  # noqa: E402
-from .rundir import atomic_write_bytes  # noqa: E402
+from .analyze import Analysis, x_column
+from .fourier import key_set_is_flat
+from .model import PARAM_NAMES
+from .rundir import atomic_write_bytes
 
 STYLE = {"figure.dpi": 110, "font.size": 10, "axes.grid": True, "grid.alpha": 0.3, "legend.fontsize": 8,
          "axes.spines.top": False, "axes.spines.right": False}
+
+
+@contextmanager
+def _style(extra: dict | None = None) -> Iterator[None]:
+    """The house style, as an rc_context that keeps interactive mode as the block left it.
+
+    The first pyplot figure of a session loads the backend; in Jupyter that hooks up the inline
+    display and turns interactive mode on. A plain rc_context would restore interactive = False
+    on exit, and later figures would no longer display inline."""
+    with plt.rc_context(STYLE | (extra or {})):
+        yield
+        interactive = matplotlib.is_interactive()
+    if matplotlib.is_interactive() != interactive:
+        matplotlib.interactive(interactive)
+
+
+def _root(obj: Axes | Figure | SubFigure) -> Figure:
+    """The top-level Figure an Axes or SubFigure belongs to."""
+    fig = obj if isinstance(obj, Figure) else obj.figure
+    while not isinstance(fig, Figure):
+        fig = fig.figure
+    return fig
+
+
+def _single(ax: Axes | None, figsize: tuple[float, float]) -> tuple[Axes, bool]:
+    """(axes to draw into, whether this call made its own figure)."""
+    if ax is not None:
+        return ax, False
+    _, ax = plt.subplots(figsize=figsize, layout="constrained")
+    return ax, True
+
+
+def _panels(fig: Figure | SubFigure | None, n: int, figsize: tuple[float, float]) -> tuple[Figure | SubFigure, list]:
+    if fig is None:
+        fig, axes = plt.subplots(1, n, figsize=figsize, layout="constrained", squeeze=False)
+    else:
+        axes = fig.subplots(1, n, squeeze=False)
+    return fig, list(axes[0])
+
+
+def _heading(ax: Axes, own: bool, text: str) -> Figure:
+    """Title on the figure when it is ours, on the Axes when drawing into someone else's."""
+    if own:
+        ax.figure.suptitle(text, fontsize=11)
+    else:
+        ax.set_title(text, fontsize=9)
+    return _root(ax)
 
 
 def _epoch_axis(ax) -> None:
@@ -49,14 +106,23 @@ def _freqs(keys, limit: int = 10) -> str:
     return str(keys) if len(keys) <= limit else f"[{', '.join(map(str, keys[:limit]))}, ... ({len(keys)} in all)]"
 
 
-def _title(fig: Figure, run_name: str, what: str) -> None:
-    fig.suptitle(f"{what} — {run_name}", fontsize=11)
+def _title(run_name: str, what: str) -> str:
+    return f"{what} — {run_name}"
 
 
-def plot_losses(an: Analysis, floor: dict, run_name: str = "") -> Figure:
-    """Train and test loss against the noisy and the clean labels, with the noise floor."""
-    with plt.rc_context(STYLE):
-        fig, ax = plt.subplots(figsize=(7, 4.2), layout="constrained")
+def _keys_text(an: Analysis) -> str:
+    keys = an.key_freqs
+    if key_set_is_flat(keys, an.norms.shape[1]):
+        return f"{keys.numel()} of {an.norms.shape[1]} frequencies (flat)"
+    return _freqs(keys)
+
+
+def plot_losses(an: Analysis, floor: dict, run_name: str = "", *, ax: Axes | None = None) -> Figure:
+    """Train and test loss against the noisy and the clean labels, with the noise floor.
+
+    ``floor`` is ``noise_floor(n, p_bin, p)`` (also ``an.summary["noise_floor"]``)."""
+    with _style():
+        ax, own = _single(ax, (7, 4.2))
         _lines(ax, an, [
             ("train_loss", "train, noisy labels", "C0", "-"), ("train_loss_clean", "train, clean labels", "C0", "--"),
             ("test_loss", "test, noisy labels", "C3", "-"), ("test_loss_clean", "test, clean labels", "C3", "--"),
@@ -66,55 +132,55 @@ def plot_losses(an: Analysis, floor: dict, run_name: str = "") -> Figure:
         ax.set_ylabel("cross-entropy (nats, float64)")
         _epoch_axis(ax)
         ax.legend(loc="best")
-        _title(fig, run_name, "Loss")
-    return fig
+        return _heading(ax, own, _title(run_name, "Loss"))
 
 
-def plot_spectrum_heatmap(an: Analysis, run_name: str = "") -> Figure:
-    """N_k of W_E for every frequency k over training (log-epoch axis)."""
-    with plt.rc_context(STYLE | {"axes.grid": False}):
-        fig, ax = plt.subplots(figsize=(7, 4.2), layout="constrained")
+def plot_spectrum_heatmap(an: Analysis, run_name: str = "", *, ax: Axes | None = None) -> Figure:
+    """N_k of W_E for every frequency k over training (log-epoch axis); ``an.norms[:, k - 1]`` is
+    frequency k. Key frequencies are marked unless the key set is flat (fourier.key_set_is_flat)."""
+    with _style({"axes.grid": False}):
+        ax, own = _single(ax, (7, 4.2))
         e = an.epochs.numpy().astype(float)
         K = an.norms.shape[1]
         mid = np.sqrt(np.maximum(e[:-1], 0.5) * e[1:])  # geometric midpoints between checkpoints
         edges = np.concatenate([[0.0], mid, [e[-1] * 1.05 + 1]])
         mesh = ax.pcolormesh(edges, np.arange(K + 1) + 0.5, an.norms.numpy().T, cmap="viridis", shading="flat")
-        fig.colorbar(mesh, ax=ax, label="N_k = ||(F W_E)[cos k, sin k]||")
+        ax.figure.colorbar(mesh, ax=ax, label="N_k = ||(F W_E)[cos k, sin k]||")
         _epoch_axis(ax)
         ax.set_ylabel("frequency k")
-        marked = an.key_freqs.numel() <= 12  # a flat "key" set would only clutter the axis
+        marked = not key_set_is_flat(an.key_freqs, K)  # a flat "key" set would only clutter the axis
         for k in an.key_freqs.tolist() if marked else []:
             ax.annotate(f"{k}", xy=(1.0, k), xycoords=("axes fraction", "data"), xytext=(3, 0),
                         textcoords="offset points", va="center", fontsize=7, color="C3")
-        _title(fig, run_name, "W_E Fourier spectrum over training"
-               + (" (key frequencies marked right)" if marked else f" ({an.key_freqs.numel()} key frequencies: flat)"))
-    return fig
+        return _heading(ax, own, _title(run_name, "W_E Fourier spectrum over training" + (
+            " (key frequencies marked right)" if marked else f" ({an.key_freqs.numel()} key frequencies: flat)")))
 
 
-def plot_spectrum_final(an: Analysis, run_name: str = "") -> Figure:
-    """N_k of W_E at the last analyzed checkpoint, key frequencies highlighted."""
-    with plt.rc_context(STYLE):
-        fig, ax = plt.subplots(figsize=(7, 3.6), layout="constrained")
+def plot_spectrum_final(an: Analysis, run_name: str = "", *, ax: Axes | None = None) -> Figure:
+    """N_k of W_E at the last analyzed checkpoint, key frequencies highlighted (legend outside)."""
+    with _style():
+        ax, own = _single(ax, (8.5, 3.6))
         norms = an.norms[-1].numpy()
         k = np.arange(1, len(norms) + 1)
         is_key = np.isin(k, an.key_freqs.numpy())
-        ax.bar(k[~is_key], norms[~is_key], color="0.6", label="other frequencies")
-        ax.bar(k[is_key], norms[is_key], color="C3", label=f"key frequencies {_freqs(an.key_freqs)}")
+        if (~is_key).any():
+            ax.bar(k[~is_key], norms[~is_key], color="0.6", label="other frequencies")
+        ax.bar(k[is_key], norms[is_key], color="C3", label=f"key frequencies:\n{_keys_text(an)}")
         src = an.key_freq_source
         if src.get("rule") != "user":
             ax.axhline(src["threshold"] * norms.max(), color="C3", ls=":", lw=1,
                        label=f"threshold {src['threshold']} x max")
         ax.set_xlabel("frequency k")
         ax.set_ylabel("N_k")
-        ax.legend(loc="best")
-        _title(fig, run_name, f"W_E spectrum at epoch {int(an.epochs[-1])} (Gini {an.rows[-1]['gini_W_E']:.2f})")
-    return fig
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)  # never over the bars
+        return _heading(ax, own, _title(run_name, f"W_E spectrum at epoch {int(an.epochs[-1])} "
+                                                  f"(Gini {an.rows[-1]['gini_W_E']:.2f})"))
 
 
-def plot_restricted_excluded(an: Analysis, floor: dict, run_name: str = "") -> Figure:
-    """Restricted, excluded and full loss over training (science.md §3)."""
-    with plt.rc_context(STYLE):
-        fig, ax = plt.subplots(figsize=(7, 4.2), layout="constrained")
+def plot_restricted_excluded(an: Analysis, floor: dict, run_name: str = "", *, ax: Axes | None = None) -> Figure:
+    """Restricted, excluded and full loss over training (science.md §3), with the noise floor."""
+    with _style():
+        ax, own = _single(ax, (8.5, 4.2))
         _lines(ax, an, [
             ("train_loss", "train loss (noisy labels)", "C0", "-"),
             ("test_loss", "test loss (noisy labels)", "C3", "-"),
@@ -122,19 +188,19 @@ def plot_restricted_excluded(an: Analysis, floor: dict, run_name: str = "") -> F
             ("restricted_loss_clean", "restricted loss, all pairs, clean labels", "C2", "--"),
             ("excluded_loss", "excluded loss, train, noisy labels", "C1", "-"),
         ])
-        _floor_lines(ax, floor, labels=False)
+        _floor_lines(ax, floor)
         ax.set_yscale("log")
         ax.set_ylabel("cross-entropy (nats)")
         _epoch_axis(ax)
-        ax.legend(loc="best")
-        _title(fig, run_name, f"Restricted / excluded loss, key frequencies {_freqs(an.key_freqs)}")
-    return fig
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+        return _heading(ax, own, f"Restricted / excluded loss — {run_name}\nkey frequencies {_keys_text(an)}"
+                        if run_name else f"Restricted / excluded loss, key frequencies {_keys_text(an)}")
 
 
-def plot_weight_norms(an: Analysis, run_name: str = "") -> Figure:
-    """Sum of squared weights, per-matrix norms and the Gini coefficient of W_E's spectrum."""
-    with plt.rc_context(STYLE):
-        fig, axes = plt.subplots(1, 3, figsize=(11, 3.6), layout="constrained")
+def plot_weight_norms(an: Analysis, run_name: str = "", *, fig: Figure | SubFigure | None = None) -> Figure:
+    """Sum of squared weights, per-matrix norms and the Gini coefficient of W_E's spectrum (3 panels)."""
+    with _style():
+        fig, axes = _panels(fig, 3, (11, 3.6))
         e = an.epochs.numpy()
         axes[0].plot(e, an.column("sum_sq_weights").numpy(), color="k")
         axes[0].set_ylabel("sum of squared weights")
@@ -147,14 +213,20 @@ def plot_weight_norms(an: Analysis, run_name: str = "") -> Figure:
         axes[2].set_ylim(0, 1)
         for ax in axes:
             _epoch_axis(ax)
-        _title(fig, run_name, "Weight norms and spectral sparsity")
-    return fig
+        fig.suptitle(_title(run_name, "Weight norms and spectral sparsity"), fontsize=11)
+    return _root(fig)
 
 
-def plot_memorization(an: Analysis, floor: dict, xs: list[int], run_name: str = "") -> Figure:
-    """Noisy vs clean training labels over training, and the memorized fraction per noise value X."""
-    with plt.rc_context(STYLE):
-        fig, axes = plt.subplots(1, 2, figsize=(11, 4), layout="constrained")
+def plot_memorization(an: Analysis, floor: dict, xs: list[int], run_name: str = "", *,
+                      sizes: dict[int, int] | None = None, fig: Figure | SubFigure | None = None) -> Figure:
+    """Noisy vs clean training labels over training, and the memorized fraction per noise value X
+    (2 panels). ``xs``: the X values to draw (``x_value_columns(run.dataset.noise)``); ``sizes``:
+    how many noisy training examples have each X, shown in the legend (default: counted from
+    ``an.train_noise`` when the analysis has it). Small groups move in big steps (1/size)."""
+    if sizes is None and an.train_noise is not None:
+        sizes = {x: int((an.train_noise == x).sum()) for x in xs}
+    with _style():
+        fig, axes = _panels(fig, 2, (11, 4))
         e = an.epochs.numpy()
         ax = axes[0]
         _lines(ax, an, [
@@ -174,31 +246,33 @@ def plot_memorization(an: Analysis, floor: dict, xs: list[int], run_name: str = 
         for i, x in enumerate(xs):
             col = x_column(x)
             if col in an.rows[0]:
-                ax.plot(e, an.column(col).numpy(), color=plt.cm.coolwarm(i / max(len(xs) - 1, 1)), label=f"X = {x:+d}")
+                size = f" ({sizes[x]} examples)" if sizes and x in sizes else ""
+                ax.plot(e, an.column(col).numpy(), color=plt.cm.coolwarm(i / max(len(xs) - 1, 1)),
+                        label=f"X = {x:+d}{size}")
         ax.set_ylabel("memorized fraction of noisy train labels")
         ax.set_ylim(-0.02, 1.02)
         if xs:
-            ax.legend(loc="upper left", title="label noise")
+            ax.legend(loc="center right", title="label noise")  # the curves are low at left, high at right
         else:
             ax.text(0.5, 0.5, "no noisy labels in this run", transform=ax.transAxes, ha="center")
         _epoch_axis(ax)
-        _title(fig, run_name, "Memorization of noisy vs clean training labels")
-    return fig
+        fig.suptitle(_title(run_name, "Memorization of noisy vs clean training labels"), fontsize=11)
+    return _root(fig)
 
 
 # ------------------------------------------------------------------ several runs
 
 
 def plot_compare(analyses: dict[str, Analysis], columns: list[tuple[str, str]], title: str,
-                 logy: bool = False, floors: dict[str, float] | None = None) -> Figure:
+                 logy: bool = False, floors: dict[str, float] | None = None, *,
+                 fig: Figure | SubFigure | None = None) -> Figure:
     """One panel per (column, y label), one line per run (label -> Analysis), shared epoch axis.
 
     ``floors`` (label -> value) draws each run's reference level as a dotted line in its color.
     """
-    with plt.rc_context(STYLE):
-        fig, axes = plt.subplots(1, len(columns), figsize=(4.2 * len(columns) + 1, 3.8), layout="constrained",
-                                 squeeze=False)
-        for ax, (col, ylabel) in zip(axes[0], columns):
+    with _style():
+        fig, axes = _panels(fig, len(columns), (4.2 * len(columns) + 1, 3.8))
+        for ax, (col, ylabel) in zip(axes, columns):
             for i, (label, an) in enumerate(analyses.items()):
                 ax.plot(an.epochs.numpy(), an.column(col).numpy(), color=f"C{i}", label=label)
                 if floors and label in floors:
@@ -207,37 +281,39 @@ def plot_compare(analyses: dict[str, Analysis], columns: list[tuple[str, str]], 
                 ax.set_yscale("log")
             ax.set_ylabel(ylabel)
             _epoch_axis(ax)
-        axes[0][0].legend(loc="best")
+        axes[0].legend(loc="best")
         fig.suptitle(title, fontsize=11)
-    return fig
+    return _root(fig)
 
 
-def plot_final_spectra(analyses: dict[str, Analysis], p: int, noise: dict[str, int]) -> Figure:
-    """Final N_k / max_k N_k of W_E per run, key frequencies as dots, and the label-noise damping
-    cos(pi k / p)^n of frequency k in the targets (science.md section 6) as a dashed line."""
-    with plt.rc_context(STYLE):
-        fig, ax = plt.subplots(figsize=(8, 4), layout="constrained")
+def plot_final_spectra(analyses: dict[str, Analysis], p: int, noise: dict[str, int], *,
+                       ax: Axes | None = None) -> Figure:
+    """Final N_k / max_k N_k of W_E per run, key frequencies as dots (unless the key set is flat),
+    and the label-noise damping cos(pi k / p)^n of frequency k in the targets (science.md section 6)
+    as a dashed line. The legend sits outside the axes, so no peak is hidden."""
+    with _style():
+        ax, own = _single(ax, (10, 4))
         for i, (label, an) in enumerate(analyses.items()):
             norms = an.norms[-1].numpy()
             k = np.arange(1, len(norms) + 1)
-            ax.plot(k, norms / norms.max(), color=f"C{i}", lw=1.2, label=f"{label}: key {_freqs(an.key_freqs)}")
+            ax.plot(k, norms / norms.max(), color=f"C{i}", lw=1.2, label=f"{label}: key {_keys_text(an)}")
             keys = an.key_freqs.numpy()
-            if len(keys) <= 12:  # a flat spectrum's "key" set would only hide the line
+            if not key_set_is_flat(an.key_freqs, len(norms)):  # a flat "key" set would only hide the line
                 ax.plot(keys, norms[keys - 1] / norms.max(), "o", color=f"C{i}", ms=5)
             if noise.get(label):
                 ax.plot(k, np.abs(np.cos(np.pi * k / p)) ** noise[label], color=f"C{i}", ls="--", lw=0.8)
         ax.set_xlabel("frequency k")
         ax.set_ylabel("N_k / max N_k at the final checkpoint")
-        ax.legend(loc="upper right")
-        fig.suptitle("Final W_E spectra (dots: key frequencies when sparse; dashed: |cos(pi k/p)|^n label damping)",
-                     fontsize=11)
-    return fig
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+        return _heading(ax, own, "Final W_E spectra (dots: key frequencies when sparse; dashed: |cos(pi k/p)|^n "
+                        "label damping)")
 
 
-def plot_fit_epochs(first_fit: dict[str, torch.Tensor], title: str) -> Figure:
-    """Histograms (log-spaced bins) of the epoch at which each group of examples is first fit."""
-    with plt.rc_context(STYLE):
-        fig, ax = plt.subplots(figsize=(7, 3.8), layout="constrained")
+def plot_fit_epochs(first_fit: dict[str, torch.Tensor], title: str, *, ax: Axes | None = None) -> Figure:
+    """Histograms (log-spaced bins) of the epoch at which each group of examples is first fit
+    (``first_fit``: label -> int64 epochs, -1 for never, e.g. ``an.first_fit_epoch[mask]``)."""
+    with _style():
+        ax, own = _single(ax, (7, 3.8))
         fitted = [v[v >= 0].numpy() for v in first_fit.values()]
         hi = max((f.max() for f in fitted if f.size), default=1)
         bins = np.concatenate([[0, 1], np.geomspace(1, hi + 1, 30)[1:]])
@@ -249,14 +325,13 @@ def plot_fit_epochs(first_fit: dict[str, torch.Tensor], title: str) -> Figure:
         ax.set_xlabel("first checkpoint epoch at which pred = noisy label")
         ax.set_ylabel("training examples")
         ax.legend(loc="upper left")
-        fig.suptitle(title, fontsize=11)
-    return fig
+        return _heading(ax, own, title)
 
 
-def plot_ipr_histograms(iprs: dict[str, torch.Tensor], title: str) -> Figure:
-    """Histogram of per-neuron IPR (one line per run), log-spaced bins from 1/p to 1."""
-    with plt.rc_context(STYLE):
-        fig, ax = plt.subplots(figsize=(7, 3.8), layout="constrained")
+def plot_ipr_histograms(iprs: dict[str, torch.Tensor], title: str, *, ax: Axes | None = None) -> Figure:
+    """Histogram of per-neuron IPR (one line per run; each value float [d_mlp]), log bins 0.01 to 1."""
+    with _style():
+        ax, own = _single(ax, (7, 3.8))
         bins = np.geomspace(0.01, 1.0, 41)
         for i, (label, v) in enumerate(iprs.items()):
             ax.hist(v.clamp(0.01, 1.0).numpy(), bins=bins, histtype="step", lw=1.5, color=f"C{i}", label=label)
@@ -264,31 +339,29 @@ def plot_ipr_histograms(iprs: dict[str, torch.Tensor], title: str) -> Figure:
         ax.set_xlabel("IPR of the neuron's input curves (mean of a and b; 1 = one frequency)")
         ax.set_ylabel("neurons")
         ax.legend(loc="upper center")
-        fig.suptitle(title, fontsize=11)
-    return fig
+        return _heading(ax, own, title)
 
 
-def save_figure(fig: Figure, path: Path) -> None:
-    """Save as PNG without the metadata that changes between runs or versions."""
+def save_figure(fig: Figure, path: Path | str, close: bool = False) -> Path:
+    """Save as PNG without the metadata that changes between runs or versions (same bytes every
+    time), atomically. The figure stays open (so Jupyter still shows it) unless ``close``."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", metadata={"Software": None})
-    plt.close(fig)
+    if close:
+        plt.close(fig)
     atomic_write_bytes(Path(path), buf.getvalue())
+    return Path(path)
 
 
 def draw_all(an: Analysis, floor: dict, xs: list[int], out_dir: Path, run_name: str = "") -> list[Path]:
-    """The standard figures of one run, written to out_dir; returns their paths."""
-    figs = {
-        "losses": plot_losses(an, floor, run_name),
-        "spectrum_heatmap": plot_spectrum_heatmap(an, run_name),
-        "spectrum_final": plot_spectrum_final(an, run_name),
-        "restricted_excluded": plot_restricted_excluded(an, floor, run_name),
-        "weight_norms": plot_weight_norms(an, run_name),
-        "memorization": plot_memorization(an, floor, xs, run_name),
+    """The standard figures of one run, written to out_dir and closed (what `interp-grok analyze`
+    draws); returns their paths."""
+    builders = {
+        "losses": lambda: plot_losses(an, floor, run_name),
+        "spectrum_heatmap": lambda: plot_spectrum_heatmap(an, run_name),
+        "spectrum_final": lambda: plot_spectrum_final(an, run_name),
+        "restricted_excluded": lambda: plot_restricted_excluded(an, floor, run_name),
+        "weight_norms": lambda: plot_weight_norms(an, run_name),
+        "memorization": lambda: plot_memorization(an, floor, xs, run_name),
     }
-    paths = []
-    for name, fig in figs.items():
-        path = Path(out_dir) / f"{name}.png"
-        save_figure(fig, path)
-        paths.append(path)
-    return paths
+    return [save_figure(build(), Path(out_dir) / f"{name}.png", close=True) for name, build in builders.items()]

@@ -43,7 +43,7 @@ from safetensors.torch import save as st_save
 
 from .config import Config, ConfigError
 from .data import Dataset
-from .model import SimpleMLP, param_shapes
+from .model import COMPACT_NAMES, SimpleMLP, compact_params, param_shapes
 
 CONFIG = "config.json"
 DATASET = "dataset.safetensors"
@@ -658,6 +658,30 @@ class Run:
     def model(self, epoch: int) -> SimpleMLP:
         return SimpleMLP(self.params(epoch), self.config.act)
 
+    @property
+    def compact_epochs(self) -> list[int]:
+        """Epochs with a compact checkpoint on disk (RUN/compact/; see compact_params)."""
+        return compact_epochs_on_disk(self.path)
+
+    def compact(self, epoch: int) -> dict[str, torch.Tensor]:
+        """The compact form (W_E, T_a, T_b, b_in, W_L; float32 in memory) at ``epoch``: from
+        RUN/compact/ if stored there (float16 on disk), else computed from the full checkpoint."""
+        if compact_path(self.path, epoch).exists():
+            return read_compact(compact_path(self.path, epoch), self.config.p, self.config.d_model,
+                                self.config.d_mlp)[1]
+        return compact_params(self.params(epoch))
+
+    def __repr__(self) -> str:  # short: the metrics alone are megabytes
+        c = self.config
+        evals = self.evals
+        last = f", last eval epoch {evals[-1]['epoch']}" if evals else ""
+        compact = self.compact_epochs
+        return (f"Run({str(self.path)!r}: p={c.p} noise_n={c.noise_n} epochs={c.epochs} d_model={c.d_model} "
+                f"d_mlp={c.d_mlp} act={c.act} seed={c.seed} data_seed={c.data_seed}; "
+                f"{len(self.checkpoint_epochs)} checkpoints on disk"
+                + (f", {len(compact)} compact" if compact else "")
+                + f", {len(self.metrics)} metrics records{last})")
+
 
 def load_run(path: str | Path) -> Run:
     """Read a run directory written by `interp-grok train` (safetensors and JSON only)."""
@@ -665,3 +689,36 @@ def load_run(path: str | Path) -> Run:
     config, provenance = read_config(path)
     return Run(path, config, provenance, load_dataset(path, config.p), read_metrics(path),
                checkpoint_epochs_on_disk(path))
+
+
+# ---------------------------------------------------------------- compact checkpoints
+
+COMPACT_DIR = "compact"  # RUN/compact/epoch_NNNNNN.safetensors: W_E, T_a, T_b, b_in, W_L (float16)
+
+
+def compact_path(run: Path, epoch: int) -> Path:
+    return Path(run) / COMPACT_DIR / f"epoch_{epoch:06d}.safetensors"
+
+
+def compact_epochs_on_disk(run: Path) -> list[int]:
+    d = Path(run) / COMPACT_DIR
+    if not d.is_dir():
+        return []
+    return sorted(int(m.group(1)) for f in d.iterdir() if (m := _CKPT_RE.match(f.name)))
+
+
+def compact_shapes(p: int, d_model: int, d_mlp: int) -> dict[str, tuple[int, ...]]:
+    return {"W_E": (p, d_model), "T_a": (p, d_mlp), "T_b": (p, d_mlp), "b_in": (d_mlp,), "W_L": (d_mlp, p)}
+
+
+def write_compact(run: Path, epoch: int, params: dict[str, torch.Tensor], dtype: torch.dtype = torch.float16) -> None:
+    """Store the compact form of one checkpoint's weights (computed in float32, stored as ``dtype``)."""
+    c = compact_params({k: v.detach().to(torch.float32) for k, v in params.items()})
+    save_tensors(compact_path(run, epoch), {k: c[k].to(dtype) for k in COMPACT_NAMES},
+                 {"epoch": epoch, "format_version": FORMAT_VERSION, "form": "compact"})
+
+
+def read_compact(path: Path, p: int, d_model: int, d_mlp: int) -> tuple[int, dict[str, torch.Tensor]]:
+    """(epoch, compact params as float32) of one compact checkpoint, checked against the shapes."""
+    epoch, tensors = read_checkpoint(path, compact_shapes(p, d_model, d_mlp))
+    return epoch, {k: v.to(torch.float32) for k, v in tensors.items()}

@@ -16,7 +16,8 @@ NOTEBOOKS = sorted((ROOT / "analyses").glob("[0-9][0-9]_*.py"))
 
 def _run(notebook: Path, out: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "INTERP_GROK_FIGURES": str(out), "MPLBACKEND": "Agg", "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, str(notebook)], env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run([sys.executable, str(notebook)], env=env, capture_output=True, text=True, timeout=300,
+                          cwd=ROOT)
 
 
 def test_there_are_four_notebooks():
