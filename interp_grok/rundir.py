@@ -51,6 +51,7 @@ METRICS = "metrics.jsonl"
 CHECKPOINT_DIR = "checkpoints"
 TRAIN_STATE = "train_state.safetensors"
 ANALYSIS_DIR = "analysis"
+COMPACT_DIR = "compact"  # RUN/compact/epoch_NNNNNN.safetensors: W_E, T_a, T_b, b_in, W_L (float16)
 LOCK = ".lock"  # held by the one process training into the run
 ANALYSIS_LOCK = ".analysis.lock"  # held by the one process writing analysis/
 # analysis/ (its contents are computed by interp_grok.analyze; their names live here)
@@ -287,6 +288,7 @@ _Layout = tuple[Callable[[str], bool], dict]
 _FIGURES: _Layout = (lambda n: n.endswith(".png"), {})
 _LAYOUT: _Layout = (lambda n: n in _TOP_FILES, {
     CHECKPOINT_DIR: (lambda n: bool(_CKPT_RE.match(n)), {}),
+    COMPACT_DIR: (lambda n: bool(_CKPT_RE.match(n)), {}),
     ANALYSIS_DIR: (lambda n: n in ANALYSIS_FILES, {FIGURES_DIR: _FIGURES}),
 })
 
@@ -464,7 +466,8 @@ def _params_max_bytes(shapes: dict[str, tuple[int, ...]], copies: int = 1) -> in
     return copies * 4 * sum(math.prod(s) for s in shapes.values()) + (1 << 16)  # + header
 
 
-def read_checkpoint(path: Path, shapes: dict[str, tuple[int, ...]], *, digest: bool = False
+def read_checkpoint(path: Path, shapes: dict[str, tuple[int, ...]], *, digest: bool = False,
+                    dtypes: tuple[torch.dtype, ...] = (torch.float32,)
                     ) -> tuple[int, dict[str, torch.Tensor]] | tuple[int, dict[str, torch.Tensor], str]:
     """(epoch, params) of one checkpoint file, checked against the expected names, shapes and
     dtype (float32), finite, and its metadata epoch against its file name; with ``digest``
@@ -478,8 +481,9 @@ def read_checkpoint(path: Path, shapes: dict[str, tuple[int, ...]], *, digest: b
             raise RunDirError(
                 f"{path}: {name} has shape {list(tensors[name].shape)}, config says {list(shape)}"
             )
-        if tensors[name].dtype != torch.float32:
-            raise RunDirError(f"{path}: {name} is {str(tensors[name].dtype).removeprefix('torch.')}, not float32")
+        if tensors[name].dtype not in dtypes:
+            want = " or ".join(str(d).removeprefix("torch.") for d in dtypes)
+            raise RunDirError(f"{path}: {name} is {str(tensors[name].dtype).removeprefix('torch.')}, not {want}")
         if not torch.isfinite(tensors[name]).all():
             raise RunDirError(f"{path}: {name} contains NaN or inf")
     try:
@@ -693,7 +697,6 @@ def load_run(path: str | Path) -> Run:
 
 # ---------------------------------------------------------------- compact checkpoints
 
-COMPACT_DIR = "compact"  # RUN/compact/epoch_NNNNNN.safetensors: W_E, T_a, T_b, b_in, W_L (float16)
 
 
 def compact_path(run: Path, epoch: int) -> Path:
@@ -720,5 +723,5 @@ def write_compact(run: Path, epoch: int, params: dict[str, torch.Tensor], dtype:
 
 def read_compact(path: Path, p: int, d_model: int, d_mlp: int) -> tuple[int, dict[str, torch.Tensor]]:
     """(epoch, compact params as float32) of one compact checkpoint, checked against the shapes."""
-    epoch, tensors = read_checkpoint(path, compact_shapes(p, d_model, d_mlp))
+    epoch, tensors = read_checkpoint(path, compact_shapes(p, d_model, d_mlp), dtypes=(torch.float16, torch.float32))
     return epoch, {k: v.to(torch.float32) for k, v in tensors.items()}
