@@ -333,7 +333,7 @@ def summarize(run: rundir.Run, an: Analysis) -> dict:
         "key_freq_source": an.key_freq_source,
         "key_freq_share_of_W_E_norm2": share,
         "gini_over": "the floor(p/2) per-frequency norms N_k of W_E",
-        "noise_floor": noise_floor(c.noise_n, c.p_bin, c.p),
+        "noise_floor": noise_floor(c.noise_n, c.p_bin, c.p, c.noise_frac),
         "final_epoch": int(an.epochs[-1]),
         "final": {k: last[k] for k in PROGRESS_COLUMNS if k != "epoch"},
         "epoch_test_acc_clean_first_95": first_95,

@@ -46,12 +46,17 @@ _TRAIN_FLAGS = [
     ("--p", "p", int, "modulus; tokens are 0..p-1 (>= 2)"),
     ("--noise", "noise_n", int, "n of the label noise X = Binomial(n, p_bin) - floor(n/2) (>= 0)"),
     ("--p-bin", "p_bin", float, "success probability of the binomial noise, in [0, 1]"),
+    ("--noise-frac", "noise_frac", float, "fraction of the pairs whose label gets the noise (the others keep "
+     "X = 0), in [0, 1]"),
     ("--train-frac", "train_frac", float, "fraction of the p^2 pairs used for training, in (0, 1)"),
     ("--data-seed", "data_seed", int, "seed of the noise and the train/test split"),
     ("--seed", "seed", int, "seed of the model initialization"),
     ("--d-model", "d_model", int, "embedding width"),
     ("--d-mlp", "d_mlp", int, "hidden width (0: 4 * d_model)"),
     ("--act", "act", str, "hidden activation: relu or gelu"),
+    ("--init", "init", str, "initialization: normal_fan_in, or torch_default (PyTorch's nn.Embedding / "
+     "nn.Linear defaults, as the seed notebook's SimpleMLP)"),
+    ("--init-scale", "init_scale", float, "every initial weight multiplied by this (> 0)"),
     ("--lr", "lr", float, "AdamW learning rate"),
     ("--weight-decay", "weight_decay", float, "AdamW weight decay"),
     ("--adam-eps", "adam_eps", float, "AdamW eps"),

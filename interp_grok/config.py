@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 
 ACTIVATIONS = ("relu", "gelu")
 LOSS_DTYPES = ("float64", "float32")
-INIT_SCHEME = "normal_fan_in"  # every W ~ N(0, 1/fan_in), W_E ~ N(0, 1/d_model), b_in = 0
+INIT_SCHEMES = ("normal_fan_in", "torch_default")  # see model.init_params
+INIT_SCHEME = INIT_SCHEMES[0]  # the default: every W ~ N(0, 1/fan_in), W_E ~ N(0, 1/d_model), b_in = 0
 
 
 class ConfigError(ValueError):
@@ -25,6 +26,7 @@ class Config:
     p: int = 97
     noise_n: int = 4  # label noise X = Binomial(noise_n, p_bin) - floor(noise_n / 2)
     p_bin: float = 0.5
+    noise_frac: float = 1.0  # xi: fraction of pairs whose label gets the noise (the others keep X = 0)
     train_frac: float = 0.3
     data_seed: int = 346  # the seed notebook's DATA_SEED, which it never used
     # model
@@ -32,6 +34,7 @@ class Config:
     d_mlp: int = 0  # 0 means the seed's 2 * d_model * n_ctx = 4 * d_model
     act: str = "relu"
     init: str = INIT_SCHEME
+    init_scale: float = 1.0  # alpha: every initial weight multiplied by it (Liu et al., "Omnigrok")
     seed: int = 0  # model initialization
     # optimizer
     lr: float = 1e-3
@@ -96,7 +99,8 @@ def _is_real(v) -> bool:
 
 def validate(c: Config) -> None:
     """Raise ConfigError naming the first setting outside its allowed range."""
-    for name in ("p_bin", "train_frac", "lr", "weight_decay", "adam_eps", "max_checkpoint_gap"):
+    for name in ("p_bin", "noise_frac", "train_frac", "lr", "weight_decay", "adam_eps", "max_checkpoint_gap",
+                 "init_scale"):
         v = getattr(c, name)
         _check(_is_real(v), name, "a finite number", v)
     for name in ("p", "noise_n", "d_model", "d_mlp", "epochs", "n_checkpoints", "eval_every", "seed", "data_seed"):
@@ -107,6 +111,8 @@ def validate(c: Config) -> None:
     _check(c.p >= 2, "p", "an integer >= 2", c.p)
     _check(c.noise_n >= 0, "noise_n", "an integer >= 0", c.noise_n)
     _check(0.0 <= c.p_bin <= 1.0, "p_bin", "in [0, 1]", c.p_bin)
+    _check(0.0 <= c.noise_frac <= 1.0, "noise_frac", "in [0, 1]", c.noise_frac)
+    _check(c.init_scale > 0, "init_scale", "> 0", c.init_scale)
     _check(0.0 < c.train_frac < 1.0, "train_frac", "in (0, 1)", c.train_frac)
     n_train = math.floor(c.train_frac * c.p**2)
     _check(
@@ -116,7 +122,7 @@ def validate(c: Config) -> None:
     _check(isinstance(c.d_model, int) and c.d_model >= 1, "d_model", "an integer >= 1", c.d_model)
     _check(isinstance(c.d_mlp, int) and c.d_mlp >= 1, "d_mlp", "an integer >= 1", c.d_mlp)
     _check(c.act in ACTIVATIONS, "act", f"one of {', '.join(ACTIVATIONS)}", c.act)
-    _check(c.init == INIT_SCHEME, "init", INIT_SCHEME, c.init)
+    _check(c.init in INIT_SCHEMES, "init", f"one of {', '.join(INIT_SCHEMES)}", c.init)
     _check(c.lr > 0, "lr", "> 0", c.lr)
     _check(c.weight_decay >= 0, "weight_decay", ">= 0", c.weight_decay)
     _check(

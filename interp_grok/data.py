@@ -62,10 +62,14 @@ def sample_noise(
 
 
 def make_dataset(config: Config) -> Dataset:
-    """Draw the noise, then the split, from one generator seeded with ``config.data_seed``."""
+    """Draw the noise, then the split, then (only when noise_frac < 1) which pairs keep their
+    noise, from one generator seeded with ``config.data_seed`` (so noise_frac = 1 draws exactly
+    what runs before noise_frac existed drew)."""
     p = config.p
     g = torch.Generator().manual_seed(config.data_seed)
     noise = sample_noise(p * p, config.noise_n, config.p_bin, g)
     perm = torch.randperm(p * p, generator=g)
+    if config.noise_frac < 1.0:
+        noise = noise * (torch.rand(p * p, generator=g, dtype=torch.float64) < config.noise_frac)
     n_train = math.floor(config.train_frac * p * p)
     return Dataset(p=p, noise=noise, train_idx=perm[:n_train].clone(), test_idx=perm[n_train:].clone())

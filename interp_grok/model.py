@@ -150,20 +150,37 @@ def grid_logits(params: dict[str, torch.Tensor], act: str = "relu") -> torch.Ten
 
 
 def init_params(config: Config, generator: torch.Generator) -> dict[str, torch.Tensor]:
-    """Normal fan-in initialization (config.init = "normal_fan_in"), drawn in PARAM_NAMES order.
+    """The initial weights of ``config.init``, times ``config.init_scale``, drawn from ``generator``.
 
-    W ~ N(0, 1/fan_in) for W_in, W_out, W_U; W_E ~ N(0, 1/d_model) (its rows are looked up,
-    not multiplied, so d_model sets its scale, as in Nanda et al.); b_in = 0.
+    normal_fan_in (the default, and what the reference runs use): drawn in PARAM_NAMES order,
+    W ~ N(0, 1/fan_in) for W_in (fan_in 2 d_model), W_out (d_mlp), W_U (d_model); W_E ~
+    N(0, 1/d_model) (its rows are looked up, not multiplied, so d_model sets its scale, as in
+    Nanda et al.); b_in = 0.
+
+    torch_default: what PyTorch's own layers give the seed notebook's SimpleMLP. W_E as
+    nn.Embedding, N(0, 1); W_in and b_in as nn.Linear(2 d_model, d_mlp), W_out as
+    nn.Linear(d_mlp, d_model) and W_U as nn.Linear(d_model, p) (no bias), each weight
+    Kaiming-uniform with a = sqrt(5), i.e. U(-1/sqrt(fan_in), 1/sqrt(fan_in)), and the bias
+    U(-1/sqrt(fan_in), 1/sqrt(fan_in)); drawn in that order, each weight in nn.Linear's [out, in]
+    layout and transposed to this model's [in, out].
     """
     shapes = param_shapes(config.p, config.d_model, config.d_mlp)
-    fan_in = {"W_E": config.d_model, "W_in": 2 * config.d_model, "W_out": config.d_mlp,
-              "W_U": config.d_model}
+    fan_in = {"W_E": config.d_model, "W_in": 2 * config.d_model, "b_in": 2 * config.d_model,
+              "W_out": config.d_mlp, "W_U": config.d_model}
     out = {}
     for name in PARAM_NAMES:
-        if name == "b_in":
-            out[name] = torch.zeros(shapes[name])
+        shape = shapes[name]
+        if config.init == "normal_fan_in":
+            out[name] = (torch.zeros(shape) if name == "b_in"
+                         else torch.randn(shape, generator=generator) / fan_in[name] ** 0.5)
+        elif name == "W_E":
+            out[name] = torch.randn(shape, generator=generator)
         else:
-            out[name] = torch.randn(shapes[name], generator=generator) / fan_in[name] ** 0.5
+            bound = 1.0 / fan_in[name] ** 0.5
+            t = torch.empty(shape[::-1]).uniform_(-bound, bound, generator=generator)  # [out, in] as nn.Linear
+            out[name] = t.T.contiguous() if t.ndim == 2 else t
+    if config.init_scale != 1.0:
+        out = {k: v * config.init_scale for k, v in out.items()}
     return out
 
 

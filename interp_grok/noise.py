@@ -13,17 +13,22 @@ import math
 import torch
 
 
-def noise_pmf(n: int, p_bin: float, p: int) -> torch.Tensor:
-    """P(X = r mod p) for r = 0 .. p-1, float64 [p] (folded mod p, exact for any n)."""
+def noise_pmf(n: int, p_bin: float, p: int, noise_frac: float = 1.0) -> torch.Tensor:
+    """P(X = r mod p) for r = 0 .. p-1, float64 [p] (folded mod p, exact for any n).
+
+    With ``noise_frac`` xi < 1 only that fraction of the pairs is noised, the others keep X = 0:
+    the mixture (1 - xi) delta_0 + xi Bin(n, p_bin) - floor(n/2).
+    """
     pmf = torch.zeros(p, dtype=torch.float64)
     for j in range(n + 1):
-        pmf[(j - n // 2) % p] += math.comb(n, j) * p_bin**j * (1 - p_bin) ** (n - j)
+        pmf[(j - n // 2) % p] += noise_frac * math.comb(n, j) * p_bin**j * (1 - p_bin) ** (n - j)
+    pmf[0] += 1.0 - noise_frac
     return pmf
 
 
-def noise_floor(n: int, p_bin: float, p: int) -> dict[str, float]:
+def noise_floor(n: int, p_bin: float, p: int, noise_frac: float = 1.0) -> dict[str, float]:
     """entropy (nats), p_zero, nll_clean = -log p_zero, p_mode of the label noise mod p."""
-    pmf = noise_pmf(n, p_bin, p)
+    pmf = noise_pmf(n, p_bin, p, noise_frac)
     nz = pmf[pmf > 0]
     p0 = pmf[0].item()
     return {

@@ -64,8 +64,10 @@ FIGURES_DIR = "figures"
 ANALYSIS_FILES = (PROGRESS_CSV, EMBED_FOURIER, MEMORIZATION, SUMMARY, MANIFEST)
 
 RUN_FORMAT = "interp-grok-run"  # the marker in config.json that makes a directory a run
-FORMAT_VERSION = 2  # 2 adds the marker; version 1 (no marker, same fields) is still read
-READABLE_VERSIONS = (1, 2)
+FORMAT_VERSION = 3  # 2 added the marker, 3 the settings init_scale and noise_frac
+READABLE_VERSIONS = (1, 2, 3)
+# settings added after version 1: (version that added them, the value every older run has)
+ADDED_SETTINGS = {"init_scale": (3, 1.0), "noise_frac": (3, 1.0)}
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
 _CKPT_RE = re.compile(r"^epoch_(\d{6,})\.safetensors$")
@@ -245,6 +247,12 @@ def checkpoint_epochs_on_disk(run: Path) -> list[int]:
     return sorted(int(m.group(1)) for f in d.iterdir() if (m := _CKPT_RE.match(f.name)))
 
 
+def _settings_of(version: int) -> set[str]:
+    """The config keys a run of format ``version`` has."""
+    return {f.name for f in dataclasses.fields(Config)
+            if f.name not in ADDED_SETTINGS or ADDED_SETTINGS[f.name][0] <= version}
+
+
 def _config_format(raw: dict) -> int | None:
     """The format version of a parsed config.json if it is this project's run config, else None
     (the version may still be one this code cannot read: see read_config)."""
@@ -253,8 +261,8 @@ def _config_format(raw: dict) -> int | None:
         return None
     if raw.get("format") == RUN_FORMAT:
         return version
-    # version 1 had no marker: recognized by its version and every Config field being present
-    if version == 1 and "format" not in raw and {f.name for f in dataclasses.fields(Config)} <= set(raw):
+    # version 1 had no marker: recognized by its version and every setting it had being present
+    if version == 1 and "format" not in raw and _settings_of(1) <= set(raw):
         return 1
     return None
 
@@ -414,7 +422,9 @@ def read_config(run: Path) -> tuple[Config, dict]:
     provenance = raw.pop("provenance", {})
     if not isinstance(provenance, dict):
         raise RunDirError(f"{path}: provenance must be a JSON object")
-    missing = [f.name for f in dataclasses.fields(Config) if f.name not in raw]
+    missing = [f.name for f in dataclasses.fields(Config) if f.name in _settings_of(version) and f.name not in raw]
+    # a setting added after this run's version: the run has the one value that version could have
+    raw |= {k: v for k, (since, v) in ADDED_SETTINGS.items() if since > version and k not in raw}
     if missing:
         raise RunDirError(f"{path}: missing config keys {', '.join(missing)}; refusing to guess them")
     try:
