@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from .config import Config, ConfigError
-from .rundir import RunDirError, read_config, require_run_dir
+from .rundir import RunDirError, read_config, read_json, require_run_dir
 
 DEFAULTS = Config()
 
@@ -354,6 +354,159 @@ def _print_summary(run, an, out: Path, figures: list[Path], wall: float) -> None
     print(f"wrote {out}/" + (f" and {len(figures)} figures in {out / 'figures'}/" if figures else ""))
 
 
+# ------------------------------------------------------------------ sweep
+
+
+def _list_of(typ):
+    def parse(text: str) -> list:
+        items = [t.strip() for t in text.split(",")]
+        if not text.strip() or any(not t for t in items):
+            raise argparse.ArgumentTypeError(f"expected a comma-separated list, got {text!r}")
+        try:
+            return [typ(t) for t in items]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {typ.__name__} values, got {text!r}") from None
+    return parse
+
+
+def _add_sweep_parser(sub) -> None:
+    ap = sub.add_parser(
+        "sweep", help="train a grid of runs (one run directory per grid point) and report on it",
+        description="Expand a grid (comma lists on the train flags, and/or --spec FILE) into SWEEP_DIR: a "
+        "manifest sweep.json and one run directory per grid point in SWEEP_DIR/runs/. Re-running the same "
+        "command skips finished runs, resumes partial ones and retries failed ones. See docs/sweeps.md.",
+    )
+    ap.add_argument("sweep_dir", type=Path, metavar="SWEEP_DIR")
+    for flag, name, typ, text in _TRAIN_FLAGS:
+        ap.add_argument(flag, dest=name, type=_list_of(typ), default=None, metavar="V1,V2,...",
+                        help=f"{text} (default: {getattr(DEFAULTS, name)})")
+    ap.add_argument("--spec", type=Path, default=None,
+                    help='a JSON file {"axes": {setting: [values]}, "fixed": {setting: value}} (Config field names)')
+    ap.add_argument("--extend", action="store_true", help="allow a grid that adds points to the stored one")
+    ap.add_argument("--status", action="store_true", help="print each run's state and final metrics, train nothing")
+    ap.add_argument("--executor", choices=("local", "slurm", "submitit-local"), default="local",
+                    help="local: a process pool on this machine (default); slurm: a job array through submitit; "
+                    "submitit-local: submitit's local executor (real subprocesses; for testing)")
+    ap.add_argument("--workers", type=int, default=None,
+                    help="local executor: parallel runs (default: the usable cores)")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads per run (default: 1)")
+    ap.add_argument("--chunk", type=int, default=1, help="slurm: runs per array task, trained one after another")
+    ap.add_argument("--slurm-partition", default=None)
+    ap.add_argument("--slurm-time", type=int, default=None, metavar="MIN", help="slurm: time limit per task (min)")
+    ap.add_argument("--slurm-gpus", type=int, default=None, help="slurm: GPUs per task")
+    ap.add_argument("--slurm-cpus", type=int, default=None, help="slurm: CPUs per task")
+    ap.add_argument("--slurm-parallelism", type=int, default=None, help="slurm: array tasks running at once")
+    ap.set_defaults(func=_cmd_sweep)
+
+
+def _grid_from_args(args):
+    from .sweep import Grid, SweepError
+
+    axes, fixed = {}, {}
+    if args.spec is not None:
+        spec = read_json(args.spec)
+        unknown = sorted(set(spec) - {"axes", "fixed"})
+        if unknown or not isinstance(spec.get("axes", {}), dict) or not isinstance(spec.get("fixed", {}), dict):
+            raise SweepError(f"{args.spec}: expected {{\"axes\": {{...}}, \"fixed\": {{...}}}}"
+                             + (f" (unknown keys: {', '.join(unknown)})" if unknown else ""))
+        axes, fixed = dict(spec.get("axes", {})), dict(spec.get("fixed", {}))
+    for flag, name, _, _ in _TRAIN_FLAGS:
+        values = getattr(args, name)
+        if values is not None:
+            if name in axes or name in fixed:
+                raise SweepError(f"{flag} is given both on the command line and in {args.spec}")
+            axes[name] = values
+    return Grid(axes, fixed) if axes or fixed else None
+
+
+def _cmd_sweep(args) -> int:
+    from .sweep import plan_sweep, read_sweep, run_sweep, run_sweep_submitit, submitit_executor
+
+    for name in ("workers", "threads", "chunk"):
+        v = getattr(args, name)
+        if v is not None and v < 1:
+            raise ConfigError(f"{name} must be an integer >= 1 (got {v})")
+    if args.status:
+        if _grid_from_args(args) is not None:
+            raise ConfigError("--status reads the stored sweep; give no grid with it")
+        _print_sweep_status(read_sweep(args.sweep_dir))
+        return 0
+    sweep = plan_sweep(args.sweep_dir, _grid_from_args(args), extend=args.extend)
+    n_runs = len(sweep.runs)
+    bar = _SweepBar()
+    t0 = time.perf_counter()
+    try:
+        if args.executor == "local":
+            results = run_sweep(sweep, workers=args.workers, threads=args.threads, progress=bar)
+        else:
+            ex = submitit_executor(
+                args.sweep_dir / "submitit", cluster="local" if args.executor == "submitit-local" else "slurm",
+                slurm_partition=args.slurm_partition, timeout_min=args.slurm_time, gpus_per_node=args.slurm_gpus,
+                cpus_per_task=args.slurm_cpus, slurm_array_parallelism=args.slurm_parallelism)
+            results = run_sweep_submitit(sweep, ex, chunk=args.chunk, threads=args.threads, progress=bar)
+    finally:
+        bar.close()
+    failed = {n: r for n, r in results.items() if r["status"] == "failed"}
+    trained = sum(r["status"] == "trained" for r in results.values())
+    wall = _fmt_duration(time.perf_counter() - t0)
+    print(f"sweep {args.sweep_dir}: {n_runs} runs, {trained} trained now, "
+          f"{n_runs - trained - len(failed)} already done, {len(failed)} failed ({wall})")
+    for n, r in failed.items():
+        print(f"interp-grok sweep: error: {sweep.run_dir(n)}: {r['error']}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+class _SweepBar:
+    """Model-epochs done / total across the sweep, with rate and ETA (tqdm on a terminal)."""
+
+    def __init__(self):
+        self.bar = None
+        self.t0 = time.perf_counter()
+        self.start = None
+        self.last_line = 0.0
+
+    def __call__(self, done: int, total: int, results: dict) -> None:
+        if self.start is None:
+            self.start = done
+        if sys.stderr.isatty():
+            if self.bar is None:
+                from tqdm import tqdm
+
+                self.bar = tqdm(total=total, initial=done, unit="model-epoch", unit_scale=True, desc="sweep",
+                                dynamic_ncols=True)
+            self.bar.n = done
+            self.bar.set_postfix(runs_finished=len(results), refresh=True)
+        elif time.perf_counter() - self.last_line > 30 or done == total:
+            dt = time.perf_counter() - self.t0
+            rate = (done - self.start) / max(dt, 1e-9)
+            eta = (total - done) / rate if rate > 0 else float("inf")
+            print(f"sweep: {done}/{total} model-epochs ({rate:.0f}/s, ETA "
+                  f"{_fmt_duration(eta) if eta != float('inf') else '?'})", file=sys.stderr, flush=True)
+            self.last_line = time.perf_counter()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _print_sweep_status(sweep) -> None:
+    from .sweep import sweep_status
+
+    states = sweep_status(sweep)
+    width = max(len(n) for n in states)
+    print(f"{'run':<{width}}  {'state':<22} {'test acc clean':>14} {'memorized':>9}")
+    counts: dict[str, int] = {}
+    for n, s in states.items():
+        counts[s.state] = counts.get(s.state, 0) + 1
+        what = {"done": "done", "pending": "pending", "partial": f"partial at epoch {s.epoch}",
+                "failed": "failed"}[s.state]
+        f = s.final or {}
+        acc = f"{f['test_acc_clean']:.3f}" if f.get("test_acc_clean") is not None else "-"
+        mem = f"{f['train_noisy_memorized_frac']:.3f}" if f.get("train_noisy_memorized_frac") is not None else "-"
+        print(f"{n:<{width}}  {what:<22} {acc:>14} {mem:>9}" + (f"  {s.error}" if s.error else ""))
+    print(f"{len(states)} runs: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
+
+
 # ------------------------------------------------------------------ main
 
 
@@ -365,10 +518,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="command", required=True, parser_class=_Parser)
     _add_train_parser(sub)
     _add_analyze_parser(sub)
+    _add_sweep_parser(sub)
     return ap
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .sweep import SweepError
     from .train import TrainError, TrainingDiverged
 
     args = build_parser().parse_args(argv)
@@ -386,7 +541,7 @@ def main(argv: list[str] | None = None) -> int:
     except TrainingDiverged as e:  # not a usage error: the run is kept up to its last good state
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 1
-    except (ConfigError, TrainError) as e:
+    except (ConfigError, TrainError, SweepError) as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
     except RunDirError as e:
