@@ -395,6 +395,15 @@ def write_analysis(run: rundir.Run, an: Analysis) -> Path:
     return out
 
 
+def stored_epochs(run: rundir.Run) -> list[int]:
+    """The epoch column of a stored progress.csv, read leniently (the rest may be unreadable)."""
+    try:
+        text = rundir.read_regular(analysis_dir(run.path) / PROGRESS_CSV).decode("utf-8", "replace")
+        return sorted({int(r["epoch"]) for r in csv.DictReader(io.StringIO(text)) if (r.get("epoch") or "").isdigit()})
+    except (rundir.RunDirError, csv.Error, KeyError):
+        return []
+
+
 def _inconsistent(out: Path, what: str) -> rundir.RunDirError:
     return rundir.RunDirError(f"{out}: {what} (an analysis interrupted between its files, or written by two "
                               f"processes at once); rerun `interp-grok analyze` on the run")

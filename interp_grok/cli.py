@@ -19,6 +19,29 @@ from .rundir import RunDirError, read_config, read_json, require_run_dir
 DEFAULTS = Config()
 
 
+class _QuietIfClosed:
+    """stderr for progress lines: if the reader went away (`2>&1 | head`), progress stops being
+    printed and the work goes on (a closed pipe must never stop a training run)."""
+
+    def write(self, text: str) -> int:
+        try:
+            return sys.stderr.write(text)
+        except (BrokenPipeError, OSError, ValueError):
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            sys.stderr.flush()
+        except (BrokenPipeError, OSError, ValueError):
+            pass
+
+    def isatty(self) -> bool:
+        return sys.stderr.isatty()
+
+
+_STDERR = _QuietIfClosed()
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # one line, not usage + line
         self.exit(2, f"{self.prog}: error: {message}\n")
@@ -205,14 +228,14 @@ class _Progress:
     def __call__(self, epoch: int, rec: dict) -> None:
         if self.first_epoch is None:
             self.first_epoch = epoch
-            print(self.header, file=sys.stderr, flush=True)
+            print(self.header, file=_STDERR, flush=True)
         msg = dict(train=f"{rec['train_loss']:.3g}", test=f"{rec['test_loss']:.3g}",
                    acc_clean=f"{rec['test_acc_clean']:.3f}")
         if self.tty:
             if self.bar is None:
                 from tqdm import tqdm
 
-                self.bar = tqdm(total=self.total, initial=epoch, unit="epoch", dynamic_ncols=True,
+                self.bar = tqdm(total=self.total, initial=epoch, unit="epoch", dynamic_ncols=True, file=_STDERR,
                                 desc="train")
             self.bar.n = min(epoch, self.bar.total)
             self.bar.set_postfix(msg, refresh=True)
@@ -220,7 +243,7 @@ class _Progress:
             done = epoch - self.first_epoch
             rate = done / max(time.perf_counter() - self.t0, 1e-9)
             print(f"epoch {epoch}/{self.total} train {msg['train']} test {msg['test']} "
-                  f"test_acc_clean {msg['acc_clean']} ({rate:.0f} epochs/s)", file=sys.stderr, flush=True)
+                  f"test_acc_clean {msg['acc_clean']} ({rate:.0f} epochs/s)", file=_STDERR, flush=True)
             self.next_report = epoch + max(1, self.total // 10)
 
     def close(self) -> None:
@@ -265,7 +288,7 @@ def _add_analyze_parser(sub) -> None:
 def _cmd_analyze(args) -> int:
     import torch
 
-    from .analyze import analyze_run, read_analysis, write_analysis, x_value_columns
+    from .analyze import analyze_run, read_analysis, stored_epochs, write_analysis, x_value_columns
     from .plotting import draw_all
     from .rundir import ANALYSIS_DIR, ANALYSIS_LOCK, PROGRESS_CSV, command_line, load_run, locked
 
@@ -275,16 +298,24 @@ def _cmd_analyze(args) -> int:
         raise ConfigError(f"threads must be an integer >= 1 (got {args.threads})")
     torch.set_num_threads(args.threads or _default_threads())
     t0 = time.perf_counter()
-    run = load_run(args.run_dir)
-    if args.key_freqs is not None and any(not 1 <= k <= run.config.p // 2 for k in args.key_freqs):
-        raise ConfigError(f"key frequencies must be in 1..{run.config.p // 2} (got {args.key_freqs})")
-    with locked(run.path, ANALYSIS_LOCK) as lock:  # one analyzer per run at a time
+    # the lock before the run is read: a `train --overwrite` cannot replace it under us
+    with locked(require_run_dir(args.run_dir), ANALYSIS_LOCK) as lock:  # one analyzer per run at a time
         lock.announce(command_line())
+        run = load_run(args.run_dir)
+        if args.key_freqs is not None and any(not 1 <= k <= run.config.p // 2 for k in args.key_freqs):
+            raise ConfigError(f"key frequencies must be in 1..{run.config.p // 2} (got {args.key_freqs})")
         previous = None
         if (run.path / ANALYSIS_DIR / PROGRESS_CSV).exists():
             try:
                 previous = read_analysis(run)
-            except RunDirError as e:  # recompute what is on disk; say why nothing is reused
+            except RunDirError as e:
+                # rows of checkpoints no longer on disk (a trimmed run) cannot be recomputed: never
+                # drop them silently because the stored files are unreadable or mixed
+                gone = sorted(set(stored_epochs(run)) - set(run.checkpoint_epochs))
+                if gone and not args.drop_missing:
+                    raise RunDirError(f"{e}; it also holds rows for {len(gone)} checkpoints no longer on disk, which "
+                                      "cannot be recomputed: restore analysis/ (e.g. from git or a backup), or pass "
+                                      "--drop-missing to analyze only the checkpoints on disk") from None
                 print(f"interp-grok analyze: note: the stored analysis is not reused: {e}", file=sys.stderr)
         bar = _CheckpointBar()
         try:
@@ -312,7 +343,7 @@ class _CheckpointBar:
         if self.bar is None:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total, unit="ckpt", desc="analyze", dynamic_ncols=True)
+            self.bar = tqdm(total=total, unit="ckpt", desc="analyze", dynamic_ncols=True, file=_STDERR)
         self.bar.n = done
         self.bar.set_postfix(epoch=epoch, refresh=True)
 
@@ -473,7 +504,7 @@ class _SweepBar:
                 from tqdm import tqdm
 
                 self.bar = tqdm(total=total, initial=done, unit="model-epoch", unit_scale=True, desc="sweep",
-                                dynamic_ncols=True)
+                                file=_STDERR, dynamic_ncols=True)
             self.bar.n = done
             self.bar.set_postfix(runs_finished=len(results), refresh=True)
         elif time.perf_counter() - self.last_line > 30 or done == total:
@@ -481,7 +512,7 @@ class _SweepBar:
             rate = (done - self.start) / max(dt, 1e-9)
             eta = (total - done) / rate if rate > 0 else float("inf")
             print(f"sweep: {done}/{total} model-epochs ({rate:.0f}/s, ETA "
-                  f"{_fmt_duration(eta) if eta != float('inf') else '?'})", file=sys.stderr, flush=True)
+                  f"{_fmt_duration(eta) if eta != float('inf') else '?'})", file=_STDERR, flush=True)
             self.last_line = time.perf_counter()
 
     def close(self) -> None:

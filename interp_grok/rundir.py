@@ -71,7 +71,10 @@ ADDED_SETTINGS = {"init_scale": (3, 1.0), "noise_frac": (3, 1.0)}
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
 _CKPT_RE = re.compile(r"^epoch_(\d{6,})\.safetensors$")
-_TMP_RE = re.compile(r"^\..+\.tmp$")  # atomic_write_bytes' temp files (a kill can leave one)
+_TMP_RE = re.compile(r"^\.(.+)\.[A-Za-z0-9_]{8}\.tmp$")  # atomic_write_bytes' temp files: .<name>.<random>.tmp
+# the figures `interp-grok analyze` draws (interp_grok.plotting.draw_all); nothing else there is ours
+FIGURE_FILES = tuple(f"{n}.png" for n in ("losses", "spectrum_heatmap", "spectrum_final", "restricted_excluded",
+                                          "weight_norms", "memorization"))
 _MAX_JSON_BYTES = 64 << 20  # config.json / summary.json / manifest.json are kilobytes
 
 
@@ -293,12 +296,18 @@ def require_run_dir(path: Path) -> Path:
 _TOP_FILES = (CONFIG, DATASET, METRICS, TRAIN_STATE, LOCK, ANALYSIS_LOCK)
 # what a run writes, as (is this file name ours?, {subdirectory: its own layout})
 _Layout = tuple[Callable[[str], bool], dict]
-_FIGURES: _Layout = (lambda n: n.endswith(".png"), {})
+_FIGURES: _Layout = (lambda n: n in FIGURE_FILES, {})
 _LAYOUT: _Layout = (lambda n: n in _TOP_FILES, {
     CHECKPOINT_DIR: (lambda n: bool(_CKPT_RE.match(n)), {}),
     COMPACT_DIR: (lambda n: bool(_CKPT_RE.match(n)), {}),
     ANALYSIS_DIR: (lambda n: n in ANALYSIS_FILES, {FIGURES_DIR: _FIGURES}),
 })
+
+
+def _is_tmp_of(name: str, ok_file: Callable[[str], bool]) -> bool:
+    """Whether ``name`` is an atomic write's temp file of a file this layout holds."""
+    m = _TMP_RE.match(name)
+    return bool(m) and ok_file(m.group(1))
 
 
 def _walk(d: Path, layout: _Layout, rel: str = "") -> Iterator[tuple[str, os.DirEntry, bool]]:
@@ -310,7 +319,7 @@ def _walk(d: Path, layout: _Layout, rel: str = "") -> Iterator[tuple[str, os.Dir
             yield from _walk(Path(e.path), subdirs[e.name], f"{rel}{e.name}/")
             yield f"{rel}{e.name}/", e, True
         else:
-            ours = e.is_file(follow_symlinks=False) and (ok_file(e.name) or bool(_TMP_RE.match(e.name)))
+            ours = e.is_file(follow_symlinks=False) and (ok_file(e.name) or _is_tmp_of(e.name, ok_file))
             yield f"{rel}{e.name}" + ("/" if is_dir else ""), e, ours
 
 
@@ -325,21 +334,25 @@ def foreign_entries(path: Path) -> list[str]:
 def only_lock_files(path: Path) -> bool:
     """True for an empty directory, or one holding only lock and temp files: what a creation
     killed before its config.json was written leaves. Such a directory counts as empty."""
-    return all(e.is_file(follow_symlinks=False) and (e.name in (LOCK, ANALYSIS_LOCK) or bool(_TMP_RE.match(e.name)))
+    return all(e.is_file(follow_symlinks=False)
+               and (e.name in (LOCK, ANALYSIS_LOCK) or _is_tmp_of(e.name, lambda n: n in _TOP_FILES))
                for e in os.scandir(path))
 
 
 def clear_run(path: Path) -> None:
     """Delete a run's own files entry by entry (never a blanket rmtree), keeping the two locks,
-    which the caller holds. Anything foreign is left in place, and its directory with it."""
+    which the caller holds, and config.json until last: a kill part-way leaves a run that
+    --overwrite can clear again. Anything foreign is left in place, and its directory with it."""
     for name, e, ours in _walk(Path(path), _LAYOUT):
-        if not ours or name in (LOCK, ANALYSIS_LOCK):
+        if not ours or name in (LOCK, ANALYSIS_LOCK, CONFIG):
             continue
         if name.endswith("/"):
             with contextlib.suppress(OSError):  # not empty: it holds something foreign
                 os.rmdir(e.path)
         else:
             os.unlink(e.path)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(Path(path) / CONFIG)
 
 
 # ---------------------------------------------------------------- locks
@@ -375,10 +388,13 @@ def locked(run: Path, name: str = LOCK) -> Iterator[Lock]:
     ``announce`` (a check that ends in a refusal, or a no-op, leaves the lock file untouched).
     """
     path = Path(run) / name
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666 & ~_UMASK)
+    try:  # O_NOFOLLOW: a lock file that is a symlink is refused, never written through
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o666 & ~_UMASK)
     except OSError as e:
-        raise RunDirError(f"{path}: cannot create the lock file ({e.strerror})") from None
+        raise RunDirError(f"{path}: cannot open the lock file ({e.strerror})") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise RunDirError(f"{path}: the lock file is not a regular file")
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -592,6 +608,10 @@ def metrics_up_to(run: Path, records: list[dict], epoch: int) -> list[dict]:
         elif r["kind"] == "train" and r["epoch"] < epoch:
             kept.append({**r, "train_loss": r["train_loss"][: epoch - r["epoch"]]})
     epochs, _ = train_losses(kept)
+    evals = [r["epoch"] for r in kept if r["kind"] == "eval"]
+    if evals != sorted(set(evals)):
+        raise RunDirError(f"{Path(run) / METRICS}: evaluation records repeated or out of order before the saved "
+                          f"state; the run cannot be resumed exactly")
     if epochs != list(range(epoch)):
         raise RunDirError(f"{Path(run) / METRICS}: train losses do not cover epochs 0..{epoch - 1} "
                           f"once each before the saved state; the run cannot be resumed exactly")
@@ -622,8 +642,18 @@ def train_losses(records: list[dict]) -> tuple[list[int], list[float]]:
 # ---------------------------------------------------------------- resume state
 
 
-def write_train_state(run: Path, epoch: int, tensors: dict[str, torch.Tensor]) -> None:
-    save_tensors(Path(run) / TRAIN_STATE, tensors, {"epoch": epoch, "format_version": FORMAT_VERSION})
+def write_train_state(run: Path, epoch: int, tensors: dict[str, torch.Tensor], dataset_sha256: str | None = None
+                      ) -> None:
+    """The resume state; ``dataset_sha256`` ties it to the run's dataset (checked on resume)."""
+    meta = {"epoch": epoch, "format_version": FORMAT_VERSION}
+    if dataset_sha256 is not None:
+        meta["dataset_sha256"] = dataset_sha256
+    save_tensors(Path(run) / TRAIN_STATE, tensors, meta)
+
+
+def train_state_dataset(run: Path) -> str | None:
+    """The dataset sha256 the train state was written with (None for states from before it was kept)."""
+    return load_tensors(Path(run) / TRAIN_STATE)[1].get("dataset_sha256")
 
 
 def read_train_state(run: Path, shapes: dict[str, tuple[int, ...]] | None = None

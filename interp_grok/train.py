@@ -210,7 +210,7 @@ def train(
     t_start = time.perf_counter()
     config.finalize()
     dev = _setup(device, threads)
-    out = Path(out)
+    out = Path(os.path.abspath(out))  # absolute: clearing may remove the working directory itself
     check_resources(config, out)
     check_out_dir(out, overwrite)  # refuse before creating anything (not even a lock file)
     out.mkdir(parents=True, exist_ok=True)
@@ -243,7 +243,7 @@ def resume(
     docs/run-format.md for what holds at more threads.
     """
     t_start = time.perf_counter()
-    out = rundir.require_run_dir(Path(out))
+    out = rundir.require_run_dir(Path(os.path.abspath(out)))
     dev = _setup(device, threads)
     with rundir.locked(out) as lock:
         stored, prov = rundir.read_config(out)
@@ -265,10 +265,18 @@ def resume(
         if start == config.epochs:  # already finished: touch nothing, report the final evaluation
             return _run(config, out, dataset, dev, start, state, progress, t_start, write=False)
         check_resources(config, out)
+        if state is not None and has_dataset:
+            written_for = rundir.train_state_dataset(out)
+            if written_for is not None and written_for != rundir.file_sha256(out / rundir.DATASET):
+                raise rundir.RunDirError(f"{out / rundir.TRAIN_STATE}: was written for another dataset than "
+                                         f"{out / rundir.DATASET}; refusing to resume")
         # ---- everything checked; from here on the run is rewritten
         lock.announce(rundir.command_line())
         if not has_dataset:
             rundir.write_dataset(out, dataset.to_tensors(), config.p)
+        for e in rundir.checkpoint_epochs_on_disk(out):  # written after the state by the killed process
+            if e > start:
+                rundir.checkpoint_path(out, e).unlink()
         rundir.write_metrics(out, kept)  # metrics after the saved state are recomputed
         resumes = [*prov.get("resumes", []), {"from_epoch": start, "to_epoch": config.epochs,
                                               **provenance(dev, torch.get_num_threads())}]
@@ -361,6 +369,7 @@ def _run(config: Config, out: Path, dataset: Dataset, dev: torch.device, start: 
         final = grid_metrics(model.params(), config.act, noisy, clean, train_idx, test_idx)
         return TrainResult(out, {"epoch": start, **final}, time.perf_counter() - t_start, start)
     ckpt_epochs = set(config.checkpoint_epochs)
+    dataset_sha = rundir.file_sha256(out / rundir.DATASET)
     writer = rundir.MetricsWriter(out)
     # per-epoch losses stay on the device until an evaluation (or a full buffer) writes them
     losses = torch.empty(max(1, min(config.eval_every, 1 << 16, config.epochs - start)), dtype=torch.float64,
@@ -392,7 +401,7 @@ def _run(config: Config, out: Path, dataset: Dataset, dev: torch.device, start: 
         if epoch in ckpt_epochs:
             rundir.write_checkpoint(out, epoch, model.params())
             writer.sync()  # the metrics on disk never lag behind the state a resume starts from
-            rundir.write_train_state(out, epoch, _state_tensors(model, opt))
+            rundir.write_train_state(out, epoch, _state_tensors(model, opt), dataset_sha)
             last_state = epoch
 
     try:

@@ -291,7 +291,7 @@ def test_a_directory_holding_only_a_lock_counts_as_empty(tmp_path):
     out = tmp_path / "r"
     out.mkdir()
     (out / rundir.LOCK).write_text("")
-    (out / ".config.json.abc.tmp").write_text("{")  # a kill mid-write of the first file
+    (out / ".config.json.abcd1234.tmp").write_text("{")  # a kill mid-write of the first file
     assert run_cli("train", *SMALL, "--out", out) == 0
 
 
@@ -311,3 +311,88 @@ def test_sigkill_during_creation_then_resume(tmp_path):
     else:
         assert run_cli("train", *SMALL, "--out", out) == 0
     assert rundir.read_train_state(out)[0] == 20
+
+
+# ---------------------------------------------------------------- found by review
+
+
+def test_an_unreadable_analysis_of_a_trimmed_run_is_never_dropped_silently(run_copy, capsys):
+    """A kill inside `analyze` leaves files that do not match (or lack) their manifest; the next
+    `analyze` must not recompute only what is on disk and lose the rows of trimmed checkpoints."""
+    assert run_cli("analyze", run_copy, "--no-figures") == 0
+    for e in rundir.checkpoint_epochs_on_disk(run_copy):
+        if e not in (0, 30, 120):
+            rundir.checkpoint_path(run_copy, e).unlink()
+    (run_copy / "analysis" / "manifest.json").unlink()  # what a kill mid-write leaves
+    capsys.readouterr()
+    before = snapshot(run_copy)
+    assert run_cli("analyze", run_copy, "--no-figures") == 1
+    one_line(capsys, "no longer on disk, which cannot be recomputed")
+    assert snapshot(run_copy) == before
+    assert run_cli("analyze", run_copy, "--no-figures", "--drop-missing") == 0
+    assert read_analysis(rundir.load_run(run_copy)).epochs.tolist() == [0, 30, 120]
+
+
+def test_overwrite_keeps_files_that_only_look_like_a_runs(tmp_path, capsys):
+    out = tmp_path / "r"
+    assert run_cli("train", *SMALL, "--out", out) == 0
+    assert run_cli("analyze", out) == 0
+    (out / "analysis" / "figures" / "my_annotated_plot.png").write_text("mine")
+    (out / ".my-notes.tmp").write_text("mine")
+    capsys.readouterr()
+    before = snapshot(out)
+    assert run_cli("train", *SMALL, "--out", out, "--overwrite") == 2
+    err = one_line(capsys, "holds files interp-grok does not write")
+    assert "my_annotated_plot.png" in err and ".my-notes.tmp" in err
+    assert snapshot(out) == before
+
+
+def test_a_lock_file_that_is_a_symlink_is_never_written_through(run_copy, tmp_path, capsys):
+    precious = tmp_path / "precious.txt"
+    precious.write_text("keep me")
+    (run_copy / rundir.LOCK).unlink(missing_ok=True)
+    (run_copy / rundir.LOCK).symlink_to(precious)
+    assert run_cli("train", "--resume", "--out", run_copy, "--epochs", "130") == 1
+    one_line(capsys, "cannot open the lock file")
+    assert precious.read_text() == "keep me"
+
+
+def test_a_closed_stderr_does_not_stop_training(tmp_path):
+    out = tmp_path / "bp"
+    cmd = f"set -o pipefail; {sys.executable} -m interp_grok.cli train {' '.join(TINY)} --out {out} 2>&1 | head -1"
+    proc = subprocess.run(cmd, shell=True, executable="/bin/bash", capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert rundir.read_train_state(out)[0] == 120
+
+
+def test_overwrite_with_a_relative_out_from_inside_the_run(tmp_path, monkeypatch):
+    out = tmp_path / "r"
+    assert run_cli("train", *SMALL, "--out", out) == 0
+    monkeypatch.chdir(out / "checkpoints")
+    assert run_cli("train", *SMALL, "--seed", "5", "--out", "..", "--overwrite") == 0
+    assert rundir.load_run(out).config.seed == 5 and rundir.read_train_state(out)[0] == 20
+
+
+def test_a_state_written_for_another_dataset_is_refused(tmp_path, capsys):
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert run_cli("train", *TINY, "--out", a) == 0
+    assert run_cli("train", *TINY, "--data-seed", "7", "--out", b) == 0
+    # b's state and the checkpoint of its epoch put into a: shapes and schedule agree, the data does not
+    shutil.copy(b / rundir.TRAIN_STATE, a / rundir.TRAIN_STATE)
+    shutil.copy(rundir.checkpoint_path(b, 120), rundir.checkpoint_path(a, 120))
+    capsys.readouterr()
+    before = snapshot(a)
+    assert run_cli("train", "--resume", "--out", a, "--epochs", "130") == 1
+    one_line(capsys, "was written for another dataset")
+    assert snapshot(a) == before
+
+
+def test_repeated_evaluations_are_refused(run_copy, capsys):
+    lines = (run_copy / rundir.METRICS).read_text().splitlines(keepends=True)
+    evals = [i for i, line in enumerate(lines) if '"eval"' in line]
+    lines.insert(evals[3], lines[evals[3]])
+    (run_copy / rundir.METRICS).write_text("".join(lines))
+    before = snapshot(run_copy)
+    assert run_cli("train", "--resume", "--out", run_copy, "--epochs", "130") == 1
+    one_line(capsys, "evaluation records repeated or out of order")
+    assert snapshot(run_copy) == before

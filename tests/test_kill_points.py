@@ -120,3 +120,28 @@ def test_real_sigkill_at_two_threads(tmp_path):
     a, b = final_state(out), final_state(ref)
     assert a[1] == b[1] and a[2] == b[2]
     assert all(torch.equal(a[0][k], b[0][k]) for k in b[0])
+
+
+def test_a_checkpoint_written_after_the_state_is_dropped_when_the_run_is_shortened(tmp_path, monkeypatch):
+    """Killed between the checkpoint at 6 and its state, then resumed to 4 epochs: the checkpoint
+    at 6 (beyond the new end) must not stay behind; the run can be extended again afterwards."""
+    out = tmp_path / "short"
+    with monkeypatch.context() as m:
+        calls = _patch_writes(m, None, False)
+        real = rundir.atomic_write_bytes
+
+        def kill_at_state_6(path, data):
+            if str(path).endswith(rundir.TRAIN_STATE) and rundir.checkpoint_path(out, 6).exists():
+                raise Killed
+            real(path, data)
+
+        m.setattr(rundir, "atomic_write_bytes", kill_at_state_6)
+        with pytest.raises(Killed):
+            train(cfg(), out, device="cpu", threads=1)
+    del calls
+    assert rundir.read_train_state(out)[0] == 1 and 6 in rundir.checkpoint_epochs_on_disk(out)
+    resume(out, epochs=4, device="cpu", threads=1)
+    assert rundir.checkpoint_epochs_on_disk(out) == rundir.load_run(out).config.checkpoint_epochs
+    assert max(rundir.checkpoint_epochs_on_disk(out)) == 4
+    resume(out, epochs=12, device="cpu", threads=1)
+    assert rundir.read_train_state(out)[0] == 12
