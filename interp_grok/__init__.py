@@ -3,7 +3,8 @@
 Public API (everything a notebook needs; the CLI is a thin layer over it). Shapes: p tokens,
 T checkpoints, n_train training examples; pairs (a, b) are flat in a-major order (a * p + b).
 
-- training: Config, train, resume, make_dataset, Dataset, SimpleMLP
+- training: Config, train, resume, train_batch, resume_batch (K runs as one stacked model),
+  make_dataset, Dataset, SimpleMLP
 - run directories: load_run, Run (read-only; safetensors and JSON, nothing unpickled;
   run.params(epoch): the five float32 weights; run.compact(epoch): W_E, T_a, T_b, b_in, W_L)
 - model math: mlp_logits, grid_logits ([p, p, p] float32 indexed a, b, c), grid_hidden,
@@ -63,7 +64,7 @@ from .model import (
 from .noise import noise_floor, noise_pmf
 from .reference import figures_dir, load_reference, load_reference_runs, reference_dir
 from .rundir import Run, RunDirError, load_run
-from .train import TrainError, resume, train
+from .train import TrainError, resume, resume_batch, train, train_batch
 
 __version__ = "0.1.0"
 
@@ -77,6 +78,7 @@ __all__ = [
     "make_dataset", "memorization_frame", "metrics_from_logits", "mlp_logits", "neuron_curves", "noise_floor",
     "noise_pmf", "predicted_shift", "project_sum_frequencies", "read_analysis", "reference_dir",
     "restricted_logits", "restricted_loss", "resume", "Run", "RunDirError", "runs_frame", "SimpleMLP",
-    "sum_sq_weights", "token_tables", "train", "TrainError", "weight_norms", "write_analysis", "x_column",
+    "sum_sq_weights", "token_tables", "train", "train_batch", "resume_batch", "TrainError", "weight_norms",
+    "write_analysis", "x_column",
     "x_value_columns",
 ]

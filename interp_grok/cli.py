@@ -421,6 +421,9 @@ def _add_sweep_parser(sub) -> None:
     ap.add_argument("--workers", type=int, default=None,
                     help="local executor: parallel runs (default: the usable cores)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads per run (default: 1)")
+    ap.add_argument("--batch", type=int, default=1,
+                    help="train runs of one shape (p, d_model, d_mlp, act, epochs, schedule) K at a time as one "
+                    "stacked model (default: 1, each run alone)")
     ap.add_argument("--chunk", type=int, default=1, help="slurm: runs per array task, trained one after another")
     ap.add_argument("--slurm-partition", default=None)
     ap.add_argument("--slurm-time", type=int, default=None, metavar="MIN", help="slurm: time limit per task (min)")
@@ -453,7 +456,7 @@ def _grid_from_args(args):
 def _cmd_sweep(args) -> int:
     from .sweep import plan_sweep, read_sweep, run_sweep, run_sweep_submitit, submitit_executor
 
-    for name in ("workers", "threads", "chunk"):
+    for name in ("workers", "threads", "chunk", "batch"):
         v = getattr(args, name)
         if v is not None and v < 1:
             raise ConfigError(f"{name} must be an integer >= 1 (got {v})")
@@ -468,7 +471,7 @@ def _cmd_sweep(args) -> int:
     t0 = time.perf_counter()
     try:
         if args.executor == "local":
-            results = run_sweep(sweep, workers=args.workers, threads=args.threads, progress=bar)
+            results = run_sweep(sweep, workers=args.workers, threads=args.threads, batch=args.batch, progress=bar)
         else:
             ex = submitit_executor(
                 args.sweep_dir / "submitit", cluster="local" if args.executor == "submitit-local" else "slurm",

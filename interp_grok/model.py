@@ -32,13 +32,19 @@ def param_shapes(p: int, d_model: int, d_mlp: int) -> dict[str, tuple[int, ...]]
 
 
 def token_tables(W_E: torch.Tensor, W_in: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-token first-layer tables (T_a, T_b), each [p, d_mlp]."""
-    d_model = W_E.shape[1]
-    return W_E @ W_in[:d_model], W_E @ W_in[d_model:]
+    """Per-token first-layer tables (T_a, T_b), each [p, d_mlp] (or [K, p, d_mlp] for stacked
+    weights with a leading model axis)."""
+    d_model = W_E.shape[-1]
+    return W_E @ W_in[..., :d_model, :], W_E @ W_in[..., d_model:, :]
 
 
 class _ReluHead(torch.autograd.Function):
-    """logits = relu(T_a[a] + T_b[b] + b_in) @ W_L with a hand-written backward.
+    """logits = relu(T_a[a] + T_b[b] + b_in) @ W_L for K models at once, with a hand-written backward.
+
+    Shapes: T_a, T_b [K, p, d_mlp], b_in [K, d_mlp], W_L [K, d_mlp, p], a, b int64 [K, n] ->
+    logits [K, n, p]; model k sees only its own tables and pairs. One model is K = 1: the solo
+    trainer and a batch of runs share this one definition (bmm over the model axis gives, slice
+    for slice, the bits of the unbatched matrix products).
 
     Same math as autograd's, about 2x faster on CPU: the first layer is one embedding_bag
     (a sum of three table rows: T_a[a], T_b[b] and b_in) instead of two gathers and two adds,
@@ -49,44 +55,59 @@ class _ReluHead(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, T_a, T_b, b_in, W_L, a, b):
-        p = T_a.shape[0]
-        table = torch.cat([T_a, T_b, b_in[None]])  # [2p + 1, d_mlp]
-        rows = torch.stack([a, b + p, torch.full_like(a, 2 * p)], dim=1)  # [n, 3]
-        h = F.embedding_bag(rows, table, mode="sum").clamp_min_(0)  # [n, d_mlp]
+        K, p, d_mlp = T_a.shape
+        n = a.shape[1]
+        table = torch.cat([T_a, T_b, b_in[:, None]], dim=1).reshape(K * (2 * p + 1), d_mlp)
+        offset = torch.arange(K, device=a.device)[:, None] * (2 * p + 1)  # model k's rows of the table
+        rows = torch.stack([a + offset, b + p + offset, (2 * p + offset).expand(K, n)], dim=2)  # [K, n, 3]
+        h = F.embedding_bag(rows.reshape(K * n, 3), table, mode="sum").clamp_min_(0).reshape(K, n, d_mlp)
         ctx.save_for_backward(h, W_L, a, b)
-        return h @ W_L
+        return torch.bmm(h, W_L)
 
     @staticmethod
     def backward(ctx, grad_logits):
         h, W_L, a, b = ctx.saved_tensors
-        grad_W_L = h.T @ grad_logits
-        grad_pre = grad_logits @ W_L.T
+        K, n, d_mlp = h.shape
+        p = W_L.shape[2]
+        grad_W_L = torch.bmm(h.transpose(1, 2), grad_logits)
+        grad_pre = torch.bmm(grad_logits, W_L.transpose(1, 2))
         # ReLU backward in place: zero where h == 0 (saves an [n, d_mlp] allocation)
         torch.ops.aten.threshold_backward.grad_input(grad_pre, h, 0.0, grad_input=grad_pre)
-        p = W_L.shape[1]
-        grad_T_a = h.new_zeros(p, h.shape[1]).index_add_(0, a, grad_pre)
-        grad_T_b = h.new_zeros(p, h.shape[1]).index_add_(0, b, grad_pre)
-        # every example adds b_in once, as it adds one row of T_a: sum 97 rows, not n
-        return grad_T_a, grad_T_b, grad_T_a.sum(0), grad_W_L, None, None
+        flat = grad_pre.reshape(K * n, d_mlp)
+        offset = torch.arange(K, device=a.device)[:, None] * p
+        grad_T_a = h.new_zeros(K * p, d_mlp).index_add_(0, (a + offset).reshape(-1), flat).reshape(K, p, d_mlp)
+        grad_T_b = h.new_zeros(K * p, d_mlp).index_add_(0, (b + offset).reshape(-1), flat).reshape(K, p, d_mlp)
+        # every example adds b_in once, as it adds one row of T_a: sum p rows, not n
+        return grad_T_a, grad_T_b, grad_T_a.sum(1), grad_W_L, None, None
 
 
 class _CrossEntropy(torch.autograd.Function):
-    """Mean NLL of log_softmax(logits.to(dtype)) with a fused backward (softmax - onehot) / n."""
+    """Per-model mean NLL of log_softmax(logits.to(dtype)), with a fused backward
+    (softmax - onehot) / n_k. logits [K, n, p], labels int64 [K, n], n_k int64 [K]: model k's
+    first n_k examples count (the rest pad a batch whose runs have different training sets)."""
 
     @staticmethod
-    def forward(ctx, logits, labels, dtype):
+    def forward(ctx, logits, labels, n_k, dtype):
         log_probs = logits.to(dtype).log_softmax(dim=-1)
-        ctx.save_for_backward(log_probs, labels)
+        nll = -log_probs.gather(-1, labels[..., None])[..., 0]  # [K, n]
+        valid = torch.arange(labels.shape[1], device=labels.device)[None, :] < n_k[:, None]
+        ctx.save_for_backward(log_probs, labels, n_k, valid)
         ctx.in_dtype = logits.dtype
-        return -log_probs.gather(-1, labels[:, None]).mean()
+        if bool((n_k == labels.shape[1]).all()):
+            return nll.sum(-1) / n_k  # no padding: exactly the mean
+        return (nll * valid).sum(-1) / n_k
 
     @staticmethod
     def backward(ctx, grad_loss):
-        log_probs, labels = ctx.saved_tensors
+        log_probs, labels, n_k, valid = ctx.saved_tensors
         grad = log_probs.exp()  # softmax
-        grad[torch.arange(len(labels), device=grad.device), labels] -= 1.0
-        grad *= grad_loss / len(labels)
-        return grad.to(ctx.in_dtype), None, None
+        grad.scatter_add_(-1, labels[..., None], torch.full_like(grad[..., :1], -1.0))  # - onehot
+        scale = grad_loss / n_k  # [K]
+        if bool((n_k == labels.shape[1]).all()):
+            grad *= scale[:, None, None]
+        else:
+            grad *= (valid * scale[:, None])[..., None]
+        return grad.to(ctx.in_dtype), None, None, None
 
 
 COMPACT_NAMES = ("W_E", "T_a", "T_b", "b_in", "W_L")
@@ -126,10 +147,20 @@ def mlp_logits(
 ) -> torch.Tensor:
     """Logits [n, p] for token pairs (a, b), each int64 [n], from a dict of the five weights
     (or their compact form, see compact_params)."""
-    T_a, T_b, W_L = _head(params)  # W_L: [d_mlp, p]
+    stacked = {k: v.unsqueeze(0) for k, v in params.items()}
+    return batched_logits(stacked, a.unsqueeze(0), b.unsqueeze(0), act)[0]
+
+
+def batched_logits(
+    params: dict[str, torch.Tensor], a: torch.Tensor, b: torch.Tensor, act: str = "relu"
+) -> torch.Tensor:
+    """Logits [K, n, p] of K models at once: each weight with a leading model axis [K, ...],
+    pairs int64 [K, n] (model k on its own pairs)."""
+    T_a, T_b, W_L = _head(params)  # W_L: [K, d_mlp, p]
     if act == "relu":
         return _ReluHead.apply(T_a, T_b, params["b_in"], W_L, a, b)
-    return _ACTS[act](T_a[a] + T_b[b] + params["b_in"]) @ W_L
+    k = torch.arange(a.shape[0], device=a.device)[:, None]
+    return torch.bmm(_ACTS[act](T_a[k, a] + T_b[k, b] + params["b_in"][:, None]), W_L)
 
 
 def grid_hidden(params: dict[str, torch.Tensor], act: str = "relu") -> torch.Tensor:
@@ -211,8 +242,15 @@ class SimpleMLP(nn.Module):
 def cross_entropy(logits: torch.Tensor, labels: torch.Tensor, dtype: torch.dtype = torch.float64
                   ) -> torch.Tensor:
     """Mean NLL of log_softmax in ``dtype`` (float64 by default, as the seed, to avoid the
-    float32 softmax collapse described in science.md section 7)."""
-    return _CrossEntropy.apply(logits, labels, dtype)
+    float32 softmax collapse described in science.md section 7). logits [n, p], labels [n]."""
+    n = torch.tensor([labels.shape[0]], device=labels.device)
+    return _CrossEntropy.apply(logits.unsqueeze(0), labels.unsqueeze(0), n, dtype)[0]
+
+
+def batched_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, n_k: torch.Tensor,
+                          dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """Per-model mean NLL [K]: logits [K, n, p], labels [K, n], model k's first n_k[k] examples."""
+    return _CrossEntropy.apply(logits, labels, n_k, dtype)
 
 
 def per_example_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -229,6 +229,53 @@ def train_one(sweep_path: str, name: str, config: dict, threads: int = 1) -> dic
         return {"name": name, "status": "failed", "error": msg}
 
 
+def train_batch_one(sweep_path: str, names: list[str], configs: list[dict], threads: int = 1) -> list[dict]:
+    """Like train_one for several runs of one shape, trained as one stacked model (`--batch`):
+    new runs as one batch, partial ones as another. Never raises; a run that cannot join its
+    batch (a bad directory in its way, other stored settings) is tried alone, so it fails alone."""
+    import torch
+
+    from .train import resume_batch, train_batch
+
+    torch.set_num_threads(threads)
+    sweep_path = Path(sweep_path)
+    want = {n: Config.from_dict(c) for n, c in zip(names, configs)}
+    results, new, partial = {}, [], []
+    for n in names:
+        out = sweep_path / RUNS_DIR / n
+        try:
+            state = run_state(out, want[n])
+            if state.state == "done":
+                results[n] = {"name": n, "status": "done", "error": None}
+            elif rundir.is_run_dir(out):
+                _check_same_settings(out, rundir.read_config(out)[0], want[n])
+                partial.append(n)
+            else:
+                new.append(n)
+        except Exception:  # noqa: BLE001 -- decided by train_one below
+            results[n] = train_one(str(sweep_path), n, configs[names.index(n)], threads)
+    for group, run in ((new, lambda g: train_batch([want[n] for n in g], [sweep_path / RUNS_DIR / n for n in g],
+                                                    device="cpu", threads=threads)),
+                       (partial, lambda g: resume_batch([sweep_path / RUNS_DIR / n for n in g],
+                                                        epochs=want[g[0]].epochs, device="cpu", threads=threads))):
+        if not group:
+            continue
+        try:
+            for n, r in zip(group, run(group)):
+                if r.error is not None:
+                    raise_later = r.error
+                    results[n] = {"name": n, "status": "failed", "error": raise_later}
+                    with contextlib.suppress(OSError):
+                        rundir.atomic_write_json(_error_path(sweep_path, n), {"error": raise_later})
+                else:
+                    _error_path(sweep_path, n).unlink(missing_ok=True)
+                    results[n] = {"name": n, "status": "trained", "error": None}
+        except Exception:  # noqa: BLE001 -- the batch could not start: each run alone, failing alone
+            for n in group:
+                results[n] = train_one(str(sweep_path), n, configs[names.index(n)], threads)
+    return [results[n] for n in names]
+
+
 def _check_same_settings(out: Path, stored: Config, want: Config) -> None:
     a, b = stored.to_dict(), want.to_dict()
     for k in a:
@@ -321,13 +368,25 @@ def usable_cores() -> int:
 ProgressFn = Callable[[int, int, dict[str, dict]], None]  # (model-epochs done, total, results so far)
 
 
-def run_sweep(sweep: Sweep, *, executor=None, workers: int | None = None, threads: int = 1,
+def batches(sweep: Sweep, names: list[str], size: int) -> list[list[str]]:
+    """``names`` grouped into batches of at most ``size`` runs that can share one stacked model."""
+    from .train import BATCH_KEYS
+
+    groups: dict[str, list[str]] = {}
+    for n in names:
+        c = sweep.config(n)
+        groups.setdefault(json.dumps([getattr(c, k) for k in BATCH_KEYS]), []).append(n)
+    return [g[i : i + size] for g in groups.values() for i in range(0, len(g), size)]
+
+
+def run_sweep(sweep: Sweep, *, executor=None, workers: int | None = None, threads: int = 1, batch: int = 1,
               progress: ProgressFn | None = None, poll_s: float = 1.0) -> dict[str, dict]:
     """Train every run of ``sweep`` that is not finished; return train_one's result per run.
 
     ``executor``: anything with ``submit(fn, *args) -> future`` (concurrent.futures-style futures
     with ``result()``; submitit jobs work too). None: a local process pool of ``workers`` processes
-    (default: the usable cores), each run at ``threads`` torch threads. ``progress`` is called
+    (default: the usable cores), each run at ``threads`` torch threads. ``batch`` > 1: runs of one
+    shape are trained ``batch`` at a time as one stacked model (train.train_batch). ``progress`` is called
     about every ``poll_s`` seconds with the model-epochs done (read from the run directories, so
     it works for every executor) and the total.
     """
@@ -342,18 +401,26 @@ def run_sweep(sweep: Sweep, *, executor=None, workers: int | None = None, thread
     if own:
         executor = _local_pool(workers or usable_cores())
     try:
-        futures = {executor.submit(train_one, str(sweep.path), n, sweep.config(n).to_dict(), threads): n
-                   for n in todo}
+        if batch > 1:
+            futures = {executor.submit(train_batch_one, str(sweep.path), g, [sweep.config(n).to_dict() for n in g],
+                                       threads): g for g in batches(sweep, list(todo), batch)}
+        else:
+            futures = {executor.submit(train_one, str(sweep.path), n, sweep.config(n).to_dict(), threads): [n]
+                       for n in todo}
         pending = dict(futures)
         while pending:
-            for fut, n in list(pending.items()):
+            for fut, group in list(pending.items()):
                 if fut.done():
                     try:
-                        results[n] = fut.result()
+                        out = fut.result()
+                        for r in out if isinstance(out, list) else [out]:
+                            results[r["name"]] = r
                     except Exception as e:  # noqa: BLE001 -- a worker that died (killed, out of memory)
-                        results[n] = {"name": n, "status": "failed", "error": f"worker died: {type(e).__name__}: {e}"}
-                        with contextlib.suppress(OSError):
-                            rundir.atomic_write_json(_error_path(sweep.path, n), {"error": results[n]["error"]})
+                        for n in group:
+                            results[n] = {"name": n, "status": "failed",
+                                          "error": f"worker died: {type(e).__name__}: {e}"}
+                            with contextlib.suppress(OSError):
+                                rundir.atomic_write_json(_error_path(sweep.path, n), {"error": results[n]["error"]})
                     del pending[fut]
             if progress:
                 done_epochs = sum(min(_state_epoch(sweep.run_dir(n)) or 0, sweep.config(n).epochs)

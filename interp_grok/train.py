@@ -7,6 +7,7 @@ evaluations: per-epoch train losses accumulate in a device buffer and are writte
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import math
 import os
@@ -21,12 +22,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
 from . import rundir
 from .config import Config
 from .data import Dataset, make_dataset
 from .evaluation import grid_metrics
-from .model import SimpleMLP, cross_entropy, param_shapes
+from .model import PARAM_NAMES, batched_cross_entropy, batched_logits, init_params, param_shapes
 
 ProgressFn = Callable[[int, dict], None]
 
@@ -41,6 +43,7 @@ class TrainResult:
     final: dict  # the last full-grid evaluation record
     wall_s: float
     start_epoch: int  # 0 for a fresh run, the resumed epoch otherwise
+    error: str | None = None  # a run of a batch that diverged (the others went on)
 
 
 class TrainingDiverged(TrainError):
@@ -133,16 +136,17 @@ def trained_threads(prov: dict) -> int | None:
     return n if isinstance(n, int) and not isinstance(n, bool) and n >= 1 else None
 
 
-def _make_optimizer(model: SimpleMLP, config: Config) -> torch.optim.AdamW:
-    return torch.optim.AdamW(
-        model.parameters(), lr=config.lr, betas=config.betas, eps=config.adam_eps,
-        weight_decay=config.weight_decay, foreach=False, fused=True,  # one kernel for all params
-    )
+def _make_optimizer(leaves: list[dict[str, torch.Tensor]], configs: list[Config]) -> torch.optim.AdamW:
+    """AdamW over K models: one param group each, with that run's lr, weight decay, betas and eps
+    (the fused kernel runs group by group, so each model gets exactly the solo update)."""
+    groups = [{"params": list(lv.values()), "lr": c.lr, "betas": c.betas, "eps": c.adam_eps,
+               "weight_decay": c.weight_decay} for lv, c in zip(leaves, configs)]
+    return torch.optim.AdamW(groups, foreach=False, fused=True)  # one kernel for all params of a group
 
 
-def _state_tensors(model: SimpleMLP, opt: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
+def _state_tensors(params: dict[str, torch.Tensor], opt: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
     out = {}
-    for name, param in model.params().items():
+    for name, param in params.items():
         st = opt.state.get(param, {})
         out[f"param.{name}"] = param
         if st:
@@ -152,9 +156,9 @@ def _state_tensors(model: SimpleMLP, opt: torch.optim.Optimizer) -> dict[str, to
     return out
 
 
-def _load_state(model: SimpleMLP, opt: torch.optim.Optimizer, tensors: dict, device) -> None:
+def _load_state(params: dict[str, torch.Tensor], opt: torch.optim.Optimizer, tensors: dict, device) -> None:
     with torch.no_grad():
-        for name, param in model.params().items():
+        for name, param in params.items():
             param.copy_(tensors[f"param.{name}"].to(device))
             if f"exp_avg.{name}" in tensors:
                 opt.state[param] = {
@@ -246,42 +250,164 @@ def resume(
     out = rundir.require_run_dir(Path(os.path.abspath(out)))
     dev = _setup(device, threads)
     with rundir.locked(out) as lock:
-        stored, prov = rundir.read_config(out)
-        shapes = param_shapes(stored.p, stored.d_model, stored.d_mlp)
-        if (out / rundir.TRAIN_STATE).exists() or (out / rundir.TRAIN_STATE).is_symlink():
-            start, state = rundir.read_train_state(out, shapes)
-        else:
-            start, state = 0, None  # a creation killed before its first state: start over
-        records = rundir.read_metrics(out)
-        kept = check_state(out, stored, start, state, records)
-        if epochs is not None and epochs < start:
-            raise TrainError(f"--epochs {epochs} is before the saved state at epoch {start}")
-        config = _extend(stored, epochs, start) if epochs is not None else stored
-        has_dataset = (out / rundir.DATASET).exists() or (out / rundir.DATASET).is_symlink()
-        if state is None and not has_dataset:  # killed before the dataset was written
-            dataset = make_dataset(config)
-        else:
-            dataset = rundir.load_dataset(out, config.p)
-        if start == config.epochs:  # already finished: touch nothing, report the final evaluation
-            return _run(config, out, dataset, dev, start, state, progress, t_start, write=False)
-        check_resources(config, out)
-        if state is not None and has_dataset:
-            written_for = rundir.train_state_dataset(out)
-            if written_for is not None and written_for != rundir.file_sha256(out / rundir.DATASET):
-                raise rundir.RunDirError(f"{out / rundir.TRAIN_STATE}: was written for another dataset than "
-                                         f"{out / rundir.DATASET}; refusing to resume")
-        # ---- everything checked; from here on the run is rewritten
+        prep = _prepare_resume(out, epochs)
+        if prep.finished:  # already finished: touch nothing, report the final evaluation
+            return _run(prep.config, out, prep.dataset, dev, prep.start, prep.state, progress, t_start, write=False)
         lock.announce(rundir.command_line())
-        if not has_dataset:
-            rundir.write_dataset(out, dataset.to_tensors(), config.p)
+        prep.commit(provenance(dev, torch.get_num_threads()))
+        return _run(prep.config, out, prep.dataset, dev, prep.start, prep.state, progress, t_start)
+
+
+@dataclass
+class _Resume:
+    """A run checked and ready to resume: what it continues from, and the writes that start it."""
+
+    out: Path
+    config: Config
+    dataset: Dataset
+    start: int
+    state: dict[str, torch.Tensor] | None
+    kept: list[dict]  # the metrics records a resume from ``start`` keeps
+    prov: dict
+    write_dataset: bool
+
+    @property
+    def finished(self) -> bool:
+        return self.start == self.config.epochs
+
+    def commit(self, prov: dict) -> None:
+        """The run's rewrite before training: dataset (if it was never written), the checkpoint
+        written after the state, the metrics after it, and config.json with this resume."""
+        out = self.out
+        if self.write_dataset:
+            rundir.write_dataset(out, self.dataset.to_tensors(), self.config.p)
         for e in rundir.checkpoint_epochs_on_disk(out):  # written after the state by the killed process
-            if e > start:
+            if e > self.start:
                 rundir.checkpoint_path(out, e).unlink()
-        rundir.write_metrics(out, kept)  # metrics after the saved state are recomputed
-        resumes = [*prov.get("resumes", []), {"from_epoch": start, "to_epoch": config.epochs,
-                                              **provenance(dev, torch.get_num_threads())}]
-        rundir.write_config(out, config, {**prov, "resumes": resumes})
-        return _run(config, out, dataset, dev, start, state, progress, t_start)
+        rundir.write_metrics(out, self.kept)  # metrics after the saved state are recomputed
+        resumes = [*self.prov.get("resumes", []), {"from_epoch": self.start, "to_epoch": self.config.epochs, **prov}]
+        rundir.write_config(out, self.config, {**self.prov, "resumes": resumes})
+
+
+def _prepare_resume(out: Path, epochs: int | None) -> _Resume:
+    """Check everything on disk against each other (the caller holds the run's lock); write nothing."""
+    stored, prov = rundir.read_config(out)
+    shapes = param_shapes(stored.p, stored.d_model, stored.d_mlp)
+    if (out / rundir.TRAIN_STATE).exists() or (out / rundir.TRAIN_STATE).is_symlink():
+        start, state = rundir.read_train_state(out, shapes)
+    else:
+        start, state = 0, None  # a creation killed before its first state: start over
+    records = rundir.read_metrics(out)
+    kept = check_state(out, stored, start, state, records)
+    if epochs is not None and epochs < start:
+        raise TrainError(f"--epochs {epochs} is before the saved state at epoch {start}")
+    config = _extend(stored, epochs, start) if epochs is not None else stored
+    has_dataset = (out / rundir.DATASET).exists() or (out / rundir.DATASET).is_symlink()
+    if state is None and not has_dataset:  # killed before the dataset was written
+        dataset = make_dataset(config)
+    else:
+        dataset = rundir.load_dataset(out, config.p)
+    prep = _Resume(out, config, dataset, start, state, kept, prov, not has_dataset)
+    if prep.finished:
+        return prep
+    check_resources(config, out)
+    if state is not None and has_dataset:
+        written_for = rundir.train_state_dataset(out)
+        if written_for is not None and written_for != rundir.file_sha256(out / rundir.DATASET):
+            raise rundir.RunDirError(f"{out / rundir.TRAIN_STATE}: was written for another dataset than "
+                                     f"{out / rundir.DATASET}; refusing to resume")
+    return prep
+
+
+# ------------------------------------------------------------------ batches
+
+# what the runs of one batch must share: the shape of the stacked model and the schedule
+BATCH_KEYS = ("p", "d_model", "d_mlp", "act", "epochs", "eval_every", "loss_dtype", "checkpoint_epochs")
+
+
+def check_batchable(configs: list[Config]) -> None:
+    """TrainError naming the first setting on which the runs of a batch differ."""
+    c0 = configs[0]
+    for c in configs[1:]:
+        for k in BATCH_KEYS:
+            if getattr(c, k) != getattr(c0, k):
+                raise TrainError(f"runs of one batch must share {', '.join(BATCH_KEYS)}; they differ on {k}")
+
+
+def train_batch(configs: list[Config], outs: list[Path], *, device: str = "auto", overwrite: bool = False,
+                threads: int | None = None, progress: list[ProgressFn | None] | None = None) -> list[TrainResult]:
+    """Train K fresh runs of one shape as one stacked model, each into its own run directory.
+
+    Each run has its own data, seeds, initialization and optimizer settings, and its run directory
+    is an ordinary one (its provenance names the batch). At one thread, and when the runs' training
+    sets have the same size, each run is bit-identical to the same run trained alone; otherwise
+    (padding) it agrees to float tolerance. A run that diverges stops writing; the others go on
+    (its TrainResult.error says so).
+    """
+    t_start = time.perf_counter()
+    configs = [c.finalize() for c in configs]
+    check_batchable(configs)
+    dev = _setup(device, threads)
+    outs = [Path(os.path.abspath(o)) for o in outs]
+    if len(set(outs)) != len(outs):
+        raise TrainError("two runs of the batch have the same directory")
+    for c, o in zip(configs, outs):
+        check_resources(c, o)
+        check_out_dir(o, overwrite)
+    batch = {"batch": {"size": len(outs), "runs": [str(o) for o in outs]}}
+    with contextlib.ExitStack() as stack:
+        datasets = []
+        for c, o in zip(configs, outs):
+            o.mkdir(parents=True, exist_ok=True)
+            lock = stack.enter_context(rundir.locked(o))
+            replace = check_out_dir(o, overwrite)
+            lock.announce(rundir.command_line())
+            if replace:
+                with rundir.locked(o, rundir.ANALYSIS_LOCK):
+                    rundir.clear_run(o)
+            rundir.write_config(o, c, provenance(dev, torch.get_num_threads()) | batch)
+            datasets.append(make_dataset(c))
+            rundir.write_dataset(o, datasets[-1].to_tensors(), c.p)
+        return _run_batch(configs, outs, datasets, dev, 0, [None] * len(outs), progress or [None] * len(outs),
+                          t_start)
+
+
+def resume_batch(outs: list[Path], *, epochs: int | None = None, device: str = "auto", threads: int | None = None,
+                 progress: list[ProgressFn | None] | None = None) -> list[TrainResult]:
+    """Continue K runs of one shape as a batch, each from its own last state, to ``epochs`` if given.
+
+    Runs killed between the train-state writes of one checkpoint sit at different epochs: the
+    ones behind are first brought to the next one's epoch as a smaller batch, then all go on
+    together (bit-identical to an uninterrupted batch when the training sets have equal sizes).
+    """
+    t_start = time.perf_counter()
+    dev = _setup(device, threads)
+    outs = [rundir.require_run_dir(Path(os.path.abspath(o))) for o in outs]
+    progress = progress or [None] * len(outs)
+    with contextlib.ExitStack() as stack:
+        locks = [stack.enter_context(rundir.locked(o)) for o in outs]
+        preps = [_prepare_resume(o, epochs) for o in outs]
+        check_batchable([p.config for p in preps])
+        results: dict[int, TrainResult] = {}
+        todo = [i for i, p in enumerate(preps) if not p.finished]
+        for i, p in enumerate(preps):
+            if p.finished:
+                results[i] = _run(p.config, p.out, p.dataset, dev, p.start, p.state, progress[i], t_start, write=False)
+        batch = {"batch": {"size": len(todo), "runs": [str(outs[i]) for i in todo]}}
+        for i in todo:
+            locks[i].announce(rundir.command_line())
+            preps[i].commit(provenance(dev, torch.get_num_threads()) | batch)
+        starts = sorted({preps[i].start for i in todo})
+        for s0, s1 in zip(starts, [*starts[1:], None]):
+            group = [i for i in todo if preps[i].start <= s0]
+            for i, r in zip(group, _run_batch(
+                    [preps[i].config for i in group], [outs[i] for i in group], [preps[i].dataset for i in group],
+                    dev, s0, [preps[i].state for i in group], [progress[i] for i in group], t_start, stop=s1)):
+                results[i] = r
+            if s1 is not None:  # the group now stands at s1: continue from the states it wrote
+                for i in group:
+                    preps[i].start, preps[i].state = s1, rundir.read_train_state(outs[i])[1]
+        return [results[i] for i in range(len(outs))]
 
 
 def check_state(out: Path, config: Config, start: int, state: dict[str, torch.Tensor] | None,
@@ -353,71 +479,137 @@ def _setup(device: str, threads: int | None) -> torch.device:
 def _run(config: Config, out: Path, dataset: Dataset, dev: torch.device, start: int,
          state: dict[str, torch.Tensor] | None, progress: ProgressFn | None, t_start: float,
          write: bool = True) -> TrainResult:
-    model = SimpleMLP.from_config(config).to(dev)
-    opt = _make_optimizer(model, config)
-    if state is not None:
-        _load_state(model, opt, state, dev)
+    """One run: a batch of one (the same step, the same bits as before batches existed)."""
+    result = _run_batch([config], [out], [dataset], dev, start, [state], [progress], t_start, write)[0]
+    if result.error is not None:
+        raise TrainingDiverged(result.error)
+    return result
 
-    noisy = dataset.noisy_labels.to(dev)
-    clean = dataset.clean_labels.to(dev)
-    train_idx, test_idx = dataset.train_idx.to(dev), dataset.test_idx.to(dev)
-    a_train, b_train = train_idx // config.p, train_idx % config.p
-    y_train = noisy[train_idx]
-    loss_dtype = getattr(torch, config.loss_dtype)
 
-    if not write:
-        final = grid_metrics(model.params(), config.act, noisy, clean, train_idx, test_idx)
-        return TrainResult(out, {"epoch": start, **final}, time.perf_counter() - t_start, start)
-    ckpt_epochs = set(config.checkpoint_epochs)
-    dataset_sha = rundir.file_sha256(out / rundir.DATASET)
-    writer = rundir.MetricsWriter(out)
-    # per-epoch losses stay on the device until an evaluation (or a full buffer) writes them
-    losses = torch.empty(max(1, min(config.eval_every, 1 << 16, config.epochs - start)), dtype=torch.float64,
-                         device=dev)
-    flushed = start  # train losses for epochs < flushed are on disk
-    last_state = start
-    final: dict = {}
+class _Book:
+    """One run's bookkeeping in a (batched) training loop: its evaluations, metrics blocks,
+    checkpoints and train states, written into its own run directory."""
 
-    def at_epoch(epoch: int) -> None:
-        nonlocal flushed, final, last_state
-        is_eval = epoch in ckpt_epochs or epoch % config.eval_every == 0 or epoch == config.epochs
-        if not is_eval and epoch - flushed < len(losses):
-            return
-        block = losses[: epoch - flushed].tolist()  # the one host sync per block
+    def __init__(self, config: Config, out: Path, dataset: Dataset, dev: torch.device, start: int,
+                 progress: ProgressFn | None, write: bool):
+        self.config, self.out, self.progress = config, out, progress
+        self.noisy, self.clean = dataset.noisy_labels.to(dev), dataset.clean_labels.to(dev)
+        self.train_idx, self.test_idx = dataset.train_idx.to(dev), dataset.test_idx.to(dev)
+        self.ckpt_epochs = set(config.checkpoint_epochs)
+        self.last_state = start
+        self.final: dict = {}
+        self.error: str | None = None
+        self.writer = rundir.MetricsWriter(out) if write else None
+        self.dataset_sha = rundir.file_sha256(out / rundir.DATASET) if write else None
+
+    def evaluate(self, params: dict[str, torch.Tensor]) -> dict:
+        return grid_metrics(params, self.config.act, self.noisy, self.clean, self.train_idx, self.test_idx)
+
+    def at_epoch(self, epoch: int, flushed: int, block: list[float], is_eval: bool,
+                 params: dict[str, torch.Tensor], opt: torch.optim.Optimizer) -> None:
+        if self.error is not None:
+            return  # diverged: nothing more is written for this run
         recs = [{"kind": "train", "epoch": flushed, "train_loss": block}] if block else []
         if is_eval:
-            rec = grid_metrics(model.params(), config.act, noisy, clean, train_idx, test_idx)
+            rec = self.evaluate(params)
             if not (math.isfinite(rec["train_loss"]) and math.isfinite(rec["sum_sq_weights"])):
-                raise TrainingDiverged(
-                    f"training diverged by epoch {epoch} (train loss {rec['train_loss']:.4g}, sum of squared "
-                    f"weights {rec['sum_sq_weights']:.4g}); nothing after epoch {flushed} was written and the "
-                    f"last saved state is at epoch {last_state}; try a smaller --lr")
+                self.error = (f"{self.out}: training diverged by epoch {epoch} (train loss {rec['train_loss']:.4g}, "
+                              f"sum of squared weights {rec['sum_sq_weights']:.4g}); nothing after epoch {flushed} "
+                              f"was written and the last saved state is at epoch {self.last_state}; try a smaller --lr")
+                return
             recs.append({"kind": "eval", "epoch": epoch, **rec})
-            final = {"epoch": epoch, **rec}
-        writer.write(recs)
+            self.final = {"epoch": epoch, **rec}
+        self.writer.write(recs)
+        if is_eval and self.progress is not None:
+            self.progress(epoch, self.final)
+        if epoch in self.ckpt_epochs:
+            rundir.write_checkpoint(self.out, epoch, params)
+            self.writer.sync()  # the metrics on disk never lag behind the state a resume starts from
+            rundir.write_train_state(self.out, epoch, _state_tensors(params, opt), self.dataset_sha)
+            self.last_state = epoch
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def _padded(values: list[torch.Tensor], dev: torch.device) -> torch.Tensor:
+    """[K, max n] int64, each row padded with 0 (a valid token; padded examples carry no loss)."""
+    out = torch.zeros(len(values), max(len(v) for v in values), dtype=torch.int64)
+    for k, v in enumerate(values):
+        out[k, : len(v)] = v
+    return out.to(dev)
+
+
+def _run_batch(configs: list[Config], outs: list[Path], datasets: list[Dataset], dev: torch.device, start: int,
+               states: list[dict[str, torch.Tensor] | None], progresses: list[ProgressFn | None], t_start: float,
+               write: bool = True, stop: int | None = None) -> list[TrainResult]:
+    """Train K runs of the same shape, schedule and length as one stacked model, from ``start``.
+
+    Model k has its own data, initialization, optimizer hyperparameters and run directory; the
+    step is one call of the batched forward, loss and backward over the leading model axis
+    (model.batched_logits, model.batched_cross_entropy), then AdamW per model.
+    """
+    c0 = configs[0]
+    leaves = [{k: nn.Parameter(v.to(dev)) for k, v in init_params(c, torch.Generator().manual_seed(c.seed)).items()}
+              for c in configs]
+    opt = _make_optimizer(leaves, configs)
+    for lv, state in zip(leaves, states):
+        if state is not None:
+            _load_state(lv, opt, state, dev)
+    books = [_Book(c, o, d, dev, start, pr, write) for c, o, d, pr in zip(configs, outs, datasets, progresses)]
+    if not write:
+        results = []
+        for book, lv in zip(books, leaves):
+            final = {"epoch": start, **book.evaluate(lv)}
+            results.append(TrainResult(book.out, final, time.perf_counter() - t_start, start))
+        return results
+
+    K = len(configs)
+    a = _padded([b.train_idx.cpu() // c0.p for b in books], dev)
+    b_ = _padded([b.train_idx.cpu() % c0.p for b in books], dev)
+    y = _padded([b.noisy.cpu()[b.train_idx.cpu()] for b in books], dev)
+    n_k = torch.tensor([len(b.train_idx) for b in books], device=dev)
+    loss_dtype = getattr(torch, c0.loss_dtype)
+    # per-epoch losses stay on the device until an evaluation (or a full buffer) writes them
+    end = c0.epochs if stop is None else stop
+    losses = torch.empty(K, max(1, min(c0.eval_every, 1 << 16, end - start)), dtype=torch.float64, device=dev)
+    ckpt_epochs = set(c0.checkpoint_epochs)
+    flushed = start  # train losses for epochs < flushed are on disk
+
+    def stacked() -> dict[str, torch.Tensor]:
+        if K == 1:
+            return {k: v.unsqueeze(0) for k, v in leaves[0].items()}
+        return {k: torch.stack([lv[k] for lv in leaves]) for k in PARAM_NAMES}
+
+    def at_epoch(epoch: int) -> None:
+        nonlocal flushed
+        is_eval = epoch in ckpt_epochs or epoch % c0.eval_every == 0 or epoch == c0.epochs
+        if not is_eval and epoch - flushed < losses.shape[1]:
+            return
+        blocks = losses[:, : epoch - flushed].tolist()  # the one host sync per block
+        for book, lv, block in zip(books, leaves, blocks):
+            book.at_epoch(epoch, flushed, block, is_eval, lv, opt)
         flushed = epoch
-        if is_eval and progress is not None:
-            progress(epoch, final)
-        if epoch in ckpt_epochs:
-            rundir.write_checkpoint(out, epoch, model.params())
-            writer.sync()  # the metrics on disk never lag behind the state a resume starts from
-            rundir.write_train_state(out, epoch, _state_tensors(model, opt), dataset_sha)
-            last_state = epoch
 
     try:
-        if state is None:
-            at_epoch(0)
-        model.train()
-        for epoch in range(start, config.epochs):
-            loss = cross_entropy(model(a_train, b_train), y_train, loss_dtype)
-            losses[epoch - flushed] = loss.detach()
-            loss.backward()
+        for book, lv, s in zip(books, leaves, states):
+            if s is None:  # a fresh run (or one killed before its first state): its epoch-0 records
+                book.at_epoch(0, 0, [], True, lv, opt)
+        for epoch in range(start, c0.epochs if stop is None else stop):
+            if all(book.error is not None for book in books):
+                break
+            loss_k = batched_cross_entropy(batched_logits(stacked(), a, b_, c0.act), y, n_k, loss_dtype)
+            losses[:, epoch - flushed] = loss_k.detach()
+            loss_k.sum().backward()
             opt.step()
             opt.zero_grad(set_to_none=True)
             at_epoch(epoch + 1)
     finally:
-        writer.close()
-    return TrainResult(out, final, time.perf_counter() - t_start, start)
+        for book in books:
+            book.close()
+    wall = time.perf_counter() - t_start
+    return [TrainResult(book.out, book.final, wall, start, book.error) for book in books]
 
 
 def _extend(stored: Config, epochs: int, start: int) -> Config:
