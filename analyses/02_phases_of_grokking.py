@@ -52,6 +52,18 @@ for n, (_run, an) in runs.items():
           f"{last['train_loss']:.3g} (train) {last['test_loss']:.3g} (test) / {last['excluded_loss']:.3g}")
 
 # %% [markdown]
+# The curves at those landmarks (and at the start and the end), from the analysis of the full run.
+
+# %%
+for n, (_run, an) in runs.items():
+    rows = {r["epoch"]: r for r in an.rows}
+    marks = {"start": 0, **landmarks(an), "final": int(an.epochs[-1])}
+    print(f"n = {n}: " + "; ".join(
+        f"{name} {e}: Σθ² {rows[e]['sum_sq_weights']:.0f}, test loss {rows[e]['test_loss']:.3g}, restricted "
+        f"{rows[e]['restricted_loss']:.3g}, excluded {rows[e]['excluded_loss']:.2g}, Gini {rows[e]['gini_W_E']:.2f}"
+        for name, e in marks.items() if e is not None))
+
+# %% [markdown]
 # ## Is the circuit there before the network uses it?
 #
 # Accuracy against the clean labels, on all pairs, of the full logits and of the *restricted*

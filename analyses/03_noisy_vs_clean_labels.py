@@ -44,6 +44,15 @@ for n, (run, an) in runs.items():
     print(f"  median first-fit epoch: clean {first[~noisy].median().item()}, noisy {first[noisy].median().item()}")
     print(f"  examples with a forgetting event: clean {(forgot[~noisy] > 0).double().mean():.3f}, "
           f"noisy {(forgot[noisy] > 0).double().mean():.3f}")
+    fit = an.memo["pred"].to(torch.int64) == ds.noisy_labels[ds.train_idx]  # [T, n_train]
+    lost = (fit[:-1] & ~fit[1:]).any(1).nonzero().flatten()  # checkpoint pairs where some example is forgotten
+    print(f"  forgetting events happen between epochs {an.epochs[lost[0]].item()} and {an.epochs[lost[-1] + 1].item()}")
+    median = int(first[noisy].median())
+    at_median = fit[an.epochs.tolist().index(median)]
+    x_all = ds.noise[ds.train_idx]
+    by_x = {v: at_median[x_all == v].double().mean().item() for v in sorted(x_all.unique().tolist()) if v != 0}
+    print(f"  fit at epoch {median}: clean-labelled {at_median[~noisy].double().mean():.3f}; by X "
+          + ", ".join(f"{v:+d}: {f:.3f}" for v, f in by_x.items()))
     print(f"  final margin (z_noisy - max other), median: clean {an.memo['margin'][-1][~noisy].median():.2f}, "
           f"noisy {an.memo['margin'][-1][noisy].median():.2f}")
     for v in sorted(x.unique().tolist()):
@@ -70,6 +79,9 @@ for n, (run, _an) in all_runs.items():
 fig = plotting.plot_ipr_histograms({f"n = {n}": v for n, v in neuron_ipr.items()},
                                    "Per-neuron IPR at the final checkpoint")
 plotting.save_figure(fig, out / "neuron_ipr.png")
+for n, v in neuron_ipr.items():
+    print(f"n = {n}: per-neuron IPR median {v.median():.3f}, min {v.min():.3f}; >= 0.99: {int((v >= 0.99).sum())}, "
+          f">= 0.9: {int((v >= 0.9).sum())}, >= 0.5: {int((v >= 0.5).sum())} of {v.numel()}")
 
 print(f"{'n':>3} {'keep':>14} {'neurons':>8} {'memorized':>10} {'corrected':>10} {'clean train':>12} "
       f"{'test clean':>11}")

@@ -31,6 +31,10 @@ fig = plotting.plot_compare(analyses, [("sum_sq_weights", "sum of squared weight
 plotting.save_figure(fig, out / "weights_excluded_by_noise.png")
 
 # %%
+for n, (run, _an) in runs.items():
+    acc = {r["epoch"]: r["test_acc_clean"] for r in run.evals}
+    print(f"n = {n}: clean test accuracy at epoch 10 000 {acc[10_000]:.3f}, 20 000 {acc[20_000]:.3f}, "
+          f"final {acc[max(acc)]:.3f}")
 print(f"{'n':>3} {'epochs':>7} {'test acc clean':>15} {'test acc noisy':>15} {'(best)':>7} {'test loss':>10} "
       f"{'H(X)':>6} {'memorized':>10} {'corrected':>10} {'generalized at':>15}")
 for n, (_run, an) in runs.items():

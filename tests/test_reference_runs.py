@@ -115,10 +115,10 @@ def test_n2_memorizes_every_noisy_label_while_a_low_frequency_circuit_grows():
     n0_final = _load(0)
     assert max(ig.key_frequencies(ig.frequency_norms(n0_final.params(20_000)["W_E"]), 0.5).tolist()) > 25
     # projected on those three frequencies, the logits classify clean labels well above what the
-    # same projection of a pure lookup table of the noisy labels gets (0.74 vs 0.46 here) ...
+    # same projection of a pure lookup table of the noisy labels gets (0.70 vs 0.46 here) ...
     restricted, control = _restricted_vs_control(run, final, torch.tensor([1, 4, 11]))
     assert restricted > control + 0.2
-    # ... while over the flat default key set, memorization alone explains it (0.83 vs 0.89)
+    # ... while over the flat default key set, memorization alone explains it (0.77 vs 0.89)
     restricted_flat, control_flat = _restricted_vs_control(run, final, an.key_freqs)
     assert restricted_flat < control_flat
 
@@ -150,12 +150,13 @@ def test_n4_n8_memorize_every_noisy_label_and_stay_far_from_the_noise_floor(n):
 
 
 def test_low_ipr_neurons_carry_the_memorized_labels():
-    """Doshi et al.'s claim, on these runs: n = 0's neurons are all single-frequency; in the noisy
+    """Doshi et al.'s claim, on these runs: n = 0's neurons are single-frequency (all but one); in the noisy
     run, silencing the non-periodic neurons forgets most memorized labels and raises the clean
     test accuracy."""
     run0 = _load(0)
     curves0 = ig.neuron_curves(run0.params(20_000))
-    assert (ig.ipr(curves0["in_a"]) > 0.9).all() and (ig.ipr(curves0["out"]) > 0.9).float().mean() > 0.95
+    ipr0 = (ig.ipr(curves0["in_a"]) + ig.ipr(curves0["in_b"])) / 2
+    assert int((ipr0 >= 0.99).sum()) >= 510 and (ig.ipr(curves0["out"]) > 0.9).float().mean() > 0.95  # 511 of 512
 
     run = _load(2)
     ds, params = run.dataset, run.params(40_000)
