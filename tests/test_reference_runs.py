@@ -7,6 +7,7 @@ analysis code from the committed safetensors, not copied from a file.
 
 from __future__ import annotations
 
+import importlib.util
 import math
 from pathlib import Path
 
@@ -17,15 +18,23 @@ import interp_grok as ig
 from interp_grok.analyze import read_analysis
 
 REF = Path(__file__).resolve().parents[1] / "checkpoints"
+_spec = importlib.util.spec_from_file_location("build", REF / "build.py")
+build = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(build)
 
 
 def _load(n: int) -> ig.Run:
     return ig.load_run(REF / f"n{n}")
 
 
+def _weights(run: ig.Run, epoch: int) -> dict[str, torch.Tensor]:
+    """The exact float32 weights where kept (the final checkpoint), else the compact float16 form."""
+    return run.params(epoch) if epoch in run.checkpoint_epochs else run.compact(epoch)
+
+
 def _measure(run: ig.Run, epoch: int, keys: torch.Tensor) -> dict:
     """Full-grid metrics, spectrum and restricted/excluded loss of one checkpoint."""
-    ds, P = run.dataset, run.params(epoch)
+    ds, P = run.dataset, _weights(run, epoch)
     m = ig.grid_metrics(P, run.config.act, ds.noisy_labels, ds.clean_labels, ds.train_idx, ds.test_idx)
     L = ig.grid_logits(P, run.config.act)
     N = ig.frequency_norms(P["W_E"])
@@ -45,10 +54,12 @@ def _measure(run: ig.Run, epoch: int, keys: torch.Tensor) -> dict:
 def test_reference_run_is_a_valid_trimmed_run(n):
     run = _load(n)
     assert run.config.noise_n == n and run.config.p == 97 and run.config.d_mlp == 512
-    assert 4 <= len(run.checkpoint_epochs) <= 5 and run.checkpoint_epochs[0] == 0
     an = read_analysis(run)
     assert len(an.rows) >= 100  # the analysis of the full run is kept
-    assert set(run.checkpoint_epochs) <= set(an.epochs.tolist())
+    # the final checkpoint in full, ~20 compact ones from init to the end, landmarks included
+    assert run.checkpoint_epochs == [an.epochs.tolist()[-1]]
+    assert run.compact_epochs == build.compact_epochs(an) and 18 <= len(run.compact_epochs) <= 24
+    assert set(build.choose_checkpoints(an).values()) <= set(run.compact_epochs) <= set(an.epochs.tolist())
     # the stored analysis and the trainer's metrics agree with a recomputation from the weights
     final = run.checkpoint_epochs[-1]
     m = _measure(run, final, an.key_freqs)
@@ -62,11 +73,31 @@ def test_reference_run_is_a_valid_trimmed_run(n):
     assert row["restricted_loss"] == pytest.approx(m["restricted"], rel=1e-4, abs=1e-9)
 
 
+@pytest.mark.parametrize("n", [0, 4])
+def test_compact_checkpoints_reproduce_the_analysis_within_float16_precision(n):
+    """Every compact checkpoint gives back the measurements the analysis made from the float32
+    weights of the full run (checkpoints/README.md quotes the sizes of the differences)."""
+    run = _load(n)
+    an = read_analysis(run)
+    epochs = an.epochs.tolist()
+    for epoch in run.compact_epochs:
+        m = _measure(run, epoch, an.key_freqs)
+        row = an.rows[epochs.index(epoch)]
+        assert m["test_loss"] == pytest.approx(row["test_loss"], rel=2e-3), epoch
+        assert m["restricted"] == pytest.approx(row["restricted_loss"], rel=2e-3, abs=1e-6), epoch
+        assert m["test_acc_clean"] == pytest.approx(row["test_acc_clean"], abs=0.005), epoch
+        assert m["gini"] == pytest.approx(row["gini_W_E"], abs=1e-4), epoch
+
+
 def test_n0_groks_through_four_key_frequencies():
     run = _load(0)
     an = read_analysis(run)
     keys = an.key_freqs
-    init, memorized, mid, general, final = (_measure(run, e, keys) for e in run.checkpoint_epochs)
+    chosen = build.choose_checkpoints(an)
+    init, memorized, mid, general, final = (_measure(run, chosen[k], keys) for k in (
+        "init", "end_of_memorization", "mid_circuit_formation", "after_generalization", "final"))
+    sq = {r["epoch"]: r["sum_sq_weights"] for r in an.rows}  # Σθ² needs the five weights: from the analysis
+    mid["sum_sq_weights"], final["sum_sq_weights"] = sq[chosen["mid_circuit_formation"]], sq[chosen["final"]]
     # the final model is a perfect generalizer with a sparse spectrum
     assert final["test_acc_clean"] == 1.0 and final["train_acc"] == 1.0
     assert final["key_freqs"].tolist() == keys.tolist() and len(keys) == 4
