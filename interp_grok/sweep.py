@@ -262,11 +262,10 @@ def train_batch_one(sweep_path: str, names: list[str], configs: list[dict], thre
             continue
         try:
             for n, r in zip(group, run(group)):
-                if r.error is not None:
-                    raise_later = r.error
-                    results[n] = {"name": n, "status": "failed", "error": raise_later}
+                if r.error is not None:  # this run diverged; the rest of its batch went on
+                    results[n] = {"name": n, "status": "failed", "error": r.error}
                     with contextlib.suppress(OSError):
-                        rundir.atomic_write_json(_error_path(sweep_path, n), {"error": raise_later})
+                        rundir.atomic_write_json(_error_path(sweep_path, n), {"error": r.error})
                 else:
                     _error_path(sweep_path, n).unlink(missing_ok=True)
                     results[n] = {"name": n, "status": "trained", "error": None}
