@@ -424,6 +424,8 @@ def _add_sweep_parser(sub) -> None:
     ap.add_argument("--batch", type=int, default=1,
                     help="train runs of one shape (p, d_model, d_mlp, act, epochs, schedule) K at a time as one "
                     "stacked model (default: 1, each run alone)")
+    ap.add_argument("--device", default="auto", help="where each run trains: auto (CUDA if available, else CPU), "
+                    "cpu, cuda[:N] (default: auto)")
     ap.add_argument("--chunk", type=int, default=1, help="slurm: runs per array task, trained one after another")
     ap.add_argument("--slurm-partition", default=None)
     ap.add_argument("--slurm-time", type=int, default=None, metavar="MIN", help="slurm: time limit per task (min)")
@@ -460,6 +462,10 @@ def _cmd_sweep(args) -> int:
         v = getattr(args, name)
         if v is not None and v < 1:
             raise ConfigError(f"{name} must be an integer >= 1 (got {v})")
+    if args.executor == "local":
+        from .train import resolve_device
+
+        resolve_device(args.device)  # a bad device: one line, before anything is written
     if args.status:
         if _grid_from_args(args) is not None:
             raise ConfigError("--status reads the stored sweep; give no grid with it")
@@ -471,13 +477,15 @@ def _cmd_sweep(args) -> int:
     t0 = time.perf_counter()
     try:
         if args.executor == "local":
-            results = run_sweep(sweep, workers=args.workers, threads=args.threads, batch=args.batch, progress=bar)
+            results = run_sweep(sweep, workers=args.workers, threads=args.threads, batch=args.batch,
+                                device=args.device, progress=bar)
         else:
             ex = submitit_executor(
                 args.sweep_dir / "submitit", cluster="local" if args.executor == "submitit-local" else "slurm",
                 slurm_partition=args.slurm_partition, timeout_min=args.slurm_time, gpus_per_node=args.slurm_gpus,
                 cpus_per_task=args.slurm_cpus, slurm_array_parallelism=args.slurm_parallelism)
-            results = run_sweep_submitit(sweep, ex, chunk=args.chunk, threads=args.threads, progress=bar)
+            results = run_sweep_submitit(sweep, ex, chunk=args.chunk, threads=args.threads, device=args.device,
+                                         progress=bar)
     finally:
         bar.close()
     failed = {n: r for n, r in results.items() if r["status"] == "failed"}

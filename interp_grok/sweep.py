@@ -195,7 +195,7 @@ def _error_path(sweep_path: Path, name: str) -> Path:
     return Path(sweep_path) / ERRORS_DIR / f"{name}.json"
 
 
-def train_one(sweep_path: str, name: str, config: dict, threads: int = 1) -> dict:
+def train_one(sweep_path: str, name: str, config: dict, threads: int = 1, device: str = "auto") -> dict:
     """Bring one run of a sweep to its final epoch: skip it if done, resume it if partial, train it
     if new. Never raises: returns {"name", "status": done|trained|failed, "error"} and records a
     failure in SWEEP/errors/<name>.json (removed on success). Runs in worker processes."""
@@ -212,11 +212,11 @@ def train_one(sweep_path: str, name: str, config: dict, threads: int = 1) -> dic
             return {"name": name, "status": "done", "error": None}
         torch.set_num_threads(threads)
         if not rundir.is_run_dir(out):
-            train(want, out, device="cpu", threads=threads)
+            train(want, out, device=device, threads=threads)
         else:
             stored, prov = rundir.read_config(out)
             _check_same_settings(out, stored, want)
-            resume(out, epochs=want.epochs, device="cpu", threads=trained_threads(prov) or threads)
+            resume(out, epochs=want.epochs, device=device, threads=trained_threads(prov) or threads)
         err.unlink(missing_ok=True)
         return {"name": name, "status": "trained", "error": None}
     except Exception as e:  # noqa: BLE001 -- a failed run never stops the others: record it
@@ -229,7 +229,8 @@ def train_one(sweep_path: str, name: str, config: dict, threads: int = 1) -> dic
         return {"name": name, "status": "failed", "error": msg}
 
 
-def train_batch_one(sweep_path: str, names: list[str], configs: list[dict], threads: int = 1) -> list[dict]:
+def train_batch_one(sweep_path: str, names: list[str], configs: list[dict], threads: int = 1,
+                    device: str = "auto") -> list[dict]:
     """Like train_one for several runs of one shape, trained as one stacked model (`--batch`):
     new runs as one batch, partial ones as another. Never raises; a run that cannot join its
     batch (a bad directory in its way, other stored settings) is tried alone, so it fails alone."""
@@ -253,11 +254,11 @@ def train_batch_one(sweep_path: str, names: list[str], configs: list[dict], thre
             else:
                 new.append(n)
         except Exception:  # noqa: BLE001 -- decided by train_one below
-            results[n] = train_one(str(sweep_path), n, configs[names.index(n)], threads)
+            results[n] = train_one(str(sweep_path), n, configs[names.index(n)], threads, device)
     for group, run in ((new, lambda g: train_batch([want[n] for n in g], [sweep_path / RUNS_DIR / n for n in g],
-                                                    device="cpu", threads=threads)),
+                                                    device=device, threads=threads)),
                        (partial, lambda g: resume_batch([sweep_path / RUNS_DIR / n for n in g],
-                                                        epochs=want[g[0]].epochs, device="cpu", threads=threads))):
+                                                        epochs=want[g[0]].epochs, device=device, threads=threads))):
         if not group:
             continue
         try:
@@ -271,7 +272,7 @@ def train_batch_one(sweep_path: str, names: list[str], configs: list[dict], thre
                     results[n] = {"name": n, "status": "trained", "error": None}
         except Exception:  # noqa: BLE001 -- the batch could not start: each run alone, failing alone
             for n in group:
-                results[n] = train_one(str(sweep_path), n, configs[names.index(n)], threads)
+                results[n] = train_one(str(sweep_path), n, configs[names.index(n)], threads, device)
     return [results[n] for n in names]
 
 
@@ -379,7 +380,7 @@ def batches(sweep: Sweep, names: list[str], size: int) -> list[list[str]]:
 
 
 def run_sweep(sweep: Sweep, *, executor=None, workers: int | None = None, threads: int = 1, batch: int = 1,
-              progress: ProgressFn | None = None, poll_s: float = 1.0) -> dict[str, dict]:
+              device: str = "auto", progress: ProgressFn | None = None, poll_s: float = 1.0) -> dict[str, dict]:
     """Train every run of ``sweep`` that is not finished; return train_one's result per run.
 
     ``executor``: anything with ``submit(fn, *args) -> future`` (concurrent.futures-style futures
@@ -402,9 +403,9 @@ def run_sweep(sweep: Sweep, *, executor=None, workers: int | None = None, thread
     try:
         if batch > 1:
             futures = {executor.submit(train_batch_one, str(sweep.path), g, [sweep.config(n).to_dict() for n in g],
-                                       threads): g for g in batches(sweep, list(todo), batch)}
+                                       threads, device): g for g in batches(sweep, list(todo), batch)}
         else:
-            futures = {executor.submit(train_one, str(sweep.path), n, sweep.config(n).to_dict(), threads): [n]
+            futures = {executor.submit(train_one, str(sweep.path), n, sweep.config(n).to_dict(), threads, device): [n]
                        for n in todo}
         pending = dict(futures)
         while pending:
@@ -441,8 +442,9 @@ class ChunkTrainer:
     preemption submitit calls ``checkpoint`` and requeues the task; its runs resume from their
     run directories, so nothing is lost but the epochs since their last checkpoint."""
 
-    def __call__(self, sweep_path: str, chunk: list[tuple[str, dict]], threads: int) -> list[dict]:
-        return [train_one(sweep_path, name, config, threads) for name, config in chunk]
+    def __call__(self, sweep_path: str, chunk: list[tuple[str, dict]], threads: int, device: str = "auto"
+                 ) -> list[dict]:
+        return [train_one(sweep_path, name, config, threads, device) for name, config in chunk]
 
     def checkpoint(self, *args, **kwargs):
         import submitit
@@ -462,7 +464,7 @@ def submitit_executor(folder: Path, cluster: str | None = None, **params):
     return ex
 
 
-def run_sweep_submitit(sweep: Sweep, executor, *, chunk: int = 1, threads: int = 1,
+def run_sweep_submitit(sweep: Sweep, executor, *, chunk: int = 1, threads: int = 1, device: str = "auto",
                        progress: ProgressFn | None = None, poll_s: float = 2.0) -> dict[str, dict]:
     """Submit the unfinished runs as one job array of tasks of ``chunk`` runs each; wait for them."""
     todo = [n for n, s in sweep_status(sweep).items() if s.state != "done"]
@@ -473,7 +475,7 @@ def run_sweep_submitit(sweep: Sweep, executor, *, chunk: int = 1, threads: int =
     with executor.batch():  # one job array
         for c in chunks:
             jobs.append((c, executor.submit(ChunkTrainer(), str(sweep.path),
-                                            [(n, sweep.config(n).to_dict()) for n in c], threads)))
+                                            [(n, sweep.config(n).to_dict()) for n in c], threads, device)))
     pending = list(jobs)
     while pending:
         for item in list(pending):

@@ -100,6 +100,7 @@ def test_a_different_grid_is_refused_and_nothing_written(done_sweep, capsys, fla
     (["--train-frac", "0.3,1.5"], "train_frac=1.5, d_model=16"),
     (["--train-frac", "0.3,1.5"], ": train_frac must be in (0, 1) (got 1.5)"),
     (["--workers", "0", "--noise", "0"], "workers must be an integer >= 1"),
+    (["--device", "mps", "--noise", "0"], "device mps does not support float64"),
 ])
 def test_bad_grids_get_one_line_and_nothing_written(tmp_path, capsys, flags, needle):
     out = tmp_path / "bad"
