@@ -239,12 +239,13 @@ def read_json(path: Path) -> dict:
 # ---------------------------------------------------------------- paths
 
 
-def checkpoint_path(run: Path, epoch: int) -> Path:
-    return Path(run) / CHECKPOINT_DIR / f"epoch_{epoch:06d}.safetensors"
+def checkpoint_path(run: Path, epoch: int, folder: str = CHECKPOINT_DIR) -> Path:
+    return Path(run) / folder / f"epoch_{epoch:06d}.safetensors"
 
 
-def checkpoint_epochs_on_disk(run: Path) -> list[int]:
-    d = Path(run) / CHECKPOINT_DIR
+def checkpoint_epochs_on_disk(run: Path, folder: str = CHECKPOINT_DIR) -> list[int]:
+    """Epochs with a file in RUN/checkpoints/ (or RUN/compact/ with ``folder=COMPACT_DIR``)."""
+    d = Path(run) / folder
     if not d.is_dir():
         return []
     return sorted(int(m.group(1)) for f in d.iterdir() if (m := _CKPT_RE.match(f.name)))
@@ -740,14 +741,11 @@ def load_run(path: str | Path) -> Run:
 
 
 def compact_path(run: Path, epoch: int) -> Path:
-    return Path(run) / COMPACT_DIR / f"epoch_{epoch:06d}.safetensors"
+    return checkpoint_path(run, epoch, COMPACT_DIR)
 
 
 def compact_epochs_on_disk(run: Path) -> list[int]:
-    d = Path(run) / COMPACT_DIR
-    if not d.is_dir():
-        return []
-    return sorted(int(m.group(1)) for f in d.iterdir() if (m := _CKPT_RE.match(f.name)))
+    return checkpoint_epochs_on_disk(run, COMPACT_DIR)
 
 
 def compact_shapes(p: int, d_model: int, d_mlp: int) -> dict[str, tuple[int, ...]]:
