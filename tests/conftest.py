@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -27,4 +28,12 @@ def run_cli(*args) -> int:
 def tiny_run(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("runs") / "tiny"
     assert run_cli("train", *TINY, "--out", out) == 0
+    return out
+
+
+@pytest.fixture()
+def run_copy(tiny_run, tmp_path) -> Path:
+    """A copy of the tiny run without its analysis, for tests that change or break it."""
+    out = tmp_path / "run"
+    shutil.copytree(tiny_run, out, ignore=shutil.ignore_patterns("analysis"))
     return out

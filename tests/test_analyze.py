@@ -18,14 +18,6 @@ from interp_grok.fourier import frequency_norms
 from interp_grok.model import grid_logits
 
 
-@pytest.fixture()
-def run_copy(tiny_run, tmp_path):
-    out = tmp_path / "run"
-    shutil.copytree(tiny_run, out)
-    shutil.rmtree(out / "analysis", ignore_errors=True)
-    return out
-
-
 @pytest.fixture(scope="session")
 def analyzed(tiny_run, tmp_path_factory):
     out = tmp_path_factory.mktemp("analyzed") / "run"

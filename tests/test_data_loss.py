@@ -35,14 +35,6 @@ def one_line(capsys, needle: str) -> str:
     return err
 
 
-@pytest.fixture()
-def run_copy(tiny_run, tmp_path):
-    out = tmp_path / "run"
-    shutil.copytree(tiny_run, out)
-    shutil.rmtree(out / "analysis", ignore_errors=True)
-    return out
-
-
 # ---------------------------------------------------------------- 1. --overwrite of a non-run
 
 

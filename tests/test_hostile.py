@@ -24,13 +24,6 @@ def snapshot(d) -> dict:
             if p.is_file() and p.name not in (rundir.LOCK, rundir.ANALYSIS_LOCK)}
 
 
-@pytest.fixture()
-def run_copy(tiny_run, tmp_path):
-    out = tmp_path / "run"
-    shutil.copytree(tiny_run, out, ignore=shutil.ignore_patterns("analysis"))
-    return out
-
-
 def check(capsys, code: int, expected: int, needle: str) -> str:
     err = capsys.readouterr().err.strip()
     assert code == expected, err
@@ -144,12 +137,17 @@ DATASETS = [
 
 @pytest.mark.parametrize("name, corrupt, needle", DATASETS, ids=[c[0] for c in DATASETS])
 def test_unreadable_datasets(run_copy, capsys, name, corrupt, needle):
-    corrupt(run_copy)
-    before = snapshot(run_copy)
-    err = check(capsys, run_cli("analyze", run_copy), 1, needle)
-    assert "dataset.safetensors" in err
-    check(capsys, run_cli("train", "--resume", "--out", run_copy, "--epochs", "130"), 1, needle)
-    assert snapshot(run_copy) == before
+    refused_by_analyze_and_resume(run_copy, capsys, corrupt, needle, rundir.DATASET)
+
+
+def refused_by_analyze_and_resume(run, capsys, corrupt, needle: str, filename: str) -> None:
+    """After ``corrupt``, analyze and resume each refuse with one line naming ``filename``; nothing changes."""
+    corrupt(run)
+    before = snapshot(run)
+    err = check(capsys, run_cli("analyze", run), 1, needle)
+    assert filename in err
+    check(capsys, run_cli("train", "--resume", "--out", run, "--epochs", "130"), 1, needle)
+    assert snapshot(run) == before
 
 
 # ---------------------------------------------------------------- checkpoints
@@ -219,12 +217,7 @@ METRICS = [
 
 @pytest.mark.parametrize("name, corrupt, needle", METRICS, ids=[c[0] for c in METRICS])
 def test_bad_metrics(run_copy, capsys, name, corrupt, needle):
-    corrupt(run_copy)
-    before = snapshot(run_copy)
-    err = check(capsys, run_cli("analyze", run_copy), 1, needle)
-    assert "metrics.jsonl" in err
-    check(capsys, run_cli("train", "--resume", "--out", run_copy, "--epochs", "130"), 1, needle)
-    assert snapshot(run_copy) == before
+    refused_by_analyze_and_resume(run_copy, capsys, corrupt, needle, rundir.METRICS)
 
 
 # ---------------------------------------------------------------- train state
