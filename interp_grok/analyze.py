@@ -34,6 +34,7 @@ import torch
 
 from . import rundir
 from .circuits import project_sum_frequencies
+from .config import ConfigError
 from .evaluation import metrics_from_logits, sum_sq_weights, weight_norms
 from .fourier import KEY_FREQ_RULE, KEY_FREQ_THRESHOLD, frequency_norms, gini, key_frequencies, key_set_is_flat
 from .memorization import example_stats, first_fit_epoch, forgetting_events, fraction_by_noise
@@ -469,3 +470,64 @@ def read_analysis(run: rundir.Run) -> Analysis:
     an.train_idx, an.train_noise = mem.get("train_idx"), mem.get("noise")  # everything the file stores
     an.first_fit_epoch, an.forgetting_events = mem.get("first_fit_epoch"), mem.get("forgetting_events")
     return an
+
+
+def analyze_run_dir(
+    path: Path,
+    *,
+    key_freqs: list[int] | None = None,
+    threshold: float = KEY_FREQ_THRESHOLD,
+    force: bool = False,
+    drop_missing: bool = False,
+    progress: ProgressFn | None = None,
+    on_note: Callable[[str], None] | None = None,
+    draw: Callable[[rundir.Run, Analysis, Path], list[Path]] | None = None,
+) -> tuple[rundir.Run, Analysis, Path, list[Path]]:
+    """What `interp-grok analyze RUN_DIR` does, for a run or a sweep's worker: under the run's
+    analysis lock, read the stored analysis (reusing its rows), analyze, write, and ``draw``.
+
+    A stored analysis that cannot be read is recomputed (``on_note`` is told why), unless it holds
+    rows of checkpoints no longer on disk: those cannot be recomputed, so RunDirError unless
+    ``drop_missing``. Returns (run, analysis, analysis directory, the paths ``draw`` returned).
+    """
+    # the lock before the run is read: a `train --overwrite` cannot replace it under us
+    with rundir.locked(rundir.require_run_dir(Path(path)), rundir.ANALYSIS_LOCK) as lock:
+        lock.announce(rundir.command_line())
+        run = rundir.load_run(path)
+        if key_freqs is not None and any(not 1 <= k <= run.config.p // 2 for k in key_freqs):
+            raise ConfigError(f"key frequencies must be in 1..{run.config.p // 2} (got {key_freqs})")
+        previous = None
+        if (analysis_dir(run.path) / PROGRESS_CSV).exists():
+            try:
+                previous = read_analysis(run)
+            except rundir.RunDirError as e:
+                # rows of checkpoints no longer on disk (a trimmed run) cannot be recomputed: never
+                # drop them silently because the stored files are unreadable or mixed
+                gone = sorted(set(stored_epochs(run)) - set(run.checkpoint_epochs))
+                if gone and not drop_missing:
+                    raise rundir.RunDirError(
+                        f"{e}; it also holds rows for {len(gone)} checkpoints no longer on disk, which cannot be "
+                        "recomputed: restore analysis/ (e.g. from git or a backup), or pass --drop-missing to "
+                        "analyze only the checkpoints on disk") from None
+                if on_note:
+                    on_note(f"the stored analysis is not reused: {e}")
+        an = analyze_run(run, key_freqs=key_freqs, threshold=threshold, previous=previous, force=force,
+                         drop_missing=drop_missing, progress=progress)
+        out = write_analysis(run, an)
+        figures = draw(run, an, out) if draw is not None else []
+    return run, an, out, figures
+
+
+def is_current(run: rundir.Run) -> bool:
+    """Whether the run's stored analysis covers every checkpoint on disk, at this analysis version,
+    and matches its manifest (what a sweep's analyze skips)."""
+    out = analysis_dir(run.path)
+    if not (out / MANIFEST).exists():
+        return False
+    try:
+        if rundir.read_json(out / MANIFEST).get("analysis_version") != ANALYSIS_VERSION:
+            return False
+        an = read_analysis(run)
+    except rundir.RunDirError:
+        return False
+    return set(an.epochs.tolist()) >= set(run.checkpoint_epochs)

@@ -269,7 +269,10 @@ def _add_analyze_parser(sub) -> None:
         description="Fourier spectrum of W_E, restricted/excluded loss, weight norms and memorization of noisy "
         "vs clean labels for every checkpoint of RUN_DIR; writes RUN_DIR/analysis/.",
     )
-    ap.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a run directory written by `interp-grok train`")
+    ap.add_argument("run_dir", type=Path, metavar="RUN_DIR",
+                    help="a run directory written by `interp-grok train`, or a sweep directory (SWEEP_DIR, with "
+                    "sweep.json): then every run not analyzed yet is analyzed, and SWEEP_DIR/analysis/ gets "
+                    "table.csv and phase diagrams")
     ap.add_argument("--key-freqs", type=_parse_freqs, default=None, metavar="K1,K2,...",
                     help="use these key frequencies instead of choosing them from the final W_E spectrum")
     ap.add_argument("--threshold", type=float, default=KEY_FREQ_THRESHOLD,
@@ -281,56 +284,118 @@ def _add_analyze_parser(sub) -> None:
                     "cannot be reused (--force or another key set)")
     ap.add_argument("--no-figures", action="store_true", help="skip the figures")
     ap.add_argument("--threads", type=int, default=None,
-                    help=f"torch CPU threads (default: min(cores, 4) = {_default_threads()} here)")
+                    help=f"torch CPU threads (default: min(cores, 4) = {_default_threads()} here; 1 per run for a "
+                    "sweep)")
+    sw = ap.add_argument_group("sweeps (SWEEP_DIR)")
+    sw.add_argument("--x", default=None, help="setting on the x axis of the figures (field or short name: n, wd, "
+                    "tf, xi, lr, a, ...; default: the first swept setting)")
+    sw.add_argument("--y", default=None, help="setting on the y axis (default: the second swept setting)")
+    sw.add_argument("--facet", default=None, help="setting drawn as one panel per value (default: the third "
+                    "swept setting other than seeds, if any; 'none' for no facets)")
+    sw.add_argument("--workers", type=int, default=None, help="runs analyzed at once (default: the usable cores)")
     ap.set_defaults(func=_cmd_analyze)
 
 
 def _cmd_analyze(args) -> int:
     import torch
 
-    from .analyze import analyze_run, read_analysis, stored_epochs, write_analysis, x_value_columns
+    from .analyze import analyze_run_dir, x_value_columns
     from .plotting import draw_all
-    from .rundir import ANALYSIS_DIR, ANALYSIS_LOCK, PROGRESS_CSV, command_line, load_run, locked
 
     if not 0.0 < args.threshold <= 1.0:
         raise ConfigError(f"threshold must be in (0, 1] (got {args.threshold})")
     if args.threads is not None and args.threads < 1:
         raise ConfigError(f"threads must be an integer >= 1 (got {args.threads})")
+    if (args.run_dir / "sweep.json").exists():
+        return _analyze_sweep(args)
+    if any(getattr(args, k) is not None for k in ("x", "y", "facet", "workers")):
+        raise ConfigError(f"{args.run_dir} is a run, not a sweep: --x, --y, --facet and --workers apply to sweeps")
     torch.set_num_threads(args.threads or _default_threads())
     t0 = time.perf_counter()
-    # the lock before the run is read: a `train --overwrite` cannot replace it under us
-    with locked(require_run_dir(args.run_dir), ANALYSIS_LOCK) as lock:  # one analyzer per run at a time
-        lock.announce(command_line())
-        run = load_run(args.run_dir)
-        if args.key_freqs is not None and any(not 1 <= k <= run.config.p // 2 for k in args.key_freqs):
-            raise ConfigError(f"key frequencies must be in 1..{run.config.p // 2} (got {args.key_freqs})")
-        previous = None
-        if (run.path / ANALYSIS_DIR / PROGRESS_CSV).exists():
-            try:
-                previous = read_analysis(run)
-            except RunDirError as e:
-                # rows of checkpoints no longer on disk (a trimmed run) cannot be recomputed: never
-                # drop them silently because the stored files are unreadable or mixed
-                gone = sorted(set(stored_epochs(run)) - set(run.checkpoint_epochs))
-                if gone and not args.drop_missing:
-                    raise RunDirError(f"{e}; it also holds rows for {len(gone)} checkpoints no longer on disk, which "
-                                      "cannot be recomputed: restore analysis/ (e.g. from git or a backup), or pass "
-                                      "--drop-missing to analyze only the checkpoints on disk") from None
-                print(f"interp-grok analyze: note: the stored analysis is not reused: {e}", file=sys.stderr)
-        bar = _CheckpointBar()
-        try:
-            an = analyze_run(run, key_freqs=args.key_freqs, threshold=args.threshold, previous=previous,
-                             force=args.force, drop_missing=args.drop_missing, progress=bar)
-        finally:
-            bar.close()
-        out = write_analysis(run, an)
-        figures = [] if args.no_figures else draw_all(an, an.summary["noise_floor"],
-                                                      x_value_columns(run.dataset.noise), out / "figures",
-                                                      run_name=str(run.path))
+    bar = _CheckpointBar()
+
+    def draw(run, an, out):
+        if args.no_figures:
+            return []
+        return draw_all(an, an.summary["noise_floor"], x_value_columns(run.dataset.noise), out / "figures",
+                        run_name=str(run.path))
+
+    try:
+        run, an, out, figures = analyze_run_dir(
+            args.run_dir, key_freqs=args.key_freqs, threshold=args.threshold, force=args.force,
+            drop_missing=args.drop_missing, progress=bar, draw=draw,
+            on_note=lambda msg: print(f"interp-grok analyze: note: {msg}", file=sys.stderr))
+    finally:
+        bar.close()
     _print_summary(run, an, out, figures, time.perf_counter() - t0)
     for msg in an.bad_checkpoints:
         print(f"interp-grok analyze: error: {msg}", file=sys.stderr)
     return 1 if an.bad_checkpoints else 0
+
+
+def _analyze_sweep(args) -> int:
+    from .plotting import draw_sweep
+    from .sweep import read_sweep
+    from .sweep_analysis import (
+        FIGURES,
+        SWEEP_ANALYSIS_DIR,
+        analyze_sweep,
+        axis_name,
+        default_axes,
+        sweep_rows,
+        write_table,
+    )
+
+    if args.key_freqs is not None or args.drop_missing:
+        raise ConfigError("--key-freqs and --drop-missing apply to one run; analyze that run directly")
+    if args.workers is not None and args.workers < 1:
+        raise ConfigError(f"workers must be an integer >= 1 (got {args.workers})")
+    t0 = time.perf_counter()
+    sweep = read_sweep(args.run_dir)
+    order = default_axes(sweep.grid.axes)
+    try:
+        chosen = [axis_name(sweep, a) if a is not None and a != "none" else a for a in (args.x, args.y, args.facet)]
+    except KeyError as e:
+        raise ConfigError(e.args[0]) from None
+    rest = [a for a in order if a not in chosen]
+    x = chosen[0] or (rest.pop(0) if rest else None)
+    y = chosen[1] or (rest.pop(0) if rest else None)
+    facet = None if args.facet == "none" else chosen[2] or next((a for a in rest if a not in ("seed", "data_seed")),
+                                                                 None)
+    if x is None or y is None:
+        raise ConfigError(f"a phase diagram needs two swept settings; {sweep.path} sweeps "
+                          f"{', '.join(order) or 'none'}")
+    if len({x, y, facet} - {None}) < len([a for a in (x, y, facet) if a is not None]):
+        raise ConfigError(f"--x, --y and --facet must be different settings (got {x}, {y}, {facet})")
+
+    def progress(done: int, total: int) -> None:
+        if sys.stderr.isatty():
+            print(f"\ranalyze: {done}/{total} runs", end="", file=_STDERR, flush=True)
+
+    results = analyze_sweep(sweep, workers=args.workers, threads=args.threads or 1, force=args.force,
+                            progress=progress)
+    if sys.stderr.isatty():
+        print(file=_STDERR)
+    rows = sweep_rows(sweep)
+    table = write_table(sweep, rows)
+    figures = [] if args.no_figures else draw_sweep(rows, x, y, facet, sweep.path / SWEEP_ANALYSIS_DIR / FIGURES)
+    counts: dict[str, int] = {}
+    for r in results.values():
+        counts[r["status"]] = counts.get(r["status"], 0) + 1
+    print(f"analyzed sweep {sweep.path}: {len(rows)} runs (" + ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
+          + f") in {_fmt_duration(time.perf_counter() - t0)}")
+    phases: dict[str, int] = {}
+    for r in rows:
+        if r["final_phase"] is not None:
+            phases[r["final_phase"]] = phases.get(r["final_phase"], 0) + 1
+    print("final phases: " + (", ".join(f"{k} {v}" for k, v in sorted(phases.items())) or "none yet")
+          + f"; {sum(1 for r in rows if r['settled'] is False)} not settled")
+    print(f"wrote {table}" + (f" and {len(figures)} figures in {table.parent / FIGURES}/ ({x} x {y}"
+                              + (f", by {facet}" if facet else "") + ")" if figures else ""))
+    failed = {n: r for n, r in results.items() if r["status"] == "failed"}
+    for n, r in failed.items():
+        print(f"interp-grok analyze: error: {sweep.run_dir(n)}: {r['error']}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 class _CheckpointBar:

@@ -342,6 +342,131 @@ def plot_ipr_histograms(iprs: dict[str, torch.Tensor], title: str, *, ax: Axes |
         return _heading(ax, own, title)
 
 
+# ------------------------------------------------------------------ sweeps (rows of SWEEP/analysis/table.csv)
+
+PHASE_COLORS = {"confusion": "#bdbdbd", "forgetting": "#636363", "memorization": "#d95f02",
+                "generalization": "#1b9e77", "coexistence": "#7570b3", "partial_inversion": "#66a61e",
+                "full_inversion": "#1b9e77"}
+PHASE_SHORT = {"confusion": "conf", "forgetting": "forget", "memorization": "mem", "generalization": "gen",
+               "coexistence": "coex", "partial_inversion": "part inv", "full_inversion": "full inv"}
+
+
+def _sweep_grid(rows: list[dict], x: str, y: str, facet: str | None):
+    """(facet values, y values, x values, cells) of a sweep table; cells from sweep_analysis.aggregate."""
+    from .sweep_analysis import aggregate
+
+    cells = aggregate(rows, x, y, facet)
+    facets = sorted({k[0] for k in cells}, key=lambda v: (v is None, v))
+    ys = sorted({k[1] for k in cells})
+    xs = sorted({k[2] for k in cells})
+    return facets, ys, xs, cells
+
+
+def _sweep_axes(fig, n: int, width: float, height: float):
+    if fig is None:
+        fig, axes = plt.subplots(1, n, figsize=(width * n + 1.5, height), layout="constrained", squeeze=False)
+    else:
+        axes = fig.subplots(1, n, squeeze=False)
+    return fig, list(axes[0])
+
+
+def _label_axes(ax, x: str, y: str, xs: list, ys: list, facet: str | None, fv) -> None:
+    ax.set_xticks(range(len(xs)), [f"{v:g}" if isinstance(v, float) else str(v) for v in xs])
+    ax.set_yticks(range(len(ys)), [f"{v:g}" if isinstance(v, float) else str(v) for v in ys])
+    ax.set_xlim(-0.5, len(xs) - 0.5)
+    ax.set_ylim(-0.5, len(ys) - 0.5)
+    ax.set_xlabel(x)
+    ax.set_ylabel(y)
+    ax.grid(False)
+    if facet is not None:
+        ax.set_title(f"{facet} = {fv}", fontsize=9)
+
+
+def plot_phase_diagram(rows: list[dict], x: str, y: str, facet: str | None = None, title: str = "", *,
+                       fig: Figure | SubFigure | None = None) -> Figure:
+    """Final phase of every run over two swept settings (a third as facets): each cell split in
+    proportion to the share of its runs (seeds and any other axis pooled) in each phase, labelled
+    with the commonest phase, its count, and a dagger when some run had not settled."""
+    from .sweep_analysis import phase_shares
+
+    with _style():
+        facets, ys, xs, cells = _sweep_grid(rows, x, y, facet)
+        fig, axes = _sweep_axes(fig, len(facets), 1.1 * len(xs) + 1.2, 0.75 * len(ys) + 1.6)
+        for ax, fv in zip(axes, facets):
+            for (f, yv, xv), cell in cells.items():
+                if f != fv:
+                    continue
+                i, j = xs.index(xv), ys.index(yv)
+                left = i - 0.46
+                for ph, share in phase_shares(cell).items():
+                    ax.add_patch(matplotlib.patches.Rectangle((left, j - 0.46), 0.92 * share, 0.92,
+                                                              color=PHASE_COLORS.get(ph, "white"), lw=0))
+                    left += 0.92 * share
+                top, share = next(iter(phase_shares(cell).items()))
+                dagger = "" if all(r.get("settled") for r in cell) else " \u2020"
+                ax.text(i, j, f"{PHASE_SHORT.get(top, top)}\n{round(share * len(cell))}/{len(cell)}{dagger}",
+                        ha="center", va="center", fontsize=7, color="black")
+            _label_axes(ax, x, y, xs, ys, facet, fv)
+        handles = [matplotlib.patches.Patch(color=c, label=ph.replace("_", " ")) for ph, c in PHASE_COLORS.items()
+                   if ph != "generalization"]
+        handles.append(matplotlib.patches.Patch(color=PHASE_COLORS["generalization"],
+                                                label="generalization (no noisy label) / full inversion"))
+        fig.legend(handles=handles, loc="outside right upper", fontsize=7)
+        fig.suptitle(title or f"Final phase over {x} x {y} (\u2020: a run had not settled)", fontsize=10)
+    return _root(fig)
+
+
+def plot_sweep_values(rows: list[dict], x: str, y: str, column: str = "test_acc_clean", facet: str | None = None,
+                      title: str = "", log: bool = False, *, fig: Figure | SubFigure | None = None) -> Figure:
+    """A table column over two swept settings: the cell's color is the mean over its runs (seeds
+    pooled), its text mean and spread (sample sd; n runs with a value / runs). ``log`` for epochs."""
+    with _style():
+        facets, ys, xs, cells = _sweep_grid(rows, x, y, facet)
+        fig, axes = _sweep_axes(fig, len(facets), 1.1 * len(xs) + 1.2, 0.75 * len(ys) + 1.6)
+        values = [r[column] for c in cells.values() for r in c if r.get(column) is not None]
+        lo, hi = (min(values), max(values)) if values else (0.0, 1.0)
+        if column.startswith(("test_acc", "train_")) and not log:
+            lo, hi = 0.0, 1.0
+        norm = (matplotlib.colors.LogNorm(max(lo, 1), max(hi, 2)) if log
+                else matplotlib.colors.Normalize(lo, hi if hi > lo else lo + 1))
+        cmap = plt.get_cmap("viridis")
+        for ax, fv in zip(axes, facets):
+            for (f, yv, xv), cell in cells.items():
+                if f != fv:
+                    continue
+                i, j = xs.index(xv), ys.index(yv)
+                v = np.array([r[column] for r in cell if r.get(column) is not None], dtype=float)
+                if v.size:
+                    mean = v.mean()
+                    ax.add_patch(matplotlib.patches.Rectangle((i - 0.46, j - 0.46), 0.92, 0.92,
+                                                              color=cmap(norm(mean)), lw=0))
+                    sd = f"\n\u00b1{v.std(ddof=1):.2g}" if v.size > 1 else ""
+                    text = (f"{mean:.0f}" if log else f"{mean:.2f}") + sd + f"\n{v.size}/{len(cell)}"
+                    ax.text(i, j, text, ha="center", va="center", fontsize=6.5,
+                            color="white" if norm(mean) < 0.5 else "black")
+                else:
+                    ax.text(i, j, f"\u2013\n0/{len(cell)}", ha="center", va="center", fontsize=7)
+            _label_axes(ax, x, y, xs, ys, facet, fv)
+        fig.colorbar(matplotlib.cm.ScalarMappable(norm=norm, cmap=cmap), ax=axes, label=column, shrink=0.8)
+        fig.suptitle(title or f"{column} over {x} x {y} (mean, \u00b1sd, runs with a value / runs)", fontsize=10)
+    return _root(fig)
+
+
+def draw_sweep(rows: list[dict], x: str, y: str, facet: str | None, out_dir: Path) -> list[Path]:
+    """The standard figures of a sweep (what `interp-grok analyze SWEEP_DIR` draws), closed."""
+    from .phases import TRANSITIONS
+
+    stem = f"{x}_{y}" + (f"_by_{facet}" if facet else "")
+    out = [save_figure(plot_phase_diagram(rows, x, y, facet), Path(out_dir) / f"phases_{stem}.png", close=True),
+           save_figure(plot_sweep_values(rows, x, y, "test_acc_clean", facet), Path(out_dir) /
+                       f"test_acc_clean_{stem}.png", close=True)]
+    for col in TRANSITIONS:
+        if any(r.get(col) is not None for r in rows):
+            out.append(save_figure(plot_sweep_values(rows, x, y, col, facet, log=True),
+                                   Path(out_dir) / f"{col}_{stem}.png", close=True))
+    return out
+
+
 def save_figure(fig: Figure, path: Path | str, close: bool = False) -> Path:
     """Save as PNG without the metadata that changes between runs or versions (same bytes every
     time), atomically. The figure stays open (so Jupyter still shows it) unless ``close``."""

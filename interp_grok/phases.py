@@ -1,0 +1,140 @@
+"""Phases of learning under label noise: a label per checkpoint, transition epochs, a final phase.
+
+Doshi et al. (2024, "To grok or not to grok", science.md §8) name the phases of a network trained
+on corrupted labels from its train and test accuracy with 90 % thresholds. Here they are adapted
+to additive noise and read from four measures the analysis already has at every checkpoint
+(progress.csv columns, each a fraction whose best achievable value is 1 whatever the noise):
+
+    F = train_clean_acc             clean-labelled training examples (X = 0) predicted as labelled
+    M = train_noisy_memorized_frac  noisy-labelled training examples (X != 0) predicted as labelled
+    C = train_noisy_corrected_frac  noisy-labelled training examples predicted as their clean label
+    G = test_acc_clean              test pairs predicted as a + b
+
+Because each is a fraction of its own group, the thresholds need no correction for the noise
+level: Doshi et al.'s "training accuracy about 1 - corrupted fraction" (full inversion) is F = 1
+and C = 1 here, whatever the noisy fraction. The decision list, with tau = PHASE_THRESHOLD, is
+
+    F < tau                       forgetting if F >= tau at an earlier checkpoint, else confusion
+    else G < tau                  memorization
+    else no noisy training label  generalization (noise-free: Liu et al.'s comprehension)
+    else M >= tau                 coexistence       (clean test generalizes, noisy labels kept)
+    else C >= tau                 full inversion    (noisy labels predicted as their clean label)
+    else                          partial inversion
+
+A run's transition epochs are read off its trajectory (see ``transition_epochs``), and its final
+phase counts as settled when every checkpoint in the last SETTLE_FRACTION of its epochs has it.
+Thresholds and the settling window were fixed before any sweep was looked at. Pure functions on
+tensors; docs/measurements.md#phases gives the reasoning.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+PHASE_THRESHOLD = 0.9  # Doshi et al.'s 90 %
+SETTLE_FRACTION = 0.25  # the final phase must hold over the last quarter of the epochs
+PHASES = ("confusion", "forgetting", "memorization", "generalization", "coexistence", "partial_inversion",
+          "full_inversion")
+MEASURES = ("train_clean_acc", "train_noisy_memorized_frac", "train_noisy_corrected_frac", "test_acc_clean")
+TRANSITIONS = ("fit_epoch", "grok_epoch", "inversion_epoch", "forget_epoch")
+
+__all__ = ["MEASURES", "PHASES", "PHASE_THRESHOLD", "SETTLE_FRACTION", "TRANSITIONS", "phase_trajectory",
+           "run_phases", "settled", "transition_epochs"]
+
+
+def _f64(x) -> torch.Tensor:
+    return torch.as_tensor(x, dtype=torch.float64).flatten()
+
+
+def phase_trajectory(clean_fit, memorized, corrected, test_clean, tau: float = PHASE_THRESHOLD) -> list[str]:
+    """The phase at each checkpoint from the four measures (each [T], in checkpoint order).
+
+    ``memorized`` and ``corrected`` are NaN where a run has no noisy training label (n = 0 or
+    xi = 0): its generalizing checkpoints are "generalization".
+    """
+    F, M, C, G = (_f64(x) for x in (clean_fit, memorized, corrected, test_clean))
+    if not F.shape == M.shape == C.shape == G.shape:
+        raise ValueError(f"the four measures need one value per checkpoint; got shapes "
+                         f"{[list(x.shape) for x in (F, M, C, G)]}")
+    if not 0.0 < tau <= 1.0:
+        raise ValueError(f"tau must be in (0, 1] (got {tau})")
+    out, was_fit = [], False
+    for f, m, c, g in zip(F.tolist(), M.tolist(), C.tolist(), G.tolist()):
+        if not f >= tau:  # NaN F (no clean-labelled example) counts as not fit
+            out.append("forgetting" if was_fit else "confusion")
+            continue
+        was_fit = True
+        if not g >= tau:
+            out.append("memorization")
+        elif math.isnan(m):
+            out.append("generalization")
+        elif m >= tau:
+            out.append("coexistence")
+        elif c >= tau:
+            out.append("full_inversion")
+        else:
+            out.append("partial_inversion")
+    return out
+
+
+def _first_from(epochs: list[int], holds: list[bool]) -> int | None:
+    """The first epoch from which ``holds`` is true at every later checkpoint (None: not at the end)."""
+    if not holds or not holds[-1]:
+        return None
+    i = len(holds) - 1
+    while i > 0 and holds[i - 1]:
+        i -= 1
+    return epochs[i]
+
+
+def transition_epochs(epochs, clean_fit, memorized, corrected, test_clean,
+                      tau: float = PHASE_THRESHOLD) -> dict[str, int | None]:
+    """The epochs where a run enters its phases (None where it never does).
+
+    fit_epoch        first checkpoint fitting the training labels: F >= tau and, where there are
+                     noisy labels, M >= tau (Doshi et al.'s memorization; a first crossing)
+    grok_epoch       first checkpoint from which G >= tau holds at every later one
+    inversion_epoch  first checkpoint from which C >= tau (and F >= tau) holds at every later one
+    forget_epoch     first checkpoint from which F < tau holds at every later one, after fit_epoch
+
+    "From which it holds" rather than a first crossing, so a run that crosses and falls back
+    has no grok epoch yet; a run whose condition holds at the last checkpoint has one.
+    """
+    e = [int(x) for x in _f64(epochs).tolist()]
+    F, M, C, G = (_f64(x).tolist() for x in (clean_fit, memorized, corrected, test_clean))
+    fit = next((ep for ep, f, m in zip(e, F, M) if f >= tau and (math.isnan(m) or m >= tau)), None)
+    forget = None
+    if fit is not None:
+        after = [ep >= fit for ep in e]
+        start = after.index(True)
+        forget = _first_from(e[start:], [not f >= tau for f in F[start:]])
+    return {
+        "fit_epoch": fit,
+        "grok_epoch": _first_from(e, [g >= tau for g in G]),
+        "inversion_epoch": _first_from(e, [c >= tau and f >= tau for c, f in zip(C, F)]),
+        "forget_epoch": forget,
+    }
+
+
+def settled(epochs, phases: list[str], fraction: float = SETTLE_FRACTION) -> bool:
+    """Whether the final phase holds at every checkpoint in the last ``fraction`` of the epochs."""
+    e = _f64(epochs).tolist()
+    if not phases:
+        return False
+    start = e[-1] * (1.0 - fraction)
+    return all(ph == phases[-1] for ep, ph in zip(e, phases) if ep >= start)
+
+
+def run_phases(epochs, rows: list[dict], tau: float = PHASE_THRESHOLD) -> dict:
+    """Phase trajectory, final phase, whether it settled and the transition epochs of one run,
+    from its progress.csv rows (``Analysis.rows``) at ``epochs``."""
+    cols = [[r[k] for r in rows] for k in MEASURES]
+    traj = phase_trajectory(*cols, tau=tau)
+    return {
+        "phases": traj,
+        "final_phase": traj[-1] if traj else None,
+        "settled": settled(epochs, traj),
+        **transition_epochs(epochs, *cols, tau=tau),
+    }
