@@ -64,6 +64,27 @@ for n, (_run, an) in runs.items():
         for name, e in marks.items() if e is not None))
 
 # %% [markdown]
+# The test loss keeps rising after memorization, peaks, and falls through circuit formation; in
+# a run that generalizes, the cleanup (Σθ² falling, Gini rising) goes on for thousands of epochs
+# after the clean test accuracy passes 95 %: the curves around generalization, and the first
+# epoch from which Σθ² stays within 1 % of its final value.
+
+# %%
+for n, (_run, an) in runs.items():
+    rows = {r["epoch"]: r for r in an.rows}
+    peak = max(an.rows, key=lambda r: r["test_loss"])
+    line = f"n = {n}: test loss peaks at {peak['test_loss']:.3g} at epoch {peak['epoch']}"
+    g = landmarks(an)["generalized"]
+    if g is not None:
+        final_sq = an.rows[-1]["sum_sq_weights"]
+        settled = next(e for e in rows if all(rows[f]["sum_sq_weights"] <= 1.01 * final_sq for f in rows if f >= e))
+        line += "; around generalization: " + "; ".join(
+            f"{e}: test loss {rows[e]['test_loss']:.3g}, Σθ² {rows[e]['sum_sq_weights']:.0f}, Gini "
+            f"{rows[e]['gini_W_E']:.2f}" for e in (g - 1000, g, g + 2000, g + 4000) if e in rows)
+        line += f"; Σθ² within 1 % of its final {final_sq:.0f} from epoch {settled}"
+    print(line)
+
+# %% [markdown]
 # ## Is the circuit there before the network uses it?
 #
 # Accuracy against the clean labels, on all pairs, of the full logits and of the *restricted*

@@ -67,7 +67,8 @@ def _default_threads() -> int:
 # (flag, Config field, type, help)
 _TRAIN_FLAGS = [
     ("--p", "p", int, "modulus; tokens are 0..p-1 (>= 2)"),
-    ("--noise", "noise_n", int, "n of the label noise X = Binomial(n, p_bin) - floor(n/2) (>= 0)"),
+    ("--noise", "noise_n", int, "n of the label noise X = Binomial(n, p_bin) - floor(n/2) (>= 0); an odd n "
+     "(at p_bin 0.5) makes X = 0 and X = 1 equally likely, with a warning"),
     ("--p-bin", "p_bin", float, "success probability of the binomial noise, in [0, 1]"),
     ("--noise-frac", "noise_frac", float, "fraction of the pairs whose label gets the noise (the others keep "
      "X = 0), in [0, 1]"),
@@ -146,6 +147,7 @@ def _cmd_train(args) -> int:
         elif last is not None and threads != last:
             print(f"interp-grok train: note: {out} was trained with {last} thread(s), resuming with {threads}: "
                   "the continuation will not be bit-identical to an uninterrupted run", file=sys.stderr)
+        _warn_noise("train", stored)
         total = given.get("epochs", stored.epochs)
         progress = _Progress(total, f"resuming {out} to epoch {total}")
         result = resume(out, epochs=given.get("epochs"), device=args.device, threads=threads,
@@ -155,6 +157,7 @@ def _cmd_train(args) -> int:
         out = args.out if args.out is not None else default_run_dir(config)
         check_out_dir(out, args.overwrite)
         check_resources(config, out)
+        _warn_noise("train", config)
         progress = _Progress(config.epochs, f"training {out}: p={config.p} noise_n={config.noise_n} "
                              f"epochs={config.epochs} checkpoints={len(config.checkpoint_epochs)} threads={threads}")
         result = train(config, out, device=args.device, overwrite=args.overwrite, threads=threads,
@@ -170,6 +173,15 @@ def _cmd_train(args) -> int:
         + _fmt_duration(result.wall_s)
     )
     return 0
+
+
+def _warn_noise(cmd: str, config: Config) -> None:
+    """One warning line on stderr when X = 0 is not the unique mode of the label noise (e.g. odd n)."""
+    from .noise import clean_label_warning
+
+    msg = clean_label_warning(config.noise_n, config.p_bin, config.p, config.noise_frac)
+    if msg is not None:
+        print(f"interp-grok {cmd}: warning: {msg}", file=sys.stderr)
 
 
 def _flag_value(value) -> str:
@@ -520,6 +532,18 @@ def _grid_from_args(args):
     return Grid(axes, fixed) if axes or fixed else None
 
 
+def _warn_noise_grid(sweep) -> None:
+    """One warning line for the whole grid if any point's label noise does not have X = 0 as its unique mode."""
+    from .noise import clean_label_warning
+
+    hits = [(name, clean_label_warning(c.noise_n, c.p_bin, c.p, c.noise_frac))
+            for name, c in ((name, sweep.config(name)) for name in sweep.runs)]
+    hits = [(name, msg) for name, msg in hits if msg is not None]
+    if hits:
+        print(f"interp-grok sweep: warning: {len(hits)} of {len(sweep.runs)} grid points (first: {hits[0][0]}): "
+              f"{hits[0][1]}", file=sys.stderr)
+
+
 def _cmd_sweep(args) -> int:
     from .sweep import plan_sweep, read_sweep, run_sweep, run_sweep_submitit, submitit_executor
 
@@ -538,6 +562,7 @@ def _cmd_sweep(args) -> int:
         return 0
     sweep = plan_sweep(args.sweep_dir, _grid_from_args(args), extend=args.extend)
     n_runs = len(sweep.runs)
+    _warn_noise_grid(sweep)
     bar = _SweepBar()
     t0 = time.perf_counter()
     try:

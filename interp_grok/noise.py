@@ -26,6 +26,27 @@ def noise_pmf(n: int, p_bin: float, p: int, noise_frac: float = 1.0) -> torch.Te
     return pmf
 
 
+def clean_label_warning(n: int, p_bin: float, p: int, noise_frac: float = 1.0) -> str | None:
+    """None if X = 0 is the unique most likely noise value, else why the clean label is not the best guess.
+
+    X = Bin(n, p_bin) - floor(n/2) is centered on 0 only when the binomial's mode is floor(n/2):
+    an odd n at p_bin = 1/2 ties P(X = 0) with P(X = 1) (mean +1/2), and a skewed p_bin moves the
+    mode away from 0. Then the clean label a + b is not what a perfect learner of the noisy labels
+    predicts, and clean-label accuracy is no longer its ceiling (ties count: no unique maximum).
+    """
+    pmf = noise_pmf(n, p_bin, p, noise_frac)
+    p0 = pmf[0].item()
+    r = int(pmf[1:].argmax()) + 1
+    if p0 > pmf[r].item() * (1 + 1e-12):
+        return None
+    x = r if r <= p // 2 else r - p
+    mean = noise_frac * (n * p_bin - n // 2)
+    frac = f", noise_frac={noise_frac:g}" if noise_frac < 1 else ""
+    return (f"the clean label is not the unique most likely label under noise n={n}, p_bin={p_bin:g}{frac} "
+            f"(P(X=0) = {p0:.3g}, P(X={x:+d}) = {pmf[r].item():.3g}, mean of X {mean:+.3g}): clean-label "
+            "accuracy is not what the noisy labels teach (an even n at p_bin = 0.5 keeps 0 the mode)")
+
+
 def noise_floor(n: int, p_bin: float, p: int, noise_frac: float = 1.0) -> dict[str, float]:
     """entropy (nats), p_zero, nll_clean = -log p_zero, p_mode of the label noise mod p."""
     pmf = noise_pmf(n, p_bin, p, noise_frac)

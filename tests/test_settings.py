@@ -13,6 +13,7 @@ from conftest import TINY, run_cli
 
 from interp_grok import Config, make_dataset, noise_floor, noise_pmf, rundir
 from interp_grok.model import init_params
+from interp_grok.noise import clean_label_warning
 
 REF = Path(__file__).resolve().parents[1] / "checkpoints"
 
@@ -92,3 +93,26 @@ def test_older_runs_have_the_only_value_their_version_could_have(tiny_run, tmp_p
     (out / "config.json").write_text(json.dumps({**raw, "format_version": 3}))  # version 3 must have them
     with pytest.raises(rundir.RunDirError, match="missing config keys noise_frac, init_scale"):
         rundir.load_run(out)
+
+
+def test_label_noise_whose_mode_is_not_zero_is_warned_about_once(tmp_path, capsys):
+    """Odd n at p_bin = 1/2 ties P(X = 0) with P(X = 1) (mean +1/2), a skewed p_bin moves the mode:
+    one warning line on stderr, and the run still trains; even n at p_bin = 1/2 is quiet."""
+    assert clean_label_warning(4, 0.5, 97) is None and clean_label_warning(0, 0.5, 97) is None
+    assert "P(X=0) = 0.375, P(X=+1) = 0.375, mean of X +0.5" in clean_label_warning(3, 0.5, 97)
+    assert "P(X=-1) = 0.412" in clean_label_warning(4, 0.3, 97)  # the binomial's mode is 1, not 2
+    assert clean_label_warning(4, 0.6, 97) is not None  # P(X=0) = P(X=1) = 0.3456: a tie is warned about
+    assert clean_label_warning(3, 0.5, 97, noise_frac=0.5) is None  # the unnoised half makes 0 the mode
+    small = [a if a != "120" else "5" for a in TINY]
+    for n, warned in ((3, True), (4, False)):
+        assert run_cli("train", *small, "--noise", n, "--out", tmp_path / f"n{n}") == 0
+        err = capsys.readouterr().err
+        lines = [line for line in err.splitlines() if "warning" in line]
+        assert lines == ([f"interp-grok train: warning: {clean_label_warning(n, 0.5, 11)}"] if warned else []), err
+        assert rundir.load_run(tmp_path / f"n{n}").checkpoint_epochs[-1] == 5
+    grid = ["--p", "11", "--d-model", "16", "--epochs", "2", "--eval-every", "1", "--checkpoints", "2"]
+    assert run_cli("sweep", tmp_path / "s", *grid, "--noise", "2,3,5", "--workers", "1") == 0
+    lines = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+    assert len(lines) == 1 and lines[0].startswith("interp-grok sweep: warning: 2 of 3 grid points"), lines
+    assert run_cli("sweep", tmp_path / "s2", *grid, "--noise", "2,4", "--workers", "1") == 0
+    assert "warning" not in capsys.readouterr().err
