@@ -19,6 +19,9 @@ T checkpoints, n_train training examples; pairs (a, b) are flat in a-major order
   noise_floor, noise_pmf                                           (interp_grok.noise)
 - whole-run analysis: analyze_run, write_analysis, read_analysis, Analysis, landmarks,
   fit_matrix, x_value_columns, x_column                            (interp_grok.analyze)
+- phases under noise: phase_trajectory, transition_epochs, run_phases, PHASES  (interp_grok.phases)
+- sweeps: load_sweep (SweepResults: rows of SWEEP/analysis/table.csv, to_frame(), run(name),
+  analysis(name)), analyze_sweep                                   (interp_grok.sweep_analysis)
 - reference runs: load_reference, load_reference_runs, reference_dir, figures_dir
 - tables (pandas, optional): Analysis.to_frame, analysis_frame, memorization_frame, runs_frame
 - figures: interp_grok.plotting (imported on demand; it loads matplotlib and leaves the backend
@@ -62,8 +65,10 @@ from .model import (
     token_tables,
 )
 from .noise import noise_floor, noise_pmf
+from .phases import PHASES, phase_trajectory, run_phases, transition_epochs
 from .reference import figures_dir, load_reference, load_reference_runs, reference_dir
 from .rundir import Run, RunDirError, load_run
+from .sweep_analysis import SweepResults, analyze_sweep, load_sweep
 from .train import TrainError, resume, resume_batch, train, train_batch
 
 __version__ = "0.1.0"
@@ -80,5 +85,6 @@ __all__ = [
     "restricted_logits", "restricted_loss", "resume", "Run", "RunDirError", "runs_frame", "SimpleMLP",
     "sum_sq_weights", "token_tables", "train", "train_batch", "resume_batch", "TrainError", "weight_norms",
     "write_analysis", "x_column",
-    "x_value_columns",
+    "x_value_columns", "PHASES", "phase_trajectory", "run_phases", "transition_epochs", "SweepResults",
+    "analyze_sweep", "load_sweep",
 ]

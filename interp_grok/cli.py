@@ -374,9 +374,8 @@ def _analyze_sweep(args) -> int:
     y = chosen[1] or (rest.pop(0) if rest else None)
     facet = None if args.facet == "none" else chosen[2] or next((a for a in rest if a not in ("seed", "data_seed")),
                                                                  None)
-    if x is None or y is None:
-        raise ConfigError(f"a phase diagram needs two swept settings; {sweep.path} sweeps "
-                          f"{', '.join(order) or 'none'}")
+    if x is None and (args.x or args.y or args.facet):
+        raise ConfigError(f"{sweep.path} sweeps no setting with more than one value: no axes to draw")
     if len({x, y, facet} - {None}) < len([a for a in (x, y, facet) if a is not None]):
         raise ConfigError(f"--x, --y and --facet must be different settings (got {x}, {y}, {facet})")
 
@@ -390,7 +389,8 @@ def _analyze_sweep(args) -> int:
         print(file=_STDERR)
     rows = sweep_rows(sweep)
     table = write_table(sweep, rows)
-    figures = [] if args.no_figures else draw_sweep(rows, x, y, facet, sweep.path / SWEEP_ANALYSIS_DIR / FIGURES)
+    fig_dir = sweep.path / SWEEP_ANALYSIS_DIR / FIGURES
+    figures = [] if args.no_figures or x is None else draw_sweep(rows, x, y, facet, fig_dir)
     counts: dict[str, int] = {}
     for r in results.values():
         counts[r["status"]] = counts.get(r["status"], 0) + 1
@@ -402,8 +402,8 @@ def _analyze_sweep(args) -> int:
             phases[r["final_phase"]] = phases.get(r["final_phase"], 0) + 1
     print("final phases: " + (", ".join(f"{k} {v}" for k, v in sorted(phases.items())) or "none yet")
           + f"; {sum(1 for r in rows if r['settled'] is False)} not settled")
-    print(f"wrote {table}" + (f" and {len(figures)} figures in {table.parent / FIGURES}/ ({x} x {y}"
-                              + (f", by {facet}" if facet else "") + ")" if figures else ""))
+    over = f"{x}" + (f" x {y}" if y else "") + (f", by {facet}" if facet else "")
+    print(f"wrote {table}" + (f" and {len(figures)} figures in {fig_dir}/ ({over})" if figures else ""))
     failed = {n: r for n, r in results.items() if r["status"] == "failed"}
     for n, r in failed.items():
         print(f"interp-grok analyze: error: {sweep.run_dir(n)}: {r['error']}", file=sys.stderr)

@@ -345,19 +345,19 @@ def plot_ipr_histograms(iprs: dict[str, torch.Tensor], title: str, *, ax: Axes |
 # ------------------------------------------------------------------ sweeps (rows of SWEEP/analysis/table.csv)
 
 PHASE_COLORS = {"confusion": "#bdbdbd", "forgetting": "#636363", "memorization": "#d95f02",
-                "generalization": "#1b9e77", "coexistence": "#7570b3", "partial_inversion": "#66a61e",
-                "full_inversion": "#1b9e77"}
+                "generalization": "#1b9e77", "coexistence": "#7570b3", "partial_inversion": "#a6d854",
+                "full_inversion": "#1f78b4"}
 PHASE_SHORT = {"confusion": "conf", "forgetting": "forget", "memorization": "mem", "generalization": "gen",
                "coexistence": "coex", "partial_inversion": "part inv", "full_inversion": "full inv"}
 
 
-def _sweep_grid(rows: list[dict], x: str, y: str, facet: str | None):
+def _sweep_grid(rows: list[dict], x: str, y: str | None, facet: str | None):
     """(facet values, y values, x values, cells) of a sweep table; cells from sweep_analysis.aggregate."""
     from .sweep_analysis import aggregate
 
     cells = aggregate(rows, x, y, facet)
     facets = sorted({k[0] for k in cells}, key=lambda v: (v is None, v))
-    ys = sorted({k[1] for k in cells})
+    ys = sorted({k[1] for k in cells}, key=lambda v: (v is None, v))
     xs = sorted({k[2] for k in cells})
     return facets, ys, xs, cells
 
@@ -370,19 +370,19 @@ def _sweep_axes(fig, n: int, width: float, height: float):
     return fig, list(axes[0])
 
 
-def _label_axes(ax, x: str, y: str, xs: list, ys: list, facet: str | None, fv) -> None:
+def _label_axes(ax, x: str, y: str | None, xs: list, ys: list, facet: str | None, fv) -> None:
     ax.set_xticks(range(len(xs)), [f"{v:g}" if isinstance(v, float) else str(v) for v in xs])
-    ax.set_yticks(range(len(ys)), [f"{v:g}" if isinstance(v, float) else str(v) for v in ys])
+    ax.set_yticks(range(len(ys)), ["" if v is None else f"{v:g}" if isinstance(v, float) else str(v) for v in ys])
     ax.set_xlim(-0.5, len(xs) - 0.5)
     ax.set_ylim(-0.5, len(ys) - 0.5)
     ax.set_xlabel(x)
-    ax.set_ylabel(y)
+    ax.set_ylabel(y or "")
     ax.grid(False)
     if facet is not None:
         ax.set_title(f"{facet} = {fv}", fontsize=9)
 
 
-def plot_phase_diagram(rows: list[dict], x: str, y: str, facet: str | None = None, title: str = "", *,
+def plot_phase_diagram(rows: list[dict], x: str, y: str | None, facet: str | None = None, title: str = "", *,
                        fig: Figure | SubFigure | None = None) -> Figure:
     """Final phase of every run over two swept settings (a third as facets): each cell split in
     proportion to the share of its runs (seeds and any other axis pooled) in each phase, labelled
@@ -407,16 +407,14 @@ def plot_phase_diagram(rows: list[dict], x: str, y: str, facet: str | None = Non
                 ax.text(i, j, f"{PHASE_SHORT.get(top, top)}\n{round(share * len(cell))}/{len(cell)}{dagger}",
                         ha="center", va="center", fontsize=7, color="black")
             _label_axes(ax, x, y, xs, ys, facet, fv)
-        handles = [matplotlib.patches.Patch(color=c, label=ph.replace("_", " ")) for ph, c in PHASE_COLORS.items()
-                   if ph != "generalization"]
-        handles.append(matplotlib.patches.Patch(color=PHASE_COLORS["generalization"],
-                                                label="generalization (no noisy label) / full inversion"))
-        fig.legend(handles=handles, loc="outside right upper", fontsize=7)
-        fig.suptitle(title or f"Final phase over {x} x {y} (\u2020: a run had not settled)", fontsize=10)
+        handles = [matplotlib.patches.Patch(color=c, label=ph.replace("_", " ")) for ph, c in PHASE_COLORS.items()]
+        fig.legend(handles=handles, loc="outside lower center", ncol=4, fontsize=7)
+        over = x + (f" x {y}" if y else "")
+        fig.suptitle(title or f"Final phase over {over}\n(\u2020: a run had not settled)", fontsize=10)
     return _root(fig)
 
 
-def plot_sweep_values(rows: list[dict], x: str, y: str, column: str = "test_acc_clean", facet: str | None = None,
+def plot_sweep_values(rows: list[dict], x: str, y: str | None, column: str = "test_acc_clean", facet: str | None = None,
                       title: str = "", log: bool = False, *, fig: Figure | SubFigure | None = None) -> Figure:
     """A table column over two swept settings: the cell's color is the mean over its runs (seeds
     pooled), its text mean and spread (sample sd; n runs with a value / runs). ``log`` for epochs."""
@@ -448,15 +446,16 @@ def plot_sweep_values(rows: list[dict], x: str, y: str, column: str = "test_acc_
                     ax.text(i, j, f"\u2013\n0/{len(cell)}", ha="center", va="center", fontsize=7)
             _label_axes(ax, x, y, xs, ys, facet, fv)
         fig.colorbar(matplotlib.cm.ScalarMappable(norm=norm, cmap=cmap), ax=axes, label=column, shrink=0.8)
-        fig.suptitle(title or f"{column} over {x} x {y} (mean, \u00b1sd, runs with a value / runs)", fontsize=10)
+        over = x + (f" x {y}" if y else "")
+        fig.suptitle(title or f"{column} over {over}\n(mean, \u00b1sd, runs with a value / runs)", fontsize=10)
     return _root(fig)
 
 
-def draw_sweep(rows: list[dict], x: str, y: str, facet: str | None, out_dir: Path) -> list[Path]:
+def draw_sweep(rows: list[dict], x: str, y: str | None, facet: str | None, out_dir: Path) -> list[Path]:
     """The standard figures of a sweep (what `interp-grok analyze SWEEP_DIR` draws), closed."""
     from .phases import TRANSITIONS
 
-    stem = f"{x}_{y}" + (f"_by_{facet}" if facet else "")
+    stem = x + (f"_{y}" if y else "") + (f"_by_{facet}" if facet else "")
     out = [save_figure(plot_phase_diagram(rows, x, y, facet), Path(out_dir) / f"phases_{stem}.png", close=True),
            save_figure(plot_sweep_values(rows, x, y, "test_acc_clean", facet), Path(out_dir) /
                        f"test_acc_clean_{stem}.png", close=True)]

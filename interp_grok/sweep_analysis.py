@@ -249,14 +249,15 @@ def load_sweep(path: Path | str) -> SweepResults:
     return SweepResults(sweep, rows)
 
 
-def aggregate(rows: list[dict], x: str, y: str, facet: str | None = None) -> dict[tuple, list[dict]]:
+def aggregate(rows: list[dict], x: str, y: str | None = None, facet: str | None = None) -> dict[tuple, list[dict]]:
     """Rows grouped by (facet value, y value, x value): the runs one cell of a phase diagram shows
-    (seeds and every other axis pooled). Keys are sorted; runs without a final phase are left out."""
+    (seeds and every other axis pooled; None for an axis not given). Keys are sorted; runs
+    without a final phase are left out."""
     cells: dict[tuple, list[dict]] = {}
     for r in rows:
         if r.get("final_phase") is None:
             continue
-        cells.setdefault((r.get(facet) if facet else None, r[y], r[x]), []).append(r)
+        cells.setdefault((r.get(facet) if facet else None, r[y] if y else None, r[x]), []).append(r)
     return dict(sorted(cells.items(), key=lambda kv: tuple((v is None, v) for v in kv[0])))
 
 

@@ -1,0 +1,77 @@
+"""Phases under noise (interp_grok.phases): each rule of the decision list on hand-made measures
+whose phase is known, transition epochs and settling on trajectories written out by hand."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from interp_grok.phases import PHASES, phase_trajectory, run_phases, settled, transition_epochs
+
+NAN = math.nan
+
+
+@pytest.mark.parametrize("F, M, C, G, phase", [
+    (0.5, 0.5, 0.0, 0.1, "confusion"),           # nothing fit yet
+    (1.0, 1.0, 0.0, 0.1, "memorization"),        # everything fit, no generalization
+    (1.0, 0.2, 0.1, 0.1, "memorization"),        # clean fit without generalization: still memorization
+    (1.0, 1.0, 0.0, 0.95, "coexistence"),        # test generalizes, noisy labels kept
+    (1.0, 0.0, 1.0, 0.95, "full_inversion"),     # noisy labels predicted as their clean label
+    (1.0, 0.5, 0.45, 0.95, "partial_inversion"),
+    (1.0, NAN, NAN, 0.95, "generalization"),     # no noisy training label (n = 0)
+    (1.0, NAN, NAN, 0.5, "memorization"),
+    (0.9, 0.9, 0.0, 0.9, "coexistence"),         # the threshold itself counts as reached
+    (0.8999, 0.9, 0.0, 0.9, "confusion"),
+])
+def test_each_rule_of_the_decision_list(F, M, C, G, phase):
+    assert phase_trajectory([F], [M], [C], [G]) == [phase]
+
+
+def test_forgetting_needs_an_earlier_fit():
+    F = [0.2, 1.0, 1.0, 0.5, 0.3]
+    traj = phase_trajectory(F, [0.1, 1.0, 1.0, 0.1, 0.1], [0.0] * 5, [0.0] * 5)
+    assert traj == ["confusion", "memorization", "memorization", "forgetting", "forgetting"]
+    assert set(traj) <= set(PHASES)
+
+
+def test_transition_epochs_of_a_grokking_then_inverting_run():
+    epochs = [0, 10, 100, 1000, 2000, 3000, 4000]
+    F = [0.0, 0.5, 1.0, 1.0, 1.0, 1.0, 1.0]
+    M = [0.0, 0.5, 1.0, 1.0, 0.5, 0.05, 0.0]
+    C = [0.0, 0.0, 0.0, 0.0, 0.4, 0.92, 0.99]
+    G = [0.0, 0.0, 0.1, 0.95, 0.8, 0.97, 0.99]  # crosses at 1000, falls back, stays from 3000
+    assert transition_epochs(epochs, F, M, C, G) == {
+        "fit_epoch": 100, "grok_epoch": 3000, "inversion_epoch": 3000, "forget_epoch": None}
+    traj = phase_trajectory(F, M, C, G)
+    assert traj == ["confusion", "confusion", "memorization", "coexistence", "memorization", "full_inversion",
+                    "full_inversion"]
+
+
+def test_forget_epoch_and_a_run_that_never_fits():
+    epochs = [0, 10, 20, 30]
+    assert transition_epochs(epochs, [0.0, 1.0, 0.2, 0.1], [NAN] * 4, [NAN] * 4, [0.0] * 4)["forget_epoch"] == 20
+    never = transition_epochs(epochs, [0.1] * 4, [0.1] * 4, [0.0] * 4, [0.0] * 4)
+    assert never == {"fit_epoch": None, "grok_epoch": None, "inversion_epoch": None, "forget_epoch": None}
+
+
+def test_settled_means_the_last_quarter_of_the_epochs():
+    epochs = [0, 100, 700, 800, 1000]  # the last quarter is epochs >= 750
+    assert settled(epochs, ["confusion", "memorization", "memorization", "coexistence", "coexistence"])
+    assert not settled(epochs, ["confusion", "memorization", "memorization", "memorization", "coexistence"])
+    assert not settled([], [])
+
+
+def test_run_phases_reads_progress_rows():
+    rows = [{"train_clean_acc": f, "train_noisy_memorized_frac": m, "train_noisy_corrected_frac": c,
+             "test_acc_clean": g} for f, m, c, g in [(0.0, 0.0, 0.0, 0.0), (1.0, 1.0, 0.0, 0.0), (1.0, 1.0, 0.0, 1.0)]]
+    out = run_phases([0, 50, 100], rows)
+    assert out["phases"] == ["confusion", "memorization", "coexistence"]
+    assert (out["final_phase"], out["settled"], out["fit_epoch"], out["grok_epoch"]) == ("coexistence", True, 50, 100)
+
+
+def test_bad_input_is_named():
+    with pytest.raises(ValueError, match="one value per checkpoint"):
+        phase_trajectory([1.0, 1.0], [1.0], [0.0], [0.0])
+    with pytest.raises(ValueError, match="tau"):
+        phase_trajectory([1.0], [1.0], [0.0], [0.0], tau=0.0)
