@@ -264,3 +264,16 @@ def test_a_legacy_reference_analysis_still_reads_and_its_kept_rows_get_nan(tmp_p
     assert again.verified and json.loads((out / "analysis" / "manifest.json").read_text())[
         "analysis_version"] == ANALYSIS_VERSION == 2
     assert math.isnan(again.rows[0]["key_fve"]) and again.rows[-1]["key_fve"] == an.rows[-1]["key_fve"]
+
+
+def test_rows_of_analysis_version_1_are_recomputed(run_copy, capsys):
+    assert run_cli("analyze", run_copy, "--no-figures") == 0
+    manifest = run_copy / "analysis" / "manifest.json"
+    m = json.loads(manifest.read_text())
+    m["analysis_version"] = 1
+    manifest.write_text(json.dumps(m))
+    capsys.readouterr()
+    assert run_cli("analyze", run_copy, "--no-figures") == 0
+    captured = capsys.readouterr()
+    assert "analysis_version 1 is not 2" in captured.err and "0 reused" in captured.out
+    assert json.loads(manifest.read_text())["analysis_version"] == 2
