@@ -66,33 +66,40 @@ for n, (run, an) in runs.items():
 # Per-neuron inverse participation ratio of the input curves' Fourier spectra (one-sided rfft
 # with DC: 1 for a pure cosine, 2/3 for a square wave, about 0.04 for noise at p = 97), at the
 # final checkpoint. Then every neuron below an IPR threshold is silenced (its W_out row zeroed)
-# and the full-grid metrics are recomputed.
+# and the full-grid metrics are recomputed, next to a size-matched random control.
 
 # %%
-from interp_grok import ablate_neurons, grid_metrics, ipr, neuron_curves  # noqa: E402
+from interp_grok import neuron_ipr, pruning_experiment  # noqa: E402
 
 all_runs = load_reference_runs()
-neuron_ipr = {}
+neuron_iprs = {}
 for n, (run, _an) in all_runs.items():
-    curves = neuron_curves(run.params(run.checkpoint_epochs[-1]))
-    neuron_ipr[n] = (ipr(curves["in_a"]) + ipr(curves["in_b"])) / 2
-fig = plotting.plot_ipr_histograms({f"n = {n}": v for n, v in neuron_ipr.items()},
+    neuron_iprs[n] = neuron_ipr(run.params(run.checkpoint_epochs[-1]))  # mean of the two input curves' IPR
+fig = plotting.plot_ipr_histograms({f"n = {n}": v for n, v in neuron_iprs.items()},
                                    "Per-neuron IPR at the final checkpoint")
 plotting.save_figure(fig, out / "neuron_ipr.png")
-for n, v in neuron_ipr.items():
+for n, v in neuron_iprs.items():
     print(f"n = {n}: per-neuron IPR median {v.median():.3f}, min {v.min():.3f}; >= 0.99: {int((v >= 0.99).sum())}, "
           f">= 0.9: {int((v >= 0.9).sum())}, >= 0.5: {int((v >= 0.5).sum())} of {v.numel()}")
 
-print(f"{'n':>3} {'keep':>14} {'neurons':>8} {'memorized':>10} {'corrected':>10} {'clean train':>12} "
-      f"{'test clean':>11}")
+# Silencing any neurons costs fit, so each pruning is compared with a control: as many neurons,
+# drawn at random but matched in size (||in curves|| * ||out curve|| quartiles; 8 draws, seed 0;
+# `interp_grok.pruning_experiment`, docs/measurements.md §5). Control: mean (min-max) over draws.
+metrics = ("train_noisy_memorized_frac", "train_noisy_corrected_frac", "train_clean_acc", "test_acc_clean")
+print(f"{'n':>3} {'silence':>10} {'neurons':>8} {'':>8} {'memorized':>18} {'corrected':>18} {'clean train':>18} "
+      f"{'test clean':>18}")
 for n, (run, _an) in all_runs.items():
     ds, params = run.dataset, run.params(run.checkpoint_epochs[-1])
-    for threshold in (0.0, 0.1, 0.5):
-        keep = neuron_ipr[n] >= threshold
-        m = grid_metrics(ablate_neurons(params, keep), run.config.act, ds.noisy_labels, ds.clean_labels,
-                         ds.train_idx, ds.test_idx)
-        print(f"{n:>3} {'IPR >= ' + str(threshold):>14} {int(keep.sum()):>8} {m['train_noisy_memorized_frac']:10.3f} "
-              f"{m['train_noisy_corrected_frac']:10.3f} {m['train_clean_acc']:12.3f} {m['test_acc_clean']:11.3f}")
+    for threshold in (0.1, 0.5):
+        pr = pruning_experiment(params, run.config.act, ds.noisy_labels, ds.clean_labels, ds.train_idx,
+                                ds.test_idx, threshold=threshold)
+        label = f"IPR < {threshold}"
+        print(f"{n:>3} {label:>10} {pr['n_silenced']:>8} {'full':>8} "
+              + " ".join(f"{pr['full'][m]:18.3f}" for m in metrics))
+        print(f"{'':>3} {'':>10} {'':>8} {'pruned':>8} " + " ".join(f"{pr['ipr_pruned'][m]:18.3f}" for m in metrics))
+        print(f"{'':>3} {'':>10} {'':>8} {'control':>8} " + " ".join(
+            f"{pr['control'][m]['mean']:6.3f} ({pr['control'][m]['min']:.2f}-{pr['control'][m]['max']:.2f})"
+            for m in metrics))
 
 # %% [markdown]
 # ## Periodic neurons over training, from the compact checkpoints
@@ -105,6 +112,5 @@ for n, (run, _an) in all_runs.items():
 for n, (run, _an) in all_runs.items():
     counts = []
     for epoch in run.compact_epochs:
-        curves = neuron_curves(run.compact(epoch))
-        counts.append(f"{epoch}: {int(((ipr(curves['in_a']) + ipr(curves['in_b'])) / 2 >= 0.5).sum())}")
+        counts.append(f"{epoch}: {int((neuron_ipr(run.compact(epoch)) >= 0.5).sum())}")
     print(f"n = {n}: neurons with IPR >= 0.5 at epoch " + ", ".join(counts))

@@ -13,7 +13,11 @@ T checkpoints, n_train training examples; pairs (a, b) are flat in a-major order
   fourier_basis, frequency_norms ([floor(p/2)], index k - 1 is frequency k), key_frequencies,
   key_set_is_flat, gini, ipr, neuron_curves                          (interp_grok.fourier)
   project_sum_frequencies, restricted_loss, excluded_loss,
-  restricted_accuracy, lookup_table_logits (the memorization control)  (interp_grok.circuits)
+  restricted_accuracy, lookup_table_logits (the memorization control), tie_credit,
+  logit_frequency_power, logit_key_frequencies, key_fve, excluded_loss_by_frequency
+                                                                   (interp_grok.circuits)
+  neuron_ipr, neuron_sizes, norm_matched_controls, pruning_experiment (interp_grok.neurons)
+  shift_distribution, shift_kl, shift_within                       (interp_grok.memorization)
   example_stats, first_fit_epoch, forgetting_events, ...           (interp_grok.memorization)
   grid_metrics, metrics_from_logits, sum_sq_weights, weight_norms  (interp_grok.evaluation)
   noise_floor, noise_pmf                                           (interp_grok.noise)
@@ -41,18 +45,32 @@ from .analyze import (
 from .circuits import (
     excluded_logits,
     excluded_loss,
+    excluded_loss_by_frequency,
+    key_fve,
+    logit_frequency_power,
+    logit_key_frequencies,
     lookup_table_logits,
     project_sum_frequencies,
     restricted_accuracy,
     restricted_logits,
     restricted_loss,
+    tie_credit,
 )
 from .config import Config, ConfigError, checkpoint_schedule
 from .data import Dataset, make_dataset
 from .evaluation import grid_metrics, metrics_from_logits, sum_sq_weights, weight_norms
 from .fourier import fourier_basis, frequency_norms, gini, ipr, key_frequencies, key_set_is_flat, neuron_curves
 from .frames import analysis_frame, memorization_frame, runs_frame
-from .memorization import example_stats, first_fit_epoch, forgetting_events, fraction_by_noise, predicted_shift
+from .memorization import (
+    example_stats,
+    first_fit_epoch,
+    forgetting_events,
+    fraction_by_noise,
+    predicted_shift,
+    shift_distribution,
+    shift_kl,
+    shift_within,
+)
 from .model import (
     SimpleMLP,
     ablate_neurons,
@@ -64,6 +82,7 @@ from .model import (
     mlp_logits,
     token_tables,
 )
+from .neurons import neuron_ipr, neuron_sizes, norm_matched_controls, pruning_experiment
 from .noise import noise_floor, noise_pmf
 from .phases import PHASES, phase_trajectory, run_phases, transition_epochs
 from .reference import figures_dir, load_reference, load_reference_runs, reference_dir
@@ -74,7 +93,9 @@ from .train import TrainError, resume, resume_batch, train, train_batch
 __version__ = "0.1.0"
 
 __all__ = [
-    "lookup_table_logits", "restricted_accuracy",
+    "lookup_table_logits", "restricted_accuracy", "tie_credit", "logit_frequency_power", "logit_key_frequencies",
+    "key_fve", "excluded_loss_by_frequency", "neuron_ipr", "neuron_sizes", "norm_matched_controls",
+    "pruning_experiment", "shift_distribution", "shift_kl", "shift_within",
     "ablate_neurons", "Analysis", "analysis_frame", "analyze_run", "checkpoint_schedule", "compact_params",
     "Config", "ConfigError", "cross_entropy", "Dataset", "example_stats", "excluded_logits", "excluded_loss",
     "figures_dir", "first_fit_epoch", "fit_matrix", "forgetting_events", "fourier_basis", "fraction_by_noise",

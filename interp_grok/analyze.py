@@ -3,7 +3,9 @@
 ``analyze_run`` computes; ``write_analysis`` / ``read_analysis`` own RUN/analysis/:
 
     progress.csv                one row per checkpoint (columns in PROGRESS_COLUMNS + extras)
-    embed_fourier.safetensors   epochs [T], norms [T, floor(p/2)] (N_k of W_E), key_freqs
+    embed_fourier.safetensors   epochs [T], norms [T, floor(p/2)] (N_k of W_E), key_freqs,
+                                logit_power [T, floor(p/2)] (the logits' power along
+                                cos/sin(w_k(a+b-c))), excluded_loss_by_key [T, n_keys]
     memorization.safetensors    per training example over checkpoints (see MEMO_KEYS)
     summary.json                key frequencies and the rule that chose them, noise floor,
                                 headline numbers, checkpoints that could not be read
@@ -33,30 +35,67 @@ from pathlib import Path
 import torch
 
 from . import rundir
-from .circuits import project_sum_frequencies
+from .circuits import (
+    LOGIT_KEY_RULE,
+    LOGIT_KEY_Z,
+    centered_logit_power,
+    excluded_loss_by_frequency,
+    logit_frequency_power,
+    logit_key_frequencies,
+    project_sum_frequencies,
+)
 from .config import ConfigError
 from .evaluation import metrics_from_logits, sum_sq_weights, weight_norms
-from .fourier import KEY_FREQ_RULE, KEY_FREQ_THRESHOLD, frequency_norms, gini, key_frequencies, key_set_is_flat
-from .memorization import example_stats, first_fit_epoch, forgetting_events, fraction_by_noise
+from .fourier import (
+    KEY_FREQ_RULE,
+    KEY_FREQ_THRESHOLD,
+    frequency_norms,
+    gini,
+    ipr,
+    key_frequencies,
+    key_set_is_flat,
+    neuron_curves,
+)
+from .memorization import (
+    example_stats,
+    first_fit_epoch,
+    forgetting_events,
+    fraction_by_noise,
+    shift_distribution,
+    shift_kl,
+    shift_within,
+)
 from .model import PARAM_NAMES, grid_logits
-from .noise import noise_floor
+from .neurons import PERIODIC_IPR, pruning_experiment
+from .noise import noise_floor, noise_pmf
 
 PROGRESS_COLUMNS = [
     "epoch", "train_loss", "test_loss", "test_acc_noisy", "test_acc_clean", "train_clean_acc",
     "train_noisy_memorized_frac", "train_noisy_corrected_frac", "restricted_loss",
     "restricted_loss_clean", "excluded_loss", "sum_sq_weights", "gini_W_E",
+    "key_fve", "gini_W_L", "ipr_mean", "n_periodic", "shift_kl", "shift_within1",
 ]
 EXTRA_COLUMNS = [
     "train_acc", "train_loss_clean", "test_loss_clean", "excluded_loss_clean",
     *[f"norm_{k}" for k in PARAM_NAMES],
+    "restricted_loss_train_clean", "restricted_loss_train_noisy", "restricted_loss_train_noisy_vs_clean",
+    "excluded_loss_train_clean", "excluded_loss_train_noisy", "excluded_loss_train_noisy_vs_clean",
 ]
+# key-frequency rules of analyze_run / `interp-grok analyze --key-rule`: name -> (description, default threshold)
+KEY_RULES = {
+    "logit_outlier": (LOGIT_KEY_RULE, LOGIT_KEY_Z),
+    "W_E_norm": (KEY_FREQ_RULE, KEY_FREQ_THRESHOLD),
+}
+DEFAULT_KEY_RULE = "logit_outlier"
 MEMO_KEYS = ("pred", "margin", "nll_noisy", "nll_clean")
 PROGRESS_CSV, EMBED_FOURIER, MEMORIZATION, SUMMARY, MANIFEST = (
     rundir.PROGRESS_CSV, rundir.EMBED_FOURIER, rundir.MEMORIZATION, rundir.SUMMARY, rundir.MANIFEST)
 FIGURES = rundir.FIGURES_DIR
 ANALYSIS_FORMAT = "interp-grok-analysis"
 # bump when what a row holds changes: rows of another version are recomputed, never reused
-ANALYSIS_VERSION = 1
+# (2: key_fve, gini_W_L, IPR, shift and train-split restricted/excluded columns; logit_power,
+# excluded_loss_by_key; the logit-outlier key rule by default)
+ANALYSIS_VERSION = 2
 
 ProgressFn = Callable[[int, int, int], None]  # (done, total, epoch)
 
@@ -69,6 +108,10 @@ class Analysis:
     rows             progress.csv rows, one dict per checkpoint (``column(name)``: float64 [T])
     norms            float64 [T, floor(p/2)]: N_k of W_E; ``norms[:, k - 1]`` is frequency k
     key_freqs        int64, 1-based frequencies k
+    logit_power      float64 [T, floor(p/2)]: P_k of the logits along cos/sin(w_k(a+b-c))
+                     (circuits.logit_frequency_power); NaN rows for rows of older analyses
+    excluded_by_key  float64 [T, n_keys]: excluded loss (train, noisy labels) with only key_freqs[i]
+                     removed (circuits.excluded_loss_by_frequency); NaN where not computed
     memo             per training example: pred int16 [T, n_train] (argmax class), margin,
                      nll_noisy, nll_clean float32 [T, n_train]; examples in ``train_idx`` order
     train_idx        int64 [n_train]: pair index a * p + b of each training example (a-major)
@@ -97,6 +140,8 @@ class Analysis:
     train_noise: torch.Tensor | None = None  # int64 [n_train]
     first_fit_epoch: torch.Tensor | None = None  # int64 [n_train]
     forgetting_events: torch.Tensor | None = None  # int64 [n_train]
+    logit_power: torch.Tensor | None = None  # float64 [T, floor(p/2)]
+    excluded_by_key: torch.Tensor | None = None  # float64 [T, n_keys]
 
     def column(self, name: str) -> torch.Tensor:
         """One progress.csv column as float64 [T] (KeyError lists the columns there are)."""
@@ -132,6 +177,21 @@ def x_column(x: int) -> str:
     return f"train_noisy_memorized_frac_x{x:+d}"
 
 
+def progress_columns(run: rundir.Run) -> list[str]:
+    """progress.csv's columns for this run, in file order (the per-X ones depend on its noise)."""
+    xs = x_value_columns(run.dataset.noise)
+    return PROGRESS_COLUMNS + EXTRA_COLUMNS + [x_column(x) for x in xs] + [excluded_x_column(x) for x in xs]
+
+
+def excluded_x_column(x: int) -> str:
+    """Excluded loss (noisy labels) over the noisy-labelled training examples with this X."""
+    return f"excluded_loss_train_noisy_x{x:+d}"
+
+
+def _nan_mean(x: torch.Tensor) -> float:
+    return x.mean().item() if x.numel() else math.nan
+
+
 def _mean_nll(log_probs: torch.Tensor, labels: torch.Tensor) -> float:
     return -log_probs.gather(-1, labels[:, None]).mean().item()
 
@@ -139,40 +199,69 @@ def _mean_nll(log_probs: torch.Tensor, labels: torch.Tensor) -> float:
 @torch.no_grad()
 def analyze_checkpoint(
     params: dict[str, torch.Tensor], run: rundir.Run, key_freqs: torch.Tensor
-) -> tuple[dict, torch.Tensor, dict[str, torch.Tensor]]:
-    """(progress row, N_k of W_E, per-training-example stats) for one set of weights."""
+) -> tuple[dict, torch.Tensor, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """(progress row, N_k of W_E, per-training-example stats, per-frequency arrays) for one set of
+    weights. The last holds logit_power [floor(p/2)] and excluded_by_key [n_keys] (float64)."""
     ds, p = run.dataset, run.config.p
     noisy, clean, tr, te = ds.noisy_labels, ds.clean_labels, ds.train_idx, ds.test_idx
     logits = grid_logits(params, run.config.act)  # [p, p, p] indexed a, b, c
     flat = logits.reshape(p * p, p)
+    flat64 = flat.to(torch.float64)
     norms = frequency_norms(params["W_E"])
     row = metrics_from_logits(flat, noisy, clean, tr, te)
     # the same quantities as circuits.restricted_loss / excluded_loss, projecting only once
     proj = project_sum_frequencies(logits, key_freqs).reshape(p * p, p)
-    restricted = (proj + flat.to(torch.float64).mean(0)).log_softmax(-1)
-    excluded = (flat.to(torch.float64) - proj)[tr].log_softmax(-1)
+    restricted = (proj + flat64.mean(0)).log_softmax(-1)
+    excluded = (flat64 - proj)[tr].log_softmax(-1)
+    r_noisy = -restricted.gather(-1, noisy[:, None])[:, 0]  # [p * p]
+    r_clean = -restricted.gather(-1, clean[:, None])[:, 0]
+    e_noisy = -excluded.gather(-1, noisy[tr][:, None])[:, 0]  # [n_train]
+    e_clean = -excluded.gather(-1, clean[tr][:, None])[:, 0]
+    noisy_tr = ds.is_noisy[tr]
+    power = logit_frequency_power(logits)
+    total = centered_logit_power(logits).item()
+    curves = neuron_curves(params)
+    neuron_ipr = (ipr(curves["in_a"]) + ipr(curves["in_b"])) / 2  # neurons.neuron_ipr, curves computed once
+    pmf = noise_pmf(run.config.noise_n, run.config.p_bin, p, run.config.noise_frac)
+    q = shift_distribution(flat[te].argmax(-1), te // p, te % p, p)
     row |= {
-        "restricted_loss": _mean_nll(restricted, noisy),
-        "restricted_loss_clean": _mean_nll(restricted, clean),
-        "excluded_loss": _mean_nll(excluded, noisy[tr]),
-        "excluded_loss_clean": _mean_nll(excluded, clean[tr]),
+        "restricted_loss": r_noisy.mean().item(),
+        "restricted_loss_clean": r_clean.mean().item(),
+        "excluded_loss": e_noisy.mean().item(),
+        "excluded_loss_clean": e_clean.mean().item(),
         "sum_sq_weights": sum_sq_weights(params).item(),
         "gini_W_E": gini(norms).item(),
+        "key_fve": power[key_freqs - 1].sum().item() / total if total > 0 else math.nan,
+        "gini_W_L": gini(frequency_norms(curves["out"].T)).item(),  # spectrum over the output class
+        "ipr_mean": neuron_ipr.mean().item(),
+        "n_periodic": float((neuron_ipr >= PERIODIC_IPR).sum()),
+        "shift_kl": shift_kl(q, pmf),
+        "shift_within1": shift_within(q, 1),
+        "restricted_loss_train_clean": _nan_mean(r_noisy[tr][~noisy_tr]),
+        "restricted_loss_train_noisy": _nan_mean(r_noisy[tr][noisy_tr]),
+        "restricted_loss_train_noisy_vs_clean": _nan_mean(r_clean[tr][noisy_tr]),
+        "excluded_loss_train_clean": _nan_mean(e_noisy[~noisy_tr]),
+        "excluded_loss_train_noisy": _nan_mean(e_noisy[noisy_tr]),
+        "excluded_loss_train_noisy_vs_clean": _nan_mean(e_clean[noisy_tr]),
         **weight_norms(params),
     }
     stats = example_stats(flat[tr], noisy[tr], clean[tr])
-    noisy_tr = ds.is_noisy[tr]
-    by_x = fraction_by_noise((stats["pred"] == noisy[tr])[noisy_tr], ds.noise[tr][noisy_tr])
+    x_tr = ds.noise[tr]
+    by_x = fraction_by_noise((stats["pred"] == noisy[tr])[noisy_tr], x_tr[noisy_tr])
     for x in x_value_columns(ds.noise):
         row[x_column(x)] = by_x.get(x, math.nan)
-    return row, norms, stats
+        row[excluded_x_column(x)] = _nan_mean(e_noisy[noisy_tr & (x_tr == x)])
+    spectra = {"logit_power": power,
+               "excluded_by_key": excluded_loss_by_frequency(logits, key_freqs, noisy, tr)}
+    return row, norms, stats, spectra
 
 
 def analyze_run(
     run: rundir.Run,
     *,
     key_freqs: list[int] | None = None,
-    threshold: float = KEY_FREQ_THRESHOLD,
+    key_rule: str = DEFAULT_KEY_RULE,
+    threshold: float | None = None,
     previous: Analysis | None = None,
     force: bool = False,
     drop_missing: bool = False,
@@ -185,8 +274,21 @@ def analyze_run(
     ``drop_missing``: an analysis of a trimmed run is never silently thrown away.
 
     The key frequencies are fixed once, from the last readable checkpoint (science.md §2
-    choice), unless ``key_freqs`` is given. Unreadable checkpoints are skipped and listed.
+    choice), unless ``key_freqs`` is given, by ``key_rule`` with parameter ``threshold`` (None:
+    the rule's default, KEY_RULES): "logit_outlier" (default; circuits.logit_key_frequencies on
+    that checkpoint's logit spectrum, threshold = z) or "W_E_norm" (fourier.key_frequencies,
+    N_k >= threshold * max N_k). Unreadable checkpoints are skipped and listed.
+
+    summary["pruning"] is neurons.pruning_experiment on the last readable checkpoint on disk.
     """
+    if key_rule not in KEY_RULES:
+        raise ValueError(f"key_rule must be one of {', '.join(KEY_RULES)} (got {key_rule!r})")
+    if threshold is None:
+        threshold = KEY_RULES[key_rule][1]
+    if key_rule == "W_E_norm" and not 0.0 < threshold <= 1.0:
+        raise ValueError(f"threshold must be in (0, 1] for the W_E_norm rule (got {threshold})")
+    if key_rule == "logit_outlier" and not threshold > 0.0:
+        raise ValueError(f"threshold (z) must be > 0 for the logit_outlier rule (got {threshold})")
     if not run.checkpoint_epochs:
         raise rundir.RunDirError(f"{run.path}: no checkpoints in {rundir.CHECKPOINT_DIR}/")
     bad: dict[int, str] = {}
@@ -206,14 +308,18 @@ def analyze_run(
         keys = torch.tensor(sorted(set(key_freqs)), dtype=torch.int64)
         if keys.numel() and not (1 <= keys.min() and keys.max() <= run.config.p // 2):
             raise ValueError(f"key frequencies must be in 1..{run.config.p // 2}")
-        source = {"rule": "user", "threshold": None, "epoch": None}
-    else:
-        final = next((e for e in reversed(run.checkpoint_epochs) if load(e) is not None), None)
-        if final is None:
-            raise rundir.RunDirError(f"{run.path}: none of the {len(run.checkpoint_epochs)} checkpoints is readable; "
-                                     f"first error: {next(iter(bad.values()))}")
-        keys = key_frequencies(frequency_norms(loaded[final]["W_E"]), threshold)
-        source = {"rule": KEY_FREQ_RULE, "threshold": threshold, "epoch": final}
+        source = {"rule": "user", "name": "user", "threshold": None, "epoch": None}
+    final = next((e for e in reversed(run.checkpoint_epochs) if load(e) is not None), None)
+    if final is None:
+        raise rundir.RunDirError(f"{run.path}: none of the {len(run.checkpoint_epochs)} checkpoints is readable; "
+                                 f"first error: {next(iter(bad.values()))}")
+    final_params = loaded[final]  # kept for the pruning experiment
+    if key_freqs is None:
+        if key_rule == "W_E_norm":
+            keys = key_frequencies(frequency_norms(final_params["W_E"]), threshold)
+        else:
+            keys = logit_key_frequencies(logit_frequency_power(grid_logits(final_params, run.config.act)), threshold)
+        source = {"rule": KEY_RULES[key_rule][0], "name": key_rule, "threshold": threshold, "epoch": final}
     dataset_sha = rundir.file_sha256(run.path / rundir.DATASET)
 
     reuse: dict[int, int] = {}
@@ -240,14 +346,21 @@ def analyze_run(
                     except rundir.RunDirError:
                         pass  # unreadable now: analyzed (and reported) below
 
-    rows, norms, stats = [], [], []
+    columns = progress_columns(run)
+    rows, norms, stats, spectra = [], [], [], []
     epochs, n_reused, row_sha = [], 0, {}
+    n_freq = run.config.p // 2
     # rows of checkpoints no longer on disk (a trimmed run) are kept: they were computed from them
     todo = sorted(set(run.checkpoint_epochs) | set(reuse))
     for i, epoch in enumerate(todo):
         if epoch in reuse:
             j = reuse[epoch]
             row, nk, st = previous.rows[j], previous.norms[j], {k: v[j] for k, v in previous.memo.items()}
+            if any(c not in row for c in columns):  # a kept row of an older analysis: NaN where never computed
+                row = {**dict.fromkeys(columns, math.nan), **row}
+            # an older analysis (before manifests) of a checkpoint no longer on disk has no spectra: NaN
+            sp = {"logit_power": _row_or_nan(previous.logit_power, j, n_freq),
+                  "excluded_by_key": _row_or_nan(previous.excluded_by_key, j, keys.numel())}
             row_sha[epoch] = previous.checkpoint_sha256.get(epoch)
             n_reused += 1
         else:
@@ -256,13 +369,14 @@ def analyze_run(
                 if progress:
                     progress(i + 1, len(todo), epoch)
                 continue
-            row, nk, st = analyze_checkpoint(params, run, keys)
+            row, nk, st, sp = analyze_checkpoint(params, run, keys)
             row = {"epoch": epoch, **row}
             row_sha[epoch] = digests[epoch]
             loaded.pop(epoch, None)  # keep memory flat over 100+ checkpoints
         rows.append(row)
         norms.append(nk)
         stats.append(st)
+        spectra.append(sp)
         epochs.append(epoch)
         if progress:
             progress(i + 1, len(todo), epoch)
@@ -277,11 +391,23 @@ def analyze_run(
     }
     an = Analysis(torch.tensor(epochs, dtype=torch.int64), rows, torch.stack(norms), keys, source, memo,
                   bad_checkpoints=[bad[e] for e in sorted(bad)], checkpoint_sha256=row_sha,
-                  dataset_sha256=dataset_sha)
+                  dataset_sha256=dataset_sha,
+                  logit_power=torch.stack([sp["logit_power"] for sp in spectra]),
+                  excluded_by_key=torch.stack([sp["excluded_by_key"] for sp in spectra]))
     an.summary = summarize(run, an)
+    ds = run.dataset
+    an.summary["pruning"] = {"epoch": final, **pruning_experiment(
+        final_params, run.config.act, ds.noisy_labels, ds.clean_labels, ds.train_idx, ds.test_idx)}
     an.n_reused = n_reused
     _attach_examples(run, an)
     return an
+
+
+def _row_or_nan(t: torch.Tensor | None, j: int, n: int) -> torch.Tensor:
+    """Row j of a stored per-checkpoint array, or NaN [n] when the stored analysis has none."""
+    if t is None or t.shape[-1] != n:
+        return torch.full((n,), math.nan, dtype=torch.float64)
+    return t[j]
 
 
 def _attach_examples(run: rundir.Run, an: Analysis) -> None:
@@ -336,7 +462,7 @@ def summarize(run: rundir.Run, an: Analysis) -> dict:
         "gini_over": "the floor(p/2) per-frequency norms N_k of W_E",
         "noise_floor": noise_floor(c.noise_n, c.p_bin, c.p, c.noise_frac),
         "final_epoch": int(an.epochs[-1]),
-        "final": {k: last[k] for k in PROGRESS_COLUMNS if k != "epoch"},
+        "final": {k: last.get(k, math.nan) for k in PROGRESS_COLUMNS if k != "epoch"},
         "epoch_test_acc_clean_first_95": first_95,
         "epoch_test_acc_clean_first_95_from": "metrics.jsonl evaluations" if run.evals else "checkpoints",
         "n_checkpoints_analyzed": len(an.rows),
@@ -362,16 +488,18 @@ def write_analysis(run: rundir.Run, an: Analysis) -> Path:
     out = analysis_dir(run.path)
     out.mkdir(parents=True, exist_ok=True)
     (out / MANIFEST).unlink(missing_ok=True)
-    xs = [x_column(x) for x in x_value_columns(run.dataset.noise)]
-    columns = PROGRESS_COLUMNS + EXTRA_COLUMNS + xs
+    columns = progress_columns(run)
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+    # restval: a kept row of an older analysis (checkpoint no longer on disk) lacks the new columns
+    w = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore", restval="nan", lineterminator="\n")
     w.writeheader()
     for r in an.rows:
         w.writerow({k: (repr(v) if isinstance(v, float) else v) for k, v in r.items()})
     meta = {"key_freq_source": json.dumps(an.key_freq_source), "analysis_version": ANALYSIS_VERSION}
-    rundir.save_tensors(out / EMBED_FOURIER, {"epochs": an.epochs, "norms": an.norms, "key_freqs": an.key_freqs},
-                        meta)
+    spectra = {k: v for k, v in (("logit_power", an.logit_power), ("excluded_loss_by_key", an.excluded_by_key))
+               if v is not None}
+    rundir.save_tensors(out / EMBED_FOURIER, {"epochs": an.epochs, "norms": an.norms, "key_freqs": an.key_freqs,
+                                              **spectra}, meta)
     fit = fit_matrix(run, an)
     rundir.save_tensors(out / MEMORIZATION, {
         "epochs": an.epochs,
@@ -469,6 +597,11 @@ def read_analysis(run: rundir.Run) -> Analysis:
                   checkpoint_sha256=checkpoint_sha, dataset_sha256=dataset_sha, verified=manifest is not None)
     an.train_idx, an.train_noise = mem.get("train_idx"), mem.get("noise")  # everything the file stores
     an.first_fit_epoch, an.forgetting_events = mem.get("first_fit_epoch"), mem.get("forgetting_events")
+    # absent from analyses of version 1 and from the reference runs' legacy analyses
+    an.logit_power, an.excluded_by_key = ef.get("logit_power"), ef.get("excluded_loss_by_key")
+    for name, t in (("logit_power", an.logit_power), ("excluded_loss_by_key", an.excluded_by_key)):
+        if t is not None and t.shape[0] != T:
+            raise rundir.RunDirError(f"{out / EMBED_FOURIER}: {name} does not have one row per epoch of progress.csv")
     return an
 
 
@@ -476,7 +609,8 @@ def analyze_run_dir(
     path: Path,
     *,
     key_freqs: list[int] | None = None,
-    threshold: float = KEY_FREQ_THRESHOLD,
+    key_rule: str = DEFAULT_KEY_RULE,
+    threshold: float | None = None,
     force: bool = False,
     drop_missing: bool = False,
     progress: ProgressFn | None = None,
@@ -511,7 +645,8 @@ def analyze_run_dir(
                         "analyze only the checkpoints on disk") from None
                 if on_note:
                     on_note(f"the stored analysis is not reused: {e}")
-        an = analyze_run(run, key_freqs=key_freqs, threshold=threshold, previous=previous, force=force,
+        an = analyze_run(run, key_freqs=key_freqs, key_rule=key_rule, threshold=threshold, previous=previous,
+                         force=force,
                          drop_missing=drop_missing, progress=progress)
         out = write_analysis(run, an)
         figures = draw(run, an, out) if draw is not None else []

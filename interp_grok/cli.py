@@ -274,6 +274,7 @@ def _parse_freqs(text: str) -> list[int]:
 
 
 def _add_analyze_parser(sub) -> None:
+    from .circuits import LOGIT_KEY_Z
     from .fourier import KEY_FREQ_THRESHOLD
 
     ap = sub.add_parser(
@@ -286,10 +287,14 @@ def _add_analyze_parser(sub) -> None:
                     "sweep.json): then every run not analyzed yet is analyzed, and SWEEP_DIR/analysis/ gets "
                     "table.csv and phase diagrams")
     ap.add_argument("--key-freqs", type=_parse_freqs, default=None, metavar="K1,K2,...",
-                    help="use these key frequencies instead of choosing them from the final W_E spectrum")
-    ap.add_argument("--threshold", type=float, default=KEY_FREQ_THRESHOLD,
-                    help="key frequency rule: N_k >= threshold * max N_k at the final checkpoint "
-                    f"(default: {KEY_FREQ_THRESHOLD})")
+                    help="use these key frequencies instead of choosing them at the final checkpoint")
+    ap.add_argument("--key-rule", choices=("logit_outlier", "W_E_norm"), default="logit_outlier",
+                    help="how key frequencies are chosen at the final checkpoint: logit_outlier (default): the "
+                    "logits' amplitude along cos/sin(w_k(a+b-c)) stands out, A_k > median + threshold * 1.4826 "
+                    "MAD; W_E_norm (the rule before analysis version 2): N_k of W_E >= threshold * max N_k")
+    ap.add_argument("--threshold", type=float, default=None,
+                    help=f"the key rule's parameter (default: z = {LOGIT_KEY_Z} for logit_outlier, "
+                    f"{KEY_FREQ_THRESHOLD} for W_E_norm)")
     ap.add_argument("--force", action="store_true", help="recompute every checkpoint, not only new ones")
     ap.add_argument("--drop-missing", action="store_true",
                     help="allow dropping stored rows of checkpoints no longer on disk (a trimmed run) when they "
@@ -314,8 +319,10 @@ def _cmd_analyze(args) -> int:
     from .analyze import analyze_run_dir, x_value_columns
     from .plotting import draw_all
 
-    if not 0.0 < args.threshold <= 1.0:
-        raise ConfigError(f"threshold must be in (0, 1] (got {args.threshold})")
+    if args.threshold is not None and args.key_rule == "W_E_norm" and not 0.0 < args.threshold <= 1.0:
+        raise ConfigError(f"threshold must be in (0, 1] for --key-rule W_E_norm (got {args.threshold})")
+    if args.threshold is not None and args.key_rule == "logit_outlier" and not args.threshold > 0.0:
+        raise ConfigError(f"threshold (z) must be > 0 for --key-rule logit_outlier (got {args.threshold})")
     if args.threads is not None and args.threads < 1:
         raise ConfigError(f"threads must be an integer >= 1 (got {args.threads})")
     if (args.run_dir / "sweep.json").exists():
@@ -334,7 +341,7 @@ def _cmd_analyze(args) -> int:
 
     try:
         run, an, out, figures = analyze_run_dir(
-            args.run_dir, key_freqs=args.key_freqs, threshold=args.threshold, force=args.force,
+            args.run_dir, key_freqs=args.key_freqs, key_rule=args.key_rule, threshold=args.threshold, force=args.force,
             drop_missing=args.drop_missing, progress=bar, draw=draw,
             on_note=lambda msg: print(f"interp-grok analyze: note: {msg}", file=sys.stderr))
     finally:
@@ -441,7 +448,9 @@ def _print_summary(run, an, out: Path, figures: list[Path], wall: float) -> None
     from .fourier import key_set_is_flat
 
     keys = s["key_freqs"]
-    if key_set_is_flat(keys, run.config.p // 2):
+    if not keys:
+        print(f"key frequencies: none ({how}): no frequency stands out; Gini {f['gini_W_E']:.3f}")
+    elif key_set_is_flat(keys, run.config.p // 2):
         print(f"key frequencies: {len(keys)} of {run.config.p // 2} frequencies ({how}): a flat spectrum, none "
               f"stands out at this threshold; Gini {f['gini_W_E']:.3f}")
     else:
@@ -458,7 +467,16 @@ def _print_summary(run, an, out: Path, figures: list[Path], wall: float) -> None
     else:
         print(f"no noisy training labels in this run; train fit {f['train_clean_acc']:.3f}")
     print(f"restricted loss {f['restricted_loss']:.4g} (clean labels {f['restricted_loss_clean']:.4g}), "
-          f"excluded loss {f['excluded_loss']:.4g}")
+          f"excluded loss {f['excluded_loss']:.4g}; key terms explain {100 * f['key_fve']:.1f}% of the logit "
+          f"variance")
+    pr = s.get("pruning")
+    if pr and pr["n_silenced"]:
+        c = pr["control"]["train_noisy_memorized_frac"]
+        print(f"silencing the {pr['n_silenced']} of {pr['n_neurons']} neurons with IPR < {pr['ipr_threshold']}: "
+              f"noisy labels memorized {pr['full']['train_noisy_memorized_frac']:.3f} -> "
+              f"{pr['ipr_pruned']['train_noisy_memorized_frac']:.3f} (size-matched random control "
+              f"{c['mean']:.3f} +- {c['sd']:.3f}), clean test acc {pr['full']['test_acc_clean']:.3f} -> "
+              f"{pr['ipr_pruned']['test_acc_clean']:.3f} (control {pr['control']['test_acc_clean']['mean']:.3f})")
     print(f"wrote {out}/" + (f" and {len(figures)} figures in {out / 'figures'}/" if figures else ""))
 
 

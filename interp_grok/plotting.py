@@ -26,7 +26,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure, SubFigure
 
 from .analyze import Analysis, x_column
-from .fourier import key_set_is_flat
+from .fourier import KEY_FREQ_RULE, key_set_is_flat
 from .model import PARAM_NAMES
 from .rundir import atomic_write_bytes
 
@@ -167,9 +167,11 @@ def plot_spectrum_final(an: Analysis, run_name: str = "", *, ax: Axes | None = N
             ax.bar(k[~is_key], norms[~is_key], color="0.6", label="other frequencies")
         ax.bar(k[is_key], norms[is_key], color="C3", label=f"key frequencies:\n{_keys_text(an)}")
         src = an.key_freq_source
-        if src.get("rule") != "user":
+        if src.get("rule") == KEY_FREQ_RULE:  # a threshold on these bars; the logit rule's is on another spectrum
             ax.axhline(src["threshold"] * norms.max(), color="C3", ls=":", lw=1,
                        label=f"threshold {src['threshold']} x max")
+        elif src.get("rule") != "user":
+            ax.plot([], [], " ", label=f"key rule: {src.get('name', src.get('rule'))}\n(z = {src['threshold']})")
         ax.set_xlabel("frequency k")
         ax.set_ylabel("N_k")
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)  # never over the bars

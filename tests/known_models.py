@@ -46,3 +46,30 @@ def cosine_logits(p: int, alphas: dict[int, float]) -> torch.Tensor:
     r = torch.arange(p, dtype=torch.float64)
     d = r[:, None, None] + r[None, :, None] - r[None, None, :]
     return sum(alpha * torch.cos(2 * math.pi * k / p * d) for k, alpha in alphas.items())
+
+
+def fourier_plus_lookup(p: int, freqs: list[int], pairs: torch.Tensor, labels: torch.Tensor,
+                        size: float = 1000.0) -> dict[str, torch.Tensor]:
+    """fourier_mlp plus one lookup neuron per pair: neuron j fires (value 1) only on pairs[j] = a * p + b
+    and writes ``size`` to class labels[j], overriding the circuit there.
+
+    d_model = 2 |K| + p: W_E = [fourier columns | I_p], W_U = [fourier rows; I_p]. Lookup neuron j
+    reads indicator(a_j) + indicator(b_j) - 1 (b_in = -1), so its input curves are one-hot
+    (IPR 1 / (floor(p/2) + 1)); the circuit's neurons keep their pure cosines (IPR 1).
+    The lookup neurons come last: neurons d_mlp - len(pairs) .. d_mlp - 1.
+    """
+    base = {k: v.double() for k, v in fourier_mlp(p, freqs).items()}
+    d0, n0 = base["W_E"].shape[1], base["W_out"].shape[0]
+    m, D = pairs.numel(), base["W_E"].shape[1] + p
+    W_E = torch.cat([base["W_E"], torch.eye(p, dtype=torch.float64)], dim=1)
+    W_U = torch.cat([base["W_U"], torch.eye(p, dtype=torch.float64)], dim=0)
+    W_in = torch.zeros(2 * D, n0 + m, dtype=torch.float64)
+    W_in[:d0, :n0], W_in[D : D + d0, :n0] = base["W_in"][:d0], base["W_in"][d0:]
+    j = torch.arange(m)
+    W_in[d0 + pairs // p, n0 + j] = 1.0
+    W_in[D + d0 + pairs % p, n0 + j] = 1.0
+    b_in = torch.cat([torch.zeros(n0, dtype=torch.float64), -torch.ones(m, dtype=torch.float64)])
+    W_out = torch.zeros(n0 + m, D, dtype=torch.float64)
+    W_out[:n0, :d0] = base["W_out"]
+    W_out[n0 + j, d0 + labels] = size
+    return {"W_E": W_E.float(), "W_in": W_in.float(), "b_in": b_in.float(), "W_out": W_out.float(), "W_U": W_U.float()}

@@ -13,9 +13,20 @@ from safetensors.torch import load_file
 
 from interp_grok import rundir
 from interp_grok.analyze import PROGRESS_COLUMNS, analyze_run, read_analysis
-from interp_grok.circuits import excluded_loss, restricted_loss
-from interp_grok.fourier import frequency_norms
+from interp_grok.circuits import (
+    LOGIT_KEY_RULE,
+    excluded_loss,
+    excluded_loss_by_frequency,
+    key_fve,
+    logit_frequency_power,
+    logit_key_frequencies,
+    restricted_loss,
+)
+from interp_grok.fourier import frequency_norms, gini, key_frequencies, neuron_curves
+from interp_grok.memorization import shift_distribution, shift_kl, shift_within
 from interp_grok.model import grid_logits
+from interp_grok.neurons import neuron_ipr
+from interp_grok.noise import noise_pmf
 
 
 @pytest.fixture(scope="session")
@@ -38,7 +49,7 @@ def test_outputs(analyzed):
     assert ef["norms"].shape == (len(epochs), 5)  # p = 11: k = 1..5
     final_W_E = load_file(rundir.checkpoint_path(analyzed, 120))["W_E"]
     torch.testing.assert_close(ef["norms"][-1], frequency_norms(final_W_E))
-    assert ef["key_freqs"].dtype == torch.int64 and ef["key_freqs"].numel() >= 1
+    assert ef["key_freqs"].dtype == torch.int64
     mem = load_file(a / "memorization.safetensors")
     n_train = 36
     for k in ("pred", "margin", "nll_noisy", "nll_clean"):
@@ -46,7 +57,17 @@ def test_outputs(analyzed):
     assert mem["first_fit_epoch"].shape == (n_train,) and mem["forgetting_events"].shape == (n_train,)
     summary = json.loads((a / "summary.json").read_text())
     assert summary["key_freqs"] == ef["key_freqs"].tolist()
-    assert summary["key_freq_source"]["threshold"] == 0.25
+    assert summary["key_freq_source"] == {"rule": LOGIT_KEY_RULE, "name": "logit_outlier", "threshold": 5.0,
+                                          "epoch": 120}
+    # the default rule read off the final checkpoint's logit spectrum (this 120-epoch run has no circuit:
+    # no frequency stands out, where the old W_E rule takes some)
+    final_logits = grid_logits(rundir.load_run(analyzed).params(120), "relu")
+    assert ef["key_freqs"].tolist() == logit_key_frequencies(logit_frequency_power(final_logits)).tolist()
+    torch.testing.assert_close(ef["logit_power"][-1], logit_frequency_power(final_logits))
+    assert ef["logit_power"].shape == (len(epochs), 5)
+    assert ef["excluded_loss_by_key"].shape == (len(epochs), ef["key_freqs"].numel())
+    pr = summary["pruning"]
+    assert pr["epoch"] == 120 and pr["n_neurons"] == 64 and len(pr["control_draws"]["test_acc_clean"]) == pr["n_draws"]
     # the trainer's metrics and the analysis agree on the final checkpoint
     last_eval = rundir.read_metrics(analyzed)[-1]
     for k in ("train_loss", "test_loss", "test_acc_clean", "train_noisy_memorized_frac"):
@@ -159,7 +180,8 @@ def test_trimmed_run_keeps_its_full_analysis(run_copy, capsys):
     assert kept.rows == full.rows and torch.equal(kept.norms, full.norms)
     # --force or another key set cannot recompute the missing rows: refused, nothing lost
     assert run_cli("analyze", run_copy, "--no-figures", "--force") == 1
-    assert run_cli("analyze", run_copy, "--no-figures", "--threshold", "0.9") == 1
+    # (the stored key set is empty here, the W_E rule always takes at least the largest frequency)
+    assert run_cli("analyze", run_copy, "--no-figures", "--key-rule", "W_E_norm", "--threshold", "0.9") == 1
     err = capsys.readouterr().err
     assert "rows for checkpoints no longer on disk" in err and "--drop-missing" in err
     assert read_analysis(rundir.load_run(run_copy)).rows == full.rows
@@ -168,3 +190,90 @@ def test_trimmed_run_keeps_its_full_analysis(run_copy, capsys):
     forced = read_analysis(rundir.load_run(run_copy))
     assert forced.epochs.tolist() == [0, 30, 120]
     assert forced.rows == [r for r in full.rows if r["epoch"] in (0, 30, 120)]
+
+
+def test_new_columns_equal_the_public_functions_under_the_old_key_rule(run_copy):
+    """--key-rule W_E_norm keeps the rule of analysis version 1; every new column at the final
+    checkpoint equals the pure function it is documented as."""
+    assert run_cli("analyze", run_copy, "--key-rule", "W_E_norm", "--no-figures") == 0
+    run = rundir.load_run(run_copy)
+    an = read_analysis(run)
+    params = run.params(120)
+    keys = key_frequencies(frequency_norms(params["W_E"]), 0.25)
+    assert an.key_freqs.tolist() == keys.tolist() and keys.numel() >= 1
+    assert an.key_freq_source["name"] == "W_E_norm" and an.key_freq_source["threshold"] == 0.25
+    ds, p = run.dataset, run.config.p
+    logits = grid_logits(params, "relu")
+    row = an.rows[-1]
+    assert row["key_fve"] == pytest.approx(key_fve(logits, keys), rel=1e-9)
+    assert row["gini_W_L"] == pytest.approx(gini(frequency_norms(neuron_curves(params)["out"].T)).item())
+    ipr = neuron_ipr(params)
+    assert row["ipr_mean"] == pytest.approx(ipr.mean().item()) and row["n_periodic"] == int((ipr >= 0.5).sum())
+    q = shift_distribution(logits.reshape(p * p, p)[ds.test_idx].argmax(-1), ds.a[ds.test_idx], ds.b[ds.test_idx], p)
+    pmf = noise_pmf(run.config.noise_n, run.config.p_bin, p, run.config.noise_frac)
+    assert row["shift_kl"] == pytest.approx(shift_kl(q, pmf)) and row["shift_within1"] == pytest.approx(shift_within(q))
+    torch.testing.assert_close(an.excluded_by_key[-1], excluded_loss_by_frequency(logits, keys, ds.noisy_labels,
+                                                                                  ds.train_idx))
+    tr = ds.train_idx
+    noisy_tr, clean_tr = tr[ds.is_noisy[tr]], tr[~ds.is_noisy[tr]]
+    for col, idx, labels, fn in (
+        ("restricted_loss_train_clean", clean_tr, ds.noisy_labels, restricted_loss),
+        ("restricted_loss_train_noisy", noisy_tr, ds.noisy_labels, restricted_loss),
+        ("restricted_loss_train_noisy_vs_clean", noisy_tr, ds.clean_labels, restricted_loss),
+        ("excluded_loss_train_clean", clean_tr, ds.noisy_labels, excluded_loss),
+        ("excluded_loss_train_noisy", noisy_tr, ds.noisy_labels, excluded_loss),
+        ("excluded_loss_train_noisy_vs_clean", noisy_tr, ds.clean_labels, excluded_loss),
+    ):
+        assert row[col] == pytest.approx(fn(logits, keys, labels, idx).item(), rel=1e-9), col
+    for x in sorted(set(ds.noise[noisy_tr].tolist())):
+        sel = noisy_tr[ds.noise[noisy_tr] == x]
+        assert row[f"excluded_loss_train_noisy_x{x:+d}"] == pytest.approx(
+            excluded_loss(logits, keys, ds.noisy_labels, sel).item(), rel=1e-9)
+
+
+def test_key_rule_and_threshold_are_checked(run_copy, capsys):
+    assert run_cli("analyze", run_copy, "--key-rule", "W_E_norm", "--threshold", "2") == 2
+    assert run_cli("analyze", run_copy, "--threshold", "-1") == 2
+    assert run_cli("analyze", run_copy, "--key-rule", "nope") == 2
+    with pytest.raises(ValueError):
+        analyze_run(rundir.load_run(run_copy), key_rule="nope")
+
+
+def test_a_legacy_reference_analysis_still_reads_and_its_kept_rows_get_nan(tmp_path):
+    """The committed reference runs keep one checkpoint and a pre-manifest (version-1) analysis. It
+    still reads; re-analyzed with the same key set, its rows of checkpoints no longer on disk are
+    kept, the columns they never had are NaN, and the new files are version 2."""
+    import math
+    from pathlib import Path
+
+    from interp_grok.analyze import ANALYSIS_VERSION, write_analysis
+
+    src = Path(__file__).resolve().parents[1] / "checkpoints" / "n2"
+    legacy = read_analysis(rundir.load_run(src))
+    assert not legacy.verified and legacy.logit_power is None and legacy.excluded_by_key is None
+    assert "key_fve" not in legacy.rows[0]
+    out = tmp_path / "n2"
+    shutil.copytree(src, out)
+    run = rundir.load_run(out)
+    an = analyze_run(run, key_freqs=legacy.key_freqs.tolist(), previous=read_analysis(run))
+    assert len(an.rows) == len(legacy.rows) and an.n_reused == len(legacy.rows) - 1
+    assert math.isnan(an.rows[0]["key_fve"]) and not math.isnan(an.rows[-1]["key_fve"])
+    assert an.logit_power[0].isnan().all() and not an.logit_power[-1].isnan().any()
+    write_analysis(run, an)
+    again = read_analysis(run)
+    assert again.verified and json.loads((out / "analysis" / "manifest.json").read_text())[
+        "analysis_version"] == ANALYSIS_VERSION == 2
+    assert math.isnan(again.rows[0]["key_fve"]) and again.rows[-1]["key_fve"] == an.rows[-1]["key_fve"]
+
+
+def test_rows_of_analysis_version_1_are_recomputed(run_copy, capsys):
+    assert run_cli("analyze", run_copy, "--no-figures") == 0
+    manifest = run_copy / "analysis" / "manifest.json"
+    m = json.loads(manifest.read_text())
+    m["analysis_version"] = 1
+    manifest.write_text(json.dumps(m))
+    capsys.readouterr()
+    assert run_cli("analyze", run_copy, "--no-figures") == 0
+    captured = capsys.readouterr()
+    assert "analysis_version 1 is not 2" in captured.err and "0 reused" in captured.out
+    assert json.loads(manifest.read_text())["analysis_version"] == 2

@@ -69,3 +69,34 @@ def test_a_lookup_table_memorizes_everything():
     assert m["train_noisy_memorized_frac"] == 1.0 and m["train_noisy_corrected_frac"] == 0.0
     assert m["train_acc"] == 1.0 and m["test_acc_noisy"] == 1.0
     assert m["test_acc_clean"] == (noise[ds.test_idx] == 0).double().mean().item()
+
+
+def test_shift_kl_known_answers():
+    import math
+
+    import pytest
+
+    from interp_grok.memorization import SHIFT_EPS, shift_distribution, shift_kl, shift_within
+    from interp_grok.noise import noise_pmf
+
+    p = 97
+    pmf = noise_pmf(2, 0.5, p)  # X in {-1, 0, 1} with 1/4, 1/2, 1/4
+    a = torch.arange(400) % p
+    b = (7 * torch.arange(400)) % p
+    # predictions a + b + X with X exactly in the noise proportions: Q = P_X, KL = O(eps)
+    x = torch.tensor([-1, 0, 0, 1]).repeat(100)
+    q = shift_distribution((a + b + x) % p, a, b, p)
+    torch.testing.assert_close(q, pmf)
+    assert shift_kl(q, pmf) == pytest.approx(0.0, abs=1e-5)
+    assert shift_within(q) == 1.0
+    # always the clean label: -log P(X = 0), up to the smoothing
+    q0 = shift_distribution((a + b) % p, a, b, p)
+    assert shift_kl(q0, pmf) == pytest.approx(math.log(2), rel=1e-5)
+    assert shift_kl(q0, noise_pmf(4, 0.5, p)) == pytest.approx(-math.log(0.375), rel=1e-5)
+    # always a shift the noise never makes: log(p / eps)
+    q5 = shift_distribution((a + b + 5) % p, a, b, p)
+    assert shift_kl(q5, pmf) == pytest.approx(math.log(p / SHIFT_EPS), rel=1e-6)
+    assert shift_within(q5) == 0.0 and shift_within(q5, 5) == 1.0
+    # half clean, half shifted by -1 (p - 1 mod p): within1 = 1
+    half = shift_distribution((a + b - (torch.arange(400) % 2)) % p, a, b, p)
+    assert shift_within(half) == 1.0 and half[0] == 0.5 and half[p - 1] == 0.5
