@@ -102,7 +102,7 @@ for n, (run, an) in runs.items():
     ds, p = run.dataset, run.config.p
     peaks = key_frequencies(an.norms[-1], threshold=0.5)
     table = lookup_table_logits(p, ds.train_idx, ds.noisy_labels)
-    control = [restricted_accuracy(table, k, ds.clean_labels) for k in (an.key_freqs, peaks)]
+    control = [restricted_accuracy(table, k, ds.clean_labels, ties="expected") for k in (an.key_freqs, peaks)]
     default = "flat" if key_set_is_flat(an.key_freqs, an.norms.shape[1]) else an.key_freqs.tolist()
     print(f"n = {n}: key sets {default} (0.25) and "
           f"{peaks.tolist()} (0.5); lookup-table control: {control[0]:.3f} / {control[1]:.3f}")
