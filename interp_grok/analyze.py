@@ -38,7 +38,8 @@ from .config import ConfigError
 from .evaluation import metrics_from_logits, sum_sq_weights, weight_norms
 from .fourier import KEY_FREQ_RULE, KEY_FREQ_THRESHOLD, frequency_norms, gini, key_frequencies, key_set_is_flat
 from .memorization import example_stats, first_fit_epoch, forgetting_events, fraction_by_noise
-from .model import PARAM_NAMES, grid_logits
+from .model import PARAM_NAMES
+from .models import family
 from .noise import noise_floor
 
 PROGRESS_COLUMNS = [
@@ -123,8 +124,11 @@ class Analysis:
                 + (f"; {len(self.bad_checkpoints)} bad checkpoints" if self.bad_checkpoints else "") + ")")
 
 
-def x_value_columns(noise: torch.Tensor) -> list[int]:
-    """The nonzero noise values present, whose memorized fraction gets its own column."""
+def x_value_columns(noise: torch.Tensor, kind: str = "additive") -> list[int]:
+    """The nonzero noise values present, whose memorized fraction gets its own column (none for
+    uniform noise, whose shift is a uniform draw: one column per residue would say nothing)."""
+    if kind == "uniform":
+        return []
     return [x for x in sorted(noise.unique().tolist()) if x != 0]
 
 
@@ -143,10 +147,11 @@ def analyze_checkpoint(
     """(progress row, N_k of W_E, per-training-example stats) for one set of weights."""
     ds, p = run.dataset, run.config.p
     noisy, clean, tr, te = ds.noisy_labels, ds.clean_labels, ds.train_idx, ds.test_idx
-    logits = grid_logits(params, run.config.act)  # [p, p, p] indexed a, b, c
+    fam = family(run.config)
+    logits = fam.grid_logits(params, run.config)  # [p, p, p] indexed a, b, c
     flat = logits.reshape(p * p, p)
-    norms = frequency_norms(params["W_E"])
-    row = metrics_from_logits(flat, noisy, clean, tr, te)
+    norms = frequency_norms(fam.embedding(params))  # the MLP's W_E; the quadratic family's U
+    row = metrics_from_logits(flat, noisy, clean, tr, te, loss=fam.loss)
     # the same quantities as circuits.restricted_loss / excluded_loss, projecting only once
     proj = project_sum_frequencies(logits, key_freqs).reshape(p * p, p)
     restricted = (proj + flat.to(torch.float64).mean(0)).log_softmax(-1)
@@ -163,7 +168,7 @@ def analyze_checkpoint(
     stats = example_stats(flat[tr], noisy[tr], clean[tr])
     noisy_tr = ds.is_noisy[tr]
     by_x = fraction_by_noise((stats["pred"] == noisy[tr])[noisy_tr], ds.noise[tr][noisy_tr])
-    for x in x_value_columns(ds.noise):
+    for x in x_value_columns(ds.noise, run.config.noise_kind):
         row[x_column(x)] = by_x.get(x, math.nan)
     return row, norms, stats
 
@@ -212,7 +217,7 @@ def analyze_run(
         if final is None:
             raise rundir.RunDirError(f"{run.path}: none of the {len(run.checkpoint_epochs)} checkpoints is readable; "
                                      f"first error: {next(iter(bad.values()))}")
-        keys = key_frequencies(frequency_norms(loaded[final]["W_E"]), threshold)
+        keys = key_frequencies(frequency_norms(family(run.config).embedding(loaded[final])), threshold)
         source = {"rule": KEY_FREQ_RULE, "threshold": threshold, "epoch": final}
     dataset_sha = rundir.file_sha256(run.path / rundir.DATASET)
 
@@ -334,7 +339,7 @@ def summarize(run: rundir.Run, an: Analysis) -> dict:
         "key_freq_source": an.key_freq_source,
         "key_freq_share_of_W_E_norm2": share,
         "gini_over": "the floor(p/2) per-frequency norms N_k of W_E",
-        "noise_floor": noise_floor(c.noise_n, c.p_bin, c.p, c.noise_frac),
+        "noise_floor": noise_floor(c.noise_n, c.p_bin, c.p, c.noise_frac, c.noise_kind),
         "final_epoch": int(an.epochs[-1]),
         "final": {k: last[k] for k in PROGRESS_COLUMNS if k != "epoch"},
         "epoch_test_acc_clean_first_95": first_95,
@@ -362,8 +367,11 @@ def write_analysis(run: rundir.Run, an: Analysis) -> Path:
     out = analysis_dir(run.path)
     out.mkdir(parents=True, exist_ok=True)
     (out / MANIFEST).unlink(missing_ok=True)
-    xs = [x_column(x) for x in x_value_columns(run.dataset.noise)]
-    columns = PROGRESS_COLUMNS + EXTRA_COLUMNS + xs
+    xs = [x_column(x) for x in x_value_columns(run.dataset.noise, run.config.noise_kind)]
+    # the weight-norm columns are the model family's (EXTRA_COLUMNS has the MLP's)
+    extra = [k for k in EXTRA_COLUMNS if not k.startswith("norm_")] + [
+        f"norm_{k}" for k in family(run.config).param_names]
+    columns = PROGRESS_COLUMNS + extra + xs
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
     w.writeheader()
