@@ -7,7 +7,10 @@ T checkpoints, n_train training examples; pairs (a, b) are flat in a-major order
   make_dataset, Dataset, SimpleMLP
 - run directories: load_run, Run (read-only; safetensors and JSON, nothing unpickled;
   run.params(epoch): the five float32 weights; run.compact(epoch): W_E, T_a, T_b, b_in, W_L)
-- model math: mlp_logits, grid_logits ([p, p, p] float32 indexed a, b, c), grid_hidden,
+- model families: family(config) -> ModelFamily (param names and shapes, init, forward, loss,
+  full-grid outputs, neuron curves, embedding), FAMILIES {mlp, quadratic}, gromov_solution
+                                                                   (interp_grok.models)
+- model math (the seed MLP): mlp_logits, grid_logits ([p, p, p] float32 indexed a, b, c), grid_hidden,
   token_tables, compact_params, is_compact, cross_entropy, ablate_neurons
 - measurements (pure functions on tensors):
   fourier_basis, frequency_norms ([floor(p/2)], index k - 1 is frequency k), key_frequencies,
@@ -82,6 +85,8 @@ from .model import (
     mlp_logits,
     token_tables,
 )
+from .models import FAMILIES, ModelFamily, family
+from .models.quadratic import gromov_solution
 from .neurons import neuron_ipr, neuron_sizes, norm_matched_controls, pruning_experiment
 from .noise import noise_floor, noise_pmf
 from .phases import PHASES, phase_trajectory, run_phases, transition_epochs
@@ -108,4 +113,5 @@ __all__ = [
     "write_analysis", "x_column",
     "x_value_columns", "PHASES", "phase_trajectory", "run_phases", "transition_epochs", "SweepResults",
     "analyze_sweep", "load_sweep",
+    "FAMILIES", "ModelFamily", "family", "gromov_solution",
 ]

@@ -54,7 +54,6 @@ from .fourier import (
     ipr,
     key_frequencies,
     key_set_is_flat,
-    neuron_curves,
 )
 from .memorization import (
     example_stats,
@@ -65,7 +64,8 @@ from .memorization import (
     shift_kl,
     shift_within,
 )
-from .model import PARAM_NAMES, grid_logits
+from .model import PARAM_NAMES
+from .models import family
 from .neurons import PERIODIC_IPR, pruning_experiment
 from .noise import noise_floor, noise_pmf
 
@@ -168,8 +168,11 @@ class Analysis:
                 + (f"; {len(self.bad_checkpoints)} bad checkpoints" if self.bad_checkpoints else "") + ")")
 
 
-def x_value_columns(noise: torch.Tensor) -> list[int]:
-    """The nonzero noise values present, whose memorized fraction gets its own column."""
+def x_value_columns(noise: torch.Tensor, kind: str = "additive") -> list[int]:
+    """The nonzero noise values present, whose memorized fraction gets its own column (none for
+    uniform noise, whose shift is a uniform draw: one column per residue would say nothing)."""
+    if kind == "uniform":
+        return []
     return [x for x in sorted(noise.unique().tolist()) if x != 0]
 
 
@@ -179,8 +182,11 @@ def x_column(x: int) -> str:
 
 def progress_columns(run: rundir.Run) -> list[str]:
     """progress.csv's columns for this run, in file order (the per-X ones depend on its noise)."""
-    xs = x_value_columns(run.dataset.noise)
-    return PROGRESS_COLUMNS + EXTRA_COLUMNS + [x_column(x) for x in xs] + [excluded_x_column(x) for x in xs]
+    xs = x_value_columns(run.dataset.noise, run.config.noise_kind)
+    # the weight-norm columns are the model family's (EXTRA_COLUMNS has the MLP's)
+    extra = [k for k in EXTRA_COLUMNS if not k.startswith("norm_")] + [
+        f"norm_{k}" for k in family(run.config).param_names]
+    return PROGRESS_COLUMNS + extra + [x_column(x) for x in xs] + [excluded_x_column(x) for x in xs]
 
 
 def excluded_x_column(x: int) -> str:
@@ -204,11 +210,12 @@ def analyze_checkpoint(
     weights. The last holds logit_power [floor(p/2)] and excluded_by_key [n_keys] (float64)."""
     ds, p = run.dataset, run.config.p
     noisy, clean, tr, te = ds.noisy_labels, ds.clean_labels, ds.train_idx, ds.test_idx
-    logits = grid_logits(params, run.config.act)  # [p, p, p] indexed a, b, c
+    fam = family(run.config)
+    logits = fam.grid_logits(params, run.config)  # [p, p, p] indexed a, b, c
     flat = logits.reshape(p * p, p)
     flat64 = flat.to(torch.float64)
-    norms = frequency_norms(params["W_E"])
-    row = metrics_from_logits(flat, noisy, clean, tr, te)
+    norms = frequency_norms(fam.embedding(params))  # the MLP's W_E; the quadratic family's U
+    row = metrics_from_logits(flat, noisy, clean, tr, te, loss=fam.loss)
     # the same quantities as circuits.restricted_loss / excluded_loss, projecting only once
     proj = project_sum_frequencies(logits, key_freqs).reshape(p * p, p)
     restricted = (proj + flat64.mean(0)).log_softmax(-1)
@@ -220,9 +227,9 @@ def analyze_checkpoint(
     noisy_tr = ds.is_noisy[tr]
     power = logit_frequency_power(logits)
     total = centered_logit_power(logits).item()
-    curves = neuron_curves(params)
+    curves = fam.neuron_curves(params)
     neuron_ipr = (ipr(curves["in_a"]) + ipr(curves["in_b"])) / 2  # neurons.neuron_ipr, curves computed once
-    pmf = noise_pmf(run.config.noise_n, run.config.p_bin, p, run.config.noise_frac)
+    pmf = noise_pmf(run.config.noise_n, run.config.p_bin, p, run.config.noise_frac, run.config.noise_kind)
     q = shift_distribution(flat[te].argmax(-1), te // p, te % p, p)
     row |= {
         "restricted_loss": r_noisy.mean().item(),
@@ -248,7 +255,7 @@ def analyze_checkpoint(
     stats = example_stats(flat[tr], noisy[tr], clean[tr])
     x_tr = ds.noise[tr]
     by_x = fraction_by_noise((stats["pred"] == noisy[tr])[noisy_tr], x_tr[noisy_tr])
-    for x in x_value_columns(ds.noise):
+    for x in x_value_columns(ds.noise, run.config.noise_kind):
         row[x_column(x)] = by_x.get(x, math.nan)
         row[excluded_x_column(x)] = _nan_mean(e_noisy[noisy_tr & (x_tr == x)])
     spectra = {"logit_power": power,
@@ -316,9 +323,10 @@ def analyze_run(
     final_params = loaded[final]  # kept for the pruning experiment
     if key_freqs is None:
         if key_rule == "W_E_norm":
-            keys = key_frequencies(frequency_norms(final_params["W_E"]), threshold)
+            keys = key_frequencies(frequency_norms(family(run.config).embedding(final_params)), threshold)
         else:
-            keys = logit_key_frequencies(logit_frequency_power(grid_logits(final_params, run.config.act)), threshold)
+            logits = family(run.config).grid_logits(final_params, run.config)
+            keys = logit_key_frequencies(logit_frequency_power(logits), threshold)
         source = {"rule": KEY_RULES[key_rule][0], "name": key_rule, "threshold": threshold, "epoch": final}
     dataset_sha = rundir.file_sha256(run.path / rundir.DATASET)
 
@@ -397,7 +405,8 @@ def analyze_run(
     an.summary = summarize(run, an)
     ds = run.dataset
     an.summary["pruning"] = {"epoch": final, **pruning_experiment(
-        final_params, run.config.act, ds.noisy_labels, ds.clean_labels, ds.train_idx, ds.test_idx)}
+        final_params, run.config.act, ds.noisy_labels, ds.clean_labels, ds.train_idx, ds.test_idx,
+        model=family(run.config), config=run.config)}
     an.n_reused = n_reused
     _attach_examples(run, an)
     return an
@@ -460,7 +469,7 @@ def summarize(run: rundir.Run, an: Analysis) -> dict:
         "key_freq_source": an.key_freq_source,
         "key_freq_share_of_W_E_norm2": share,
         "gini_over": "the floor(p/2) per-frequency norms N_k of W_E",
-        "noise_floor": noise_floor(c.noise_n, c.p_bin, c.p, c.noise_frac),
+        "noise_floor": noise_floor(c.noise_n, c.p_bin, c.p, c.noise_frac, c.noise_kind),
         "final_epoch": int(an.epochs[-1]),
         "final": {k: last.get(k, math.nan) for k in PROGRESS_COLUMNS if k != "epoch"},
         "epoch_test_acc_clean_first_95": first_95,

@@ -71,10 +71,15 @@ _TRAIN_FLAGS = [
      "(at p_bin 0.5) makes X = 0 and X = 1 equally likely, with a warning"),
     ("--p-bin", "p_bin", float, "success probability of the binomial noise, in [0, 1]"),
     ("--noise-frac", "noise_frac", float, "fraction of the pairs whose label gets the noise (the others keep "
-     "X = 0), in [0, 1]"),
+     "X = 0), in [0, 1]; with --noise-kind uniform, the fraction of the training labels redrawn"),
+    ("--noise-kind", "noise_kind", str, "additive (X = Binomial shift on a fraction --noise-frac of all pairs) or "
+     "uniform (a fraction --noise-frac of the training labels replaced by a uniform draw from the p classes, "
+     "test labels clean; --noise and --p-bin unused; Doshi et al. 2024)"),
     ("--train-frac", "train_frac", float, "fraction of the p^2 pairs used for training, in (0, 1)"),
     ("--data-seed", "data_seed", int, "seed of the noise and the train/test split"),
     ("--seed", "seed", int, "seed of the model initialization"),
+    ("--model", "model", str, "model family: mlp (the seed's embedding + ReLU MLP, cross-entropy) or quadratic "
+     "(Doshi et al.'s one-hot MLP with x^2 activation and MSE loss; width --d-mlp, no --d-model or --act)"),
     ("--d-model", "d_model", int, "embedding width"),
     ("--d-mlp", "d_mlp", int, "hidden width (0: 4 * d_model)"),
     ("--act", "act", str, "hidden activation: relu or gelu"),
@@ -179,7 +184,7 @@ def _warn_noise(cmd: str, config: Config) -> None:
     """One warning line on stderr when X = 0 is not the unique mode of the label noise (e.g. odd n)."""
     from .noise import clean_label_warning
 
-    msg = clean_label_warning(config.noise_n, config.p_bin, config.p, config.noise_frac)
+    msg = clean_label_warning(config.noise_n, config.p_bin, config.p, config.noise_frac, config.noise_kind)
     if msg is not None:
         print(f"interp-grok {cmd}: warning: {msg}", file=sys.stderr)
 
@@ -336,8 +341,8 @@ def _cmd_analyze(args) -> int:
     def draw(run, an, out):
         if args.no_figures:
             return []
-        return draw_all(an, an.summary["noise_floor"], x_value_columns(run.dataset.noise), out / "figures",
-                        run_name=str(run.path))
+        xs = x_value_columns(run.dataset.noise, run.config.noise_kind)
+        return draw_all(an, an.summary["noise_floor"], xs, out / "figures", run_name=str(run.path))
 
     try:
         run, an, out, figures = analyze_run_dir(
@@ -554,7 +559,7 @@ def _warn_noise_grid(sweep) -> None:
     """One warning line for the whole grid if any point's label noise does not have X = 0 as its unique mode."""
     from .noise import clean_label_warning
 
-    hits = [(name, clean_label_warning(c.noise_n, c.p_bin, c.p, c.noise_frac))
+    hits = [(name, clean_label_warning(c.noise_n, c.p_bin, c.p, c.noise_frac, c.noise_kind))
             for name, c in ((name, sweep.config(name)) for name in sweep.runs)]
     hits = [(name, msg) for name, msg in hits if msg is not None]
     if hits:

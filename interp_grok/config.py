@@ -14,6 +14,11 @@ ACTIVATIONS = ("relu", "gelu")
 LOSS_DTYPES = ("float64", "float32")
 INIT_SCHEMES = ("normal_fan_in", "torch_default")  # see model.init_params
 INIT_SCHEME = INIT_SCHEMES[0]  # the default: every W ~ N(0, 1/fan_in), W_E ~ N(0, 1/d_model), b_in = 0
+# additive: X = Binomial(noise_n, p_bin) - floor(noise_n / 2) added to a fraction noise_frac of all pairs;
+# uniform: a fraction noise_frac of the training labels replaced by a uniform draw (Doshi et al. 2024)
+NOISE_KINDS = ("additive", "uniform")
+# model families (interp_grok.models.FAMILIES holds one class per name; a test checks they agree)
+MODELS = ("mlp", "quadratic")
 
 
 class ConfigError(ValueError):
@@ -27,9 +32,11 @@ class Config:
     noise_n: int = 4  # label noise X = Binomial(noise_n, p_bin) - floor(noise_n / 2)
     p_bin: float = 0.5
     noise_frac: float = 1.0  # xi: fraction of pairs whose label gets the noise (the others keep X = 0)
+    noise_kind: str = "additive"  # one of NOISE_KINDS; "uniform" ignores noise_n and p_bin
     train_frac: float = 0.3
     data_seed: int = 346  # the seed notebook's DATA_SEED, which it never used
     # model
+    model: str = "mlp"  # one of MODELS; "quadratic" uses d_mlp (its width N) and ignores d_model and act
     d_model: int = 128
     d_mlp: int = 0  # 0 means the seed's 2 * d_model * n_ctx = 4 * d_model
     act: str = "relu"
@@ -108,6 +115,8 @@ def validate(c: Config) -> None:
         _check(_is_int(v), "checkpoints" if name == "n_checkpoints" else name, "an integer", v)
     _check(isinstance(c.act, str) and isinstance(c.init, str) and isinstance(c.loss_dtype, str),
            "act, init and loss_dtype", "strings", (c.act, c.init, c.loss_dtype))
+    _check(c.model in MODELS, "model", f"one of {', '.join(MODELS)}", c.model)
+    _check(c.noise_kind in NOISE_KINDS, "noise_kind", f"one of {', '.join(NOISE_KINDS)}", c.noise_kind)
     _check(c.p >= 2, "p", "an integer >= 2", c.p)
     _check(c.noise_n >= 0, "noise_n", "an integer >= 0", c.noise_n)
     _check(0.0 <= c.p_bin <= 1.0, "p_bin", "in [0, 1]", c.p_bin)

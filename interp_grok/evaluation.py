@@ -10,7 +10,9 @@ import math
 
 import torch
 
+from .config import Config
 from .model import grid_logits, is_compact
+from .models import family
 
 
 def sum_sq_weights(params: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -45,18 +47,57 @@ def grid_metrics(
         "sum_sq_weights": math.nan if is_compact(params) else sum_sq_weights(params).item()}
 
 
+@torch.no_grad()
+def evaluate(
+    params: dict[str, torch.Tensor],
+    config: Config,
+    noisy_labels: torch.Tensor,
+    clean_labels: torch.Tensor,
+    train_idx: torch.Tensor,
+    test_idx: torch.Tensor,
+) -> dict[str, float]:
+    """grid_metrics for any model family: its full-grid outputs, its loss (models.family(config)).
+
+    For the MLP this is grid_metrics(params, config.act, ...) exactly (same operations, same bits).
+    """
+    fam = family(config)
+    p = config.p
+    logits = fam.grid_logits(params, config).reshape(p * p, p)
+    return metrics_from_logits(logits, noisy_labels, clean_labels, train_idx, test_idx, loss=fam.loss) | {
+        "sum_sq_weights": sum_sq_weights(params).item()}
+
+
+def example_losses(logits: torch.Tensor, labels: torch.Tensor, loss: str = "cross_entropy") -> torch.Tensor:
+    """Per-example float64 loss [n] of logits [n, C]: cross_entropy (NLL of log_softmax) or mse
+    (mean over the C classes of (z - onehot(label))^2, so its mean over examples is nn.MSELoss)."""
+    z = logits.to(torch.float64)
+    if loss == "cross_entropy":
+        return -z.log_softmax(-1).gather(-1, labels[:, None])[:, 0]
+    if loss == "mse":
+        return (z - torch.nn.functional.one_hot(labels, z.shape[-1]).to(torch.float64)).square().mean(-1)
+    raise ValueError(f"loss must be cross_entropy or mse (got {loss!r})")
+
+
 def metrics_from_logits(
     logits: torch.Tensor,
     noisy_labels: torch.Tensor,
     clean_labels: torch.Tensor,
     train_idx: torch.Tensor,
     test_idx: torch.Tensor,
+    loss: str = "cross_entropy",
 ) -> dict[str, float]:
-    """The losses and accuracies of grid_metrics from full-grid logits [p*p, p] (a-major)."""
+    """The losses and accuracies of grid_metrics from full-grid logits [p*p, p] (a-major).
+
+    ``loss`` is the model family's (models.ModelFamily.loss): the *_loss entries are mean
+    cross-entropies (float64 NLL) or mean squared errors against the one-hot label.
+    """
     pred = logits.argmax(-1)
-    log_probs = logits.to(torch.float64).log_softmax(-1)  # once, for both label sets
-    nll_noisy = -log_probs.gather(-1, noisy_labels[:, None])[:, 0]
-    nll_clean = -log_probs.gather(-1, clean_labels[:, None])[:, 0]
+    if loss == "cross_entropy":
+        log_probs = logits.to(torch.float64).log_softmax(-1)  # once, for both label sets
+        nll_noisy = -log_probs.gather(-1, noisy_labels[:, None])[:, 0]
+        nll_clean = -log_probs.gather(-1, clean_labels[:, None])[:, 0]
+    else:
+        nll_noisy, nll_clean = example_losses(logits, noisy_labels, loss), example_losses(logits, clean_labels, loss)
     hit_noisy = (pred == noisy_labels).to(torch.float64)
     hit_clean = (pred == clean_labels).to(torch.float64)
     is_noisy = noisy_labels != clean_labels

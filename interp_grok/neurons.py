@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import torch
 
-from .evaluation import grid_metrics
+from .config import Config
+from .evaluation import evaluate, grid_metrics
 from .fourier import ipr, neuron_curves
 from .model import ablate_neurons
+from .models import ModelFamily
 
 PERIODIC_IPR = 0.5  # a neuron is "periodic" when its IPR is at least this (a square wave scores 2/3)
 NORM_BINS = 4  # the control matches the silenced neurons' size quartiles
@@ -24,25 +26,27 @@ PRUNING_METRICS = ("test_acc_clean", "train_clean_acc", "train_noisy_memorized_f
 SIZE_RULE = "||[in_a, in_b]|| * ||out|| per neuron (neuron_curves), rank-binned into quantiles"
 
 
-def neuron_ipr(params: dict[str, torch.Tensor]) -> torch.Tensor:
+def neuron_ipr(params: dict[str, torch.Tensor], model: ModelFamily | None = None) -> torch.Tensor:
     """Per-neuron IPR, float64 [d_mlp]: the mean of ipr(in_a) and ipr(in_b) (fourier.neuron_curves).
 
     The convention of analyses/03 and tests/test_reference_runs: the two input curves only.
     Doshi et al. also look at the output curve; a neuron that reads one frequency but writes
-    another is still "periodic" here. Works on the five weights or the compact form.
+    another is still "periodic" here. Works on the five weights or the compact form; ``model``:
+    another family's curves (models.ModelFamily.neuron_curves).
     """
-    curves = neuron_curves(params)
+    curves = model.neuron_curves(params) if model is not None else neuron_curves(params)
     return (ipr(curves["in_a"]) + ipr(curves["in_b"])) / 2
 
 
-def neuron_sizes(params: dict[str, torch.Tensor]) -> torch.Tensor:
+def neuron_sizes(params: dict[str, torch.Tensor], model: ModelFamily | None = None) -> torch.Tensor:
     """||[in_a; in_b]|| * ||out|| per neuron, float64 [d_mlp].
 
     ReLU is positively homogeneous: scaling a neuron's input weights by c > 0 and its output
     weights by 1 / c changes nothing the network computes, and leaves this product unchanged
-    (the bias b_in, which scales with the inputs, is left out of the norm).
+    (the bias b_in, which scales with the inputs, is left out of the norm). For the quadratic
+    family (x^2 is homogeneous of degree 2) the product still ranks neurons by their weight.
     """
-    curves = neuron_curves(params)
+    curves = model.neuron_curves(params) if model is not None else neuron_curves(params)
     inputs = torch.cat([curves["in_a"], curves["in_b"]], dim=-1).norm(dim=-1)
     return inputs * curves["out"].norm(dim=-1)
 
@@ -84,7 +88,8 @@ def _metrics(params: dict[str, torch.Tensor], act: str, labels: tuple[torch.Tens
 def pruning_experiment(params: dict[str, torch.Tensor], act: str, noisy_labels: torch.Tensor,
                        clean_labels: torch.Tensor, train_idx: torch.Tensor, test_idx: torch.Tensor, *,
                        threshold: float = PERIODIC_IPR, n_draws: int = CONTROL_DRAWS, seed: int = CONTROL_SEED,
-                       n_bins: int = NORM_BINS) -> dict:
+                       n_bins: int = NORM_BINS, model: ModelFamily | None = None,
+                       config: Config | None = None) -> dict:
     """Silence the neurons with IPR < threshold, and as a control size-matched random sets.
 
     Returns a JSON-ready dict: the settings; ``full``, ``ipr_pruned`` (metrics of PRUNING_METRICS,
@@ -95,9 +100,20 @@ def pruning_experiment(params: dict[str, torch.Tensor], act: str, noisy_labels: 
     if the control forgets as much, pruning only shows that removing neurons removes fit.
     """
     labels = (noisy_labels, clean_labels, train_idx, test_idx)
-    low = neuron_ipr(params) < threshold
-    draws = norm_matched_controls(neuron_sizes(params), low, n_draws, seed, n_bins)
-    per_draw = [_metrics(ablate_neurons(params, ~d), act, labels) for d in draws]
+    if model is not None and config is not None:  # any model family: its curves, ablation and outputs
+        ablate = model.ablate_neurons
+
+        def metrics(ps: dict[str, torch.Tensor]) -> dict[str, float]:
+            m = evaluate(ps, config, *labels)
+            return {k: float(m[k]) for k in PRUNING_METRICS}
+    else:
+        ablate = ablate_neurons
+
+        def metrics(ps: dict[str, torch.Tensor]) -> dict[str, float]:
+            return _metrics(ps, act, labels)
+    low = neuron_ipr(params, model) < threshold
+    draws = norm_matched_controls(neuron_sizes(params, model), low, n_draws, seed, n_bins)
+    per_draw = [metrics(ablate(params, ~d)) for d in draws]
     control_draws = {k: [m[k] for m in per_draw] for k in PRUNING_METRICS}
 
     def spread(v: list[float]) -> dict[str, float]:
@@ -114,8 +130,8 @@ def pruning_experiment(params: dict[str, torch.Tensor], act: str, noisy_labels: 
         "n_bins": n_bins,
         "n_draws": n_draws,
         "seed": seed,
-        "full": _metrics(params, act, labels),
-        "ipr_pruned": _metrics(ablate_neurons(params, ~low), act, labels),
+        "full": metrics(params),
+        "ipr_pruned": metrics(ablate(params, ~low)),
         "control": {k: spread(v) for k, v in control_draws.items()} if n_draws else {},
         "control_draws": control_draws,
     }

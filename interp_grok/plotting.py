@@ -206,7 +206,8 @@ def plot_weight_norms(an: Analysis, run_name: str = "", *, fig: Figure | SubFigu
         e = an.epochs.numpy()
         axes[0].plot(e, an.column("sum_sq_weights").numpy(), color="k")
         axes[0].set_ylabel("sum of squared weights")
-        for i, name in enumerate(PARAM_NAMES):
+        names = [k.removeprefix("norm_") for k in an.rows[0] if k.startswith("norm_")] if an.rows else PARAM_NAMES
+        for i, name in enumerate(names):  # the model family's weights (the MLP's five)
             axes[1].plot(e, an.column(f"norm_{name}").numpy(), color=f"C{i}", label=name)
         axes[1].set_ylabel("Frobenius norm")
         axes[1].legend(loc="best")

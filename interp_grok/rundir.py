@@ -3,9 +3,11 @@
 This module is the only place that knows where things live in a run directory:
 
     RUN/config.json                      every setting + library versions + git commit
-    RUN/dataset.safetensors              noise, train_idx, test_idx (int64)
+    RUN/dataset.safetensors              noise, train_idx, test_idx (int64); corrupted (bool,
+                                         uniform noise only)
     RUN/metrics.jsonl                    JSON lines: train-loss blocks and evals, appended
-    RUN/checkpoints/epoch_000000.safetensors   W_E, W_in, b_in, W_out, W_U (float32)
+    RUN/checkpoints/epoch_000000.safetensors   the model family's weights (float32): mlp W_E,
+                                         W_in, b_in, W_out, W_U; quadratic U, V, W
     RUN/train_state.safetensors          weights + AdamW moments, for --resume
     RUN/analysis/...                     written by `interp-grok analyze` (manifest.json last)
     RUN/.lock, RUN/.analysis.lock        advisory locks: one trainer, one analyzer at a time
@@ -43,7 +45,8 @@ from safetensors.torch import save as st_save
 
 from .config import Config, ConfigError
 from .data import Dataset
-from .model import COMPACT_NAMES, SimpleMLP, compact_params, param_shapes
+from .model import COMPACT_NAMES, compact_params
+from .models import family
 
 CONFIG = "config.json"
 DATASET = "dataset.safetensors"
@@ -64,10 +67,10 @@ FIGURES_DIR = "figures"
 ANALYSIS_FILES = (PROGRESS_CSV, EMBED_FOURIER, MEMORIZATION, SUMMARY, MANIFEST)
 
 RUN_FORMAT = "interp-grok-run"  # the marker in config.json that makes a directory a run
-FORMAT_VERSION = 3  # 2 added the marker, 3 the settings init_scale and noise_frac
-READABLE_VERSIONS = (1, 2, 3)
+FORMAT_VERSION = 4  # 2 added the marker, 3 the settings init_scale and noise_frac, 4 noise_kind and model
+READABLE_VERSIONS = (1, 2, 3, 4)
 # settings added after version 1: (version that added them, the value every older run has)
-ADDED_SETTINGS = {"init_scale": (3, 1.0), "noise_frac": (3, 1.0)}
+ADDED_SETTINGS = {"init_scale": (3, 1.0), "noise_frac": (3, 1.0), "noise_kind": (4, "additive"), "model": (4, "mlp")}
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
 _CKPT_RE = re.compile(r"^epoch_(\d{6,})\.safetensors$")
@@ -460,12 +463,13 @@ def write_dataset(run: Path, tensors: dict[str, torch.Tensor], p: int) -> None:
 def load_dataset(run: Path, p: int) -> Dataset:
     """The run's stored noise and split as a Dataset (labels derived from them)."""
     t = read_dataset(run, p)
-    return Dataset(p=p, noise=t["noise"], train_idx=t["train_idx"], test_idx=t["test_idx"])
+    return Dataset(p=p, noise=t["noise"], train_idx=t["train_idx"], test_idx=t["test_idx"],
+                   corrupted=t.get("corrupted"))
 
 
 def read_dataset(run: Path, p: int) -> dict[str, torch.Tensor]:
     path = Path(run) / DATASET
-    tensors, _ = load_tensors(path, max_bytes=3 * 8 * p * p + (1 << 16))
+    tensors, _ = load_tensors(path, max_bytes=3 * 8 * p * p + p * p + (1 << 16))  # + corrupted (bool)
     for k in ("noise", "train_idx", "test_idx"):
         if k not in tensors:
             raise RunDirError(f"{path}: missing tensor {k!r}")
@@ -478,6 +482,12 @@ def read_dataset(run: Path, p: int) -> dict[str, torch.Tensor]:
         raise RunDirError(f"{path}: train_idx and test_idx are not a partition of the {p * p} pairs")
     if tensors["train_idx"].numel() == 0 or tensors["test_idx"].numel() == 0:
         raise RunDirError(f"{path}: train_idx and test_idx must both be non-empty")
+    if "corrupted" in tensors:  # uniform label noise: which pairs had their label redrawn
+        c = tensors["corrupted"]
+        if c.dtype != torch.bool or c.shape != (p * p,):
+            raise RunDirError(f"{path}: corrupted must be a bool tensor of p^2 = {p * p} entries")
+        if (tensors["noise"][~c] != 0).any():
+            raise RunDirError(f"{path}: a pair not marked corrupted has a nonzero label shift")
     return tensors
 
 
@@ -688,7 +698,7 @@ class Run:
 
     @property
     def shapes(self) -> dict[str, tuple[int, ...]]:
-        return param_shapes(self.config.p, self.config.d_model, self.config.d_mlp)
+        return family(self.config).param_shapes(self.config)
 
     @property
     def evals(self) -> list[dict]:
@@ -696,12 +706,14 @@ class Run:
         return [r for r in self.metrics if r["kind"] == "eval"]
 
     def params(self, epoch: int) -> dict[str, torch.Tensor]:
-        """The five weights at ``epoch`` (float32), checked against the config's shapes."""
+        """The model family's weights at ``epoch`` (float32; the MLP's five), checked against the
+        config's shapes."""
         _, params = read_checkpoint(checkpoint_path(self.path, epoch), self.shapes)
         return params
 
-    def model(self, epoch: int) -> SimpleMLP:
-        return SimpleMLP(self.params(epoch), self.config.act)
+    def model(self, epoch: int) -> torch.nn.Module:
+        """The weights at ``epoch`` as the family's nn.Module (the MLP's: SimpleMLP)."""
+        return family(self.config).module(self.params(epoch), self.config)
 
     @property
     def compact_epochs(self) -> list[int]:
@@ -710,7 +722,8 @@ class Run:
 
     def compact(self, epoch: int) -> dict[str, torch.Tensor]:
         """The compact form (W_E, T_a, T_b, b_in, W_L; float32 in memory) at ``epoch``: from
-        RUN/compact/ if stored there (float16 on disk), else computed from the full checkpoint."""
+        RUN/compact/ if stored there (float16 on disk), else computed from the full checkpoint.
+        The compact form is the MLP family's (model.compact_params)."""
         if compact_path(self.path, epoch).exists():
             return read_compact(compact_path(self.path, epoch), self.config.p, self.config.d_model,
                                 self.config.d_mlp)[1]
@@ -721,7 +734,9 @@ class Run:
         evals = self.evals
         last = f", last eval epoch {evals[-1]['epoch']}" if evals else ""
         compact = self.compact_epochs
-        return (f"Run({str(self.path)!r}: p={c.p} noise_n={c.noise_n} epochs={c.epochs} d_model={c.d_model} "
+        model = f"model={c.model} " if c.model != "mlp" else ""
+        noise = f"noise=uniform xi={c.noise_frac:g}" if c.noise_kind == "uniform" else f"noise_n={c.noise_n}"
+        return (f"Run({str(self.path)!r}: {model}p={c.p} {noise} epochs={c.epochs} d_model={c.d_model} "
                 f"d_mlp={c.d_mlp} act={c.act} seed={c.seed} data_seed={c.data_seed}; "
                 f"{len(self.checkpoint_epochs)} checkpoints on disk"
                 + (f", {len(compact)} compact" if compact else "")

@@ -1,5 +1,8 @@
 """The training core: full-batch AdamW on the noisy modular-addition task, checkpointed.
 
+The architecture is the config's model family (interp_grok.models): its parameters, its
+initialization and its batched loss are all the loop needs of it.
+
 ``train`` owns the loop and its bookkeeping (what is evaluated when, what is saved when);
 the file formats belong to ``rundir``. The loop never syncs with the host between
 evaluations: per-epoch train losses accumulate in a device buffer and are written in blocks.
@@ -27,8 +30,8 @@ from torch import nn
 from . import rundir
 from .config import Config
 from .data import Dataset, make_dataset
-from .evaluation import grid_metrics
-from .model import PARAM_NAMES, batched_cross_entropy, batched_logits, init_params, param_shapes
+from .evaluation import evaluate
+from .models import family
 
 ProgressFn = Callable[[int, dict], None]
 
@@ -72,7 +75,7 @@ def memory_needed(config: Config) -> int:
     """Bytes a run of ``config`` needs at its peak, roughly (the largest of: drawing the noise,
     a training step, a full-grid evaluation), so that impossible sizes are refused up front."""
     p, n_train = config.p, math.floor(config.train_frac * config.p**2)
-    n_params = sum(math.prod(s) for s in param_shapes(p, config.d_model, config.d_mlp).values())
+    n_params = sum(math.prod(s) for s in family(config).param_shapes(config).values())
     noise = 8 * p * p * config.noise_n
     step = n_train * (4 * config.d_mlp * 3 + 8 * p * 3) + 2 * p * config.d_mlp * 4 * 3
     grid = p * p * (4 * config.d_mlp + 8 * p * 3)
@@ -91,7 +94,7 @@ def check_resources(config: Config, out: Path) -> None:
         raise TrainError(f"this run needs about {need / 2**30:.1f} GiB of memory, more than 80 % of this "
                          f"machine's {total / 2**30:.1f} GiB (p={config.p}, d_model={config.d_model}, "
                          f"d_mlp={config.d_mlp}, noise_n={config.noise_n})")
-    n_params = sum(math.prod(s) for s in param_shapes(config.p, config.d_model, config.d_mlp).values())
+    n_params = sum(math.prod(s) for s in family(config).param_shapes(config).values())
     disk = 4 * n_params * (len(config.checkpoint_epochs) + 3) + 8 * config.p**2 * 3
     where = Path(out).absolute()
     while not where.exists():
@@ -292,7 +295,7 @@ class _Resume:
 def _prepare_resume(out: Path, epochs: int | None) -> _Resume:
     """Check everything on disk against each other (the caller holds the run's lock); write nothing."""
     stored, prov = rundir.read_config(out)
-    shapes = param_shapes(stored.p, stored.d_model, stored.d_mlp)
+    shapes = family(stored).param_shapes(stored)
     if (out / rundir.TRAIN_STATE).exists() or (out / rundir.TRAIN_STATE).is_symlink():
         start, state = rundir.read_train_state(out, shapes)
     else:
@@ -322,7 +325,7 @@ def _prepare_resume(out: Path, epochs: int | None) -> _Resume:
 # ------------------------------------------------------------------ batches
 
 # what the runs of one batch must share: the shape of the stacked model and the schedule
-BATCH_KEYS = ("p", "d_model", "d_mlp", "act", "epochs", "eval_every", "loss_dtype", "checkpoint_epochs")
+BATCH_KEYS = ("model", "p", "d_model", "d_mlp", "act", "epochs", "eval_every", "loss_dtype", "checkpoint_epochs")
 
 
 def check_batchable(configs: list[Config]) -> None:
@@ -431,7 +434,7 @@ def check_state(out: Path, config: Config, start: int, state: dict[str, torch.Te
     if start not in schedule:
         raise rundir.RunDirError(f"{path}: epoch {start} is not a checkpoint epoch of this run "
                                  f"(0..{config.epochs}); refusing to resume from it")
-    shapes = param_shapes(config.p, config.d_model, config.d_mlp)
+    shapes = family(config).param_shapes(config)
     prefixes = ("param", "exp_avg", "exp_avg_sq") if start > 0 else ("param",)
     expected = {f"{pre}.{n}" for n in shapes for pre in prefixes} | (
         {f"step.{n}" for n in shapes} if start > 0 else set())
@@ -503,7 +506,7 @@ class _Book:
         self.dataset_sha = rundir.file_sha256(out / rundir.DATASET) if write else None
 
     def evaluate(self, params: dict[str, torch.Tensor]) -> dict:
-        return grid_metrics(params, self.config.act, self.noisy, self.clean, self.train_idx, self.test_idx)
+        return evaluate(params, self.config, self.noisy, self.clean, self.train_idx, self.test_idx)
 
     def at_epoch(self, epoch: int, flushed: int, block: list[float], is_eval: bool,
                  params: dict[str, torch.Tensor], opt: torch.optim.Optimizer) -> None:
@@ -547,11 +550,12 @@ def _run_batch(configs: list[Config], outs: list[Path], datasets: list[Dataset],
     """Train K runs of the same shape, schedule and length as one stacked model, from ``start``.
 
     Model k has its own data, initialization, optimizer hyperparameters and run directory; the
-    step is one call of the batched forward, loss and backward over the leading model axis
-    (model.batched_logits, model.batched_cross_entropy), then AdamW per model.
+    step is one call of the family's batched loss (forward and loss over the leading model axis; the
+    MLP's is model.batched_logits + model.batched_cross_entropy) and its backward, then AdamW per model.
     """
     c0 = configs[0]
-    leaves = [{k: nn.Parameter(v.to(dev)) for k, v in init_params(c, torch.Generator().manual_seed(c.seed)).items()}
+    fam = family(c0)
+    leaves = [{k: nn.Parameter(v.to(dev)) for k, v in fam.init_params(c, torch.Generator().manual_seed(c.seed)).items()}
               for c in configs]
     opt = _make_optimizer(leaves, configs)
     for lv, state in zip(leaves, states):
@@ -570,7 +574,6 @@ def _run_batch(configs: list[Config], outs: list[Path], datasets: list[Dataset],
     b_ = _padded([b.train_idx.cpu() % c0.p for b in books], dev)
     y = _padded([b.noisy.cpu()[b.train_idx.cpu()] for b in books], dev)
     n_k = torch.tensor([len(b.train_idx) for b in books], device=dev)
-    loss_dtype = getattr(torch, c0.loss_dtype)
     # per-epoch losses stay on the device until an evaluation (or a full buffer) writes them
     end = c0.epochs if stop is None else stop
     losses = torch.empty(K, max(1, min(c0.eval_every, 1 << 16, end - start)), dtype=torch.float64, device=dev)
@@ -580,7 +583,7 @@ def _run_batch(configs: list[Config], outs: list[Path], datasets: list[Dataset],
     def stacked() -> dict[str, torch.Tensor]:
         if K == 1:
             return {k: v.unsqueeze(0) for k, v in leaves[0].items()}
-        return {k: torch.stack([lv[k] for lv in leaves]) for k in PARAM_NAMES}
+        return {k: torch.stack([lv[k] for lv in leaves]) for k in fam.param_names}
 
     def at_epoch(epoch: int) -> None:
         nonlocal flushed
@@ -599,7 +602,7 @@ def _run_batch(configs: list[Config], outs: list[Path], datasets: list[Dataset],
         for epoch in range(start, c0.epochs if stop is None else stop):
             if all(book.error is not None for book in books):
                 break
-            loss_k = batched_cross_entropy(batched_logits(stacked(), a, b_, c0.act), y, n_k, loss_dtype)
+            loss_k = fam.batched_loss(stacked(), a, b_, y, n_k, c0)
             losses[:, epoch - flushed] = loss_k.detach()
             loss_k.sum().backward()
             opt.step()
