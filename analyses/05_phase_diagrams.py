@@ -1,0 +1,173 @@
+# %% [markdown]
+# # Phase diagrams of noisy grokking: the reference sweeps
+#
+# Jupytext percent format; or run as `python analyses/05_phase_diagrams.py`. Reads the reference
+# sweeps in `checkpoints/sweeps/` (analysis-only copies, see `checkpoints/README.md`), writes
+# figures to `docs/figures/`. Every number in `docs/findings.md` §1–§3 is printed here, and
+# asserted by `tests/test_sweep_findings.py` on the same committed data.
+#
+# Phases (docs/measurements.md#phases) are read at every checkpoint from the clean-labelled
+# training fit F, the memorized and corrected fractions M and C of the noisy-labelled training
+# examples, and the clean test accuracy G, with Doshi et al.'s 90 % threshold; a run's final
+# phase is *settled* when it holds over the last quarter of its epochs.
+#
+# Three sweeps (all p = 97, d_model 128, d_mlp 512, AdamW betas (0.9, 0.98), float64 loss,
+# data seed 346):
+# - `noise-tf`: noise n ∈ {0, 2, 4, 8} × training fraction ∈ {0.3, 0.5, 0.7} × model seed {0, 1}
+#   at the defaults (lr 1e-3, weight decay 1), 10 000 epochs.
+# - `n4-xi-wd-lr`: n = 4, noised fraction ξ ∈ {0.1, 0.3, 1} × weight decay ∈ {1, 3, 10, 30} ×
+#   lr ∈ {1e-3, 1e-2}, training fraction 0.3, seed 0, 3 000 epochs.
+# - `n4-init`: n = 4, ξ ∈ {0.3, 1} × initialization scale α ∈ {0.5, 1, 2}, lr 1e-2, weight decay 1,
+#   3 000 epochs.
+
+# %%
+from collections import Counter
+
+from interp_grok import load_sweep, plotting
+from interp_grok.reference import figures_dir, reference_dir
+
+SWEEPS = ("noise-tf", "n4-xi-wd-lr", "n4-init")
+sweeps = {name: load_sweep(reference_dir() / "sweeps" / name) for name in SWEEPS}
+out = figures_dir()
+for res in sweeps.values():
+    print(res)
+
+
+def fmt(v, spec=".3f"):
+    return "-" if v is None else format(v, spec) if isinstance(v, float) else str(v)
+
+
+# %% [markdown]
+# ## 1. Noise × training fraction at the default settings (2 seeds each)
+
+# %%
+rows = sweeps["noise-tf"].rows
+fig = plotting.plot_phase_diagram(rows, "noise_n", "train_frac", title="Final phase at 10 000 epochs: noise n x "
+                                  "training fraction (2 seeds per cell; lr 1e-3, wd 1)")
+plotting.save_figure(fig, out / "sweep_phases_noise_tf.png")
+fig = plotting.plot_sweep_values(rows, "noise_n", "train_frac", "test_acc_clean",
+                                 title="Clean test accuracy at 10 000 epochs (mean, ±sd over 2 seeds)")
+plotting.save_figure(fig, out / "sweep_acc_noise_tf.png")
+print(f"{'n':>2} {'tf':>4} {'phases (seeds 0, 1)':<34} {'settled':<12} {'test acc clean':<15} {'best':<13} "
+      f"{'memorized':<13} {'grok epoch':<13}")
+for n in sweeps["noise-tf"].axes["noise_n"]:
+    for tf in sweeps["noise-tf"].axes["train_frac"]:
+        cell = sorted((r for r in rows if r["noise_n"] == n and r["train_frac"] == tf), key=lambda r: r["seed"])
+        print(f"{n:>2} {tf:>4} {', '.join(r['final_phase'] for r in cell):<34} "
+              f"{', '.join(str(r['settled']) for r in cell):<12} "
+              f"{', '.join(fmt(r['test_acc_clean']) for r in cell):<15} "
+              f"{', '.join(fmt(r['test_acc_clean_best']) for r in cell):<13} "
+              f"{', '.join(fmt(r['train_noisy_memorized_frac']) for r in cell):<13} "
+              f"{', '.join(fmt(r['grok_epoch']) for r in cell):<13}")
+print("final phases:", dict(sorted(Counter(r["final_phase"] for r in rows).items())))
+
+# %% [markdown]
+# ## 2. n = 4: noised fraction ξ × weight decay × learning rate
+
+# %%
+rows = sweeps["n4-xi-wd-lr"].rows
+fig = plotting.plot_phase_diagram(rows, "weight_decay", "noise_frac", "lr",
+                                  title="n = 4, 3 000 epochs: final phase over weight decay x noised fraction xi, "
+                                  "one panel per learning rate")
+plotting.save_figure(fig, out / "sweep_phases_n4_xi_wd_lr.png")
+fig = plotting.plot_sweep_values(rows, "weight_decay", "noise_frac", "test_acc_clean", "lr",
+                                 title="n = 4: clean test accuracy at 3 000 epochs")
+plotting.save_figure(fig, out / "sweep_acc_n4_xi_wd_lr.png")
+fig = plotting.plot_sweep_values(rows, "weight_decay", "noise_frac", "train_noisy_memorized_frac", "lr",
+                                 title="n = 4: noisy training labels still memorized at 3 000 epochs")
+plotting.save_figure(fig, out / "sweep_memorized_n4_xi_wd_lr.png")
+print(f"{'lr':>6} {'wd':>3} {'xi':>4} {'lr*wd':>6} {'phase':<18} {'settled':<7} {'test clean':>10} "
+      f"{'clean fit':>9} {'memorized':>9} {'corrected':>9} {'grok ep':>7} {'fit ep':>6} {'keys':>4} {'key_fve':>7}")
+for r in sorted(rows, key=lambda r: (r["lr"], r["weight_decay"], r["noise_frac"])):
+    print(f"{r['lr']:>6} {r['weight_decay']:>3} {r['noise_frac']:>4} {r['lr'] * r['weight_decay']:>6.3f} "
+          f"{r['final_phase']:<18} {str(r['settled']):<7} {fmt(r['test_acc_clean']):>10} "
+          f"{fmt(r['train_clean_acc']):>9} {fmt(r['train_noisy_memorized_frac']):>9} "
+          f"{fmt(r['train_noisy_corrected_frac']):>9} {fmt(r['grok_epoch']):>7} {fmt(r['fit_epoch']):>6} "
+          f"{r['n_key_freqs']:>4} {fmt(r['key_fve']):>7}")
+print("final phases:", dict(sorted(Counter(r["final_phase"] for r in rows).items())))
+
+# %% [markdown]
+# ## 3. n = 4: initialization scale
+
+# %%
+rows = sweeps["n4-init"].rows
+for r in sorted(rows, key=lambda r: (r["noise_frac"], r["init_scale"])):
+    print(f"xi {r['noise_frac']:>4} alpha {r['init_scale']:>4}: {r['final_phase']:<18} settled {r['settled']!s:<5} "
+          f"test clean {fmt(r['test_acc_clean'])}, memorized {fmt(r['train_noisy_memorized_frac'])}, "
+          f"corrected {fmt(r['train_noisy_corrected_frac'])}, grok epoch {fmt(r['grok_epoch'])}")
+
+# %% [markdown]
+# ## 4. The one inversion: ξ = 0.1, lr 1e-2, weight decay 10
+#
+# Its trajectory at every checkpoint: the clean-labelled fit F, the memorized and corrected
+# fractions M and C of the 176 noisy-labelled training examples, the clean test accuracy G.
+
+# %%
+import csv  # noqa: E402
+
+SWEEP_RUNS = reference_dir() / "sweeps"
+
+
+def progress(sweep: str, run: str) -> list[dict]:
+    with open(SWEEP_RUNS / sweep / "runs" / run / "analysis" / "progress.csv") as f:
+        return [{k: float(v) for k, v in r.items()} for r in csv.DictReader(f)]
+
+
+inv = progress("n4-xi-wd-lr", "xi0.1_lr0.01_wd10")
+best = max(inv, key=lambda r: r["train_noisy_corrected_frac"])
+for r in inv:
+    if r["epoch"] in (55, 149, 229, 290, 353, 450, 566, 675, 900, 1500, 3000) or r is best:
+        print(f"epoch {int(r['epoch']):>5}: F {r['train_clean_acc']:.3f} M {r['train_noisy_memorized_frac']:.3f} "
+              f"C {r['train_noisy_corrected_frac']:.3f} G {r['test_acc_clean']:.3f}")
+print(f"most corrected: C = {best['train_noisy_corrected_frac']:.3f} at epoch {int(best['epoch'])} "
+      f"(M {best['train_noisy_memorized_frac']:.3f}, G {best['test_acc_clean']:.3f}); "
+      f"final M {inv[-1]['train_noisy_memorized_frac']:.3f}, C {inv[-1]['train_noisy_corrected_frac']:.3f}")
+
+# %% [markdown]
+# ## 5. Where the memorized noisy labels live: the key subspace versus the rest
+#
+# For each run that generalizes (G ≥ 0.9 at the end), at its final checkpoint: restricted loss
+# (only the key-frequency sum components of the logits) and excluded loss (the logits without
+# them), each over the clean-labelled and the noisy-labelled training examples, against the given
+# label, and for the noisy ones also against the clean label. Key frequencies by the logit-outlier
+# rule (docs/measurements.md §3b).
+
+# %%
+grokked = [(s, r) for s in ("n4-xi-wd-lr", "n4-init") for r in sweeps[s].rows
+           if r["test_acc_clean"] is not None and r["test_acc_clean"] >= 0.9]
+print(f"{'run':<20} {'keys':>4} {'key_fve':>7} {'restr clean':>11} {'restr noisy':>11} {'(vs clean)':>10} "
+      f"{'excl clean':>10} {'excl noisy':>10} {'(vs clean)':>10}")
+for s, r in grokked:
+    f = progress(s, r["name"])[-1]
+    print(f"{r['name']:<20} {r['n_key_freqs']:>4} {f['key_fve']:>7.3f} {f['restricted_loss_train_clean']:>11.3g} "
+          f"{f['restricted_loss_train_noisy']:>11.3g} {f['restricted_loss_train_noisy_vs_clean']:>10.3g} "
+          f"{f['excluded_loss_train_clean']:>10.3g} {f['excluded_loss_train_noisy']:>10.3g} "
+          f"{f['excluded_loss_train_noisy_vs_clean']:>10.3g}")
+
+# %% [markdown]
+# ## 6. Pruning the low-IPR neurons, against a size-matched random control
+#
+# `summary.json` → `pruning` of each generalizing run (docs/measurements.md §5): every neuron whose
+# input-curve IPR is below 0.5 silenced, against 8 random sets of as many neurons, matched in size.
+
+# %%
+import json  # noqa: E402
+
+for s, r in grokked:
+    pr = json.loads((SWEEP_RUNS / s / "runs" / r["name"] / "analysis" / "summary.json").read_text())["pruning"]
+    full, cut, ctl = pr["full"], pr["ipr_pruned"], pr["control"]
+    print(f"{r['name']}: {pr['n_silenced']} of {pr['n_neurons']} silenced; memorized "
+          f"{full['train_noisy_memorized_frac']:.3f} -> {cut['train_noisy_memorized_frac']:.3f} (control "
+          f"{ctl['train_noisy_memorized_frac']['mean']:.3f} +- {ctl['train_noisy_memorized_frac']['sd']:.3f}), "
+          f"clean test {full['test_acc_clean']:.3f} -> {cut['test_acc_clean']:.3f} (control "
+          f"{ctl['test_acc_clean']['mean']:.3f}), clean-labelled fit {full['train_clean_acc']:.3f} -> "
+          f"{cut['train_clean_acc']:.3f} (control {ctl['train_clean_acc']['mean']:.3f})")
+
+# %% [markdown]
+# ## 7. Key frequencies: the logit-outlier rule on every swept run
+
+# %%
+for name, res in sweeps.items():
+    counts = [r["n_key_freqs"] for r in res.rows if r["n_key_freqs"] is not None]
+    print(f"{name}: key frequencies per run {min(counts)}-{max(counts)} (median {sorted(counts)[len(counts) // 2]})"
+          f" of 48; rule {res.rows[0]['key_freq_rule']}")

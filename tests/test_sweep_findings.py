@@ -1,0 +1,117 @@
+"""The claims of docs/findings.md §1-§3, asserted on the committed reference sweeps
+(checkpoints/sweeps/, analysis-only; analyses/05_phase_diagrams.py prints each number)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from interp_grok import load_sweep
+from interp_grok.phases import run_phases
+
+SWEEPS = Path(__file__).resolve().parents[1] / "checkpoints" / "sweeps"
+
+
+def rows(sweep: str) -> dict[str, dict]:
+    return {r["name"]: r for r in load_sweep(SWEEPS / sweep).rows}
+
+
+def progress(sweep: str, run: str) -> list[dict]:
+    with open(SWEEPS / sweep / "runs" / run / "analysis" / "progress.csv") as f:
+        return [{k: float(v) for k, v in r.items()} for r in csv.DictReader(f)]
+
+
+def summary(sweep: str, run: str) -> dict:
+    return json.loads((SWEEPS / sweep / "runs" / run / "analysis" / "summary.json").read_text())
+
+
+@pytest.mark.parametrize("sweep", ["n4-xi-wd-lr", "n4-init", "noise-tf"])
+def test_the_table_agrees_with_each_runs_progress_csv(sweep):
+    """table.csv's phases and final numbers are what the committed per-run files give."""
+    for name, r in rows(sweep).items():
+        prog = progress(sweep, name)
+        ph = run_phases([p["epoch"] for p in prog], prog)
+        assert (r["final_phase"], r["settled"], r["grok_epoch"], r["fit_epoch"]) == (
+            ph["final_phase"], ph["settled"], ph["grok_epoch"], ph["fit_epoch"]), name
+        assert r["test_acc_clean"] == pytest.approx(prog[-1]["test_acc_clean"], abs=1e-12)
+        assert r["epochs_trained"] == int(prog[-1]["epoch"])
+
+
+def test_n4_phase_counts_and_where_noisy_runs_grok():
+    t = rows("n4-xi-wd-lr")
+    counts: dict[str, int] = {}
+    for r in t.values():
+        counts[r["final_phase"]] = counts.get(r["final_phase"], 0) + 1
+    assert counts == {"coexistence": 2, "confusion": 8, "memorization": 13, "partial_inversion": 1}
+    generalized = sorted(n for n, r in t.items() if r["test_acc_clean"] >= 0.9)
+    # only the smallest noised fraction, only at the larger learning rate, below weight decay 30
+    assert generalized == ["xi0.1_lr0.01_wd1", "xi0.1_lr0.01_wd10", "xi0.1_lr0.01_wd3"]
+    assert t["xi0.1_lr0.01_wd1"]["final_phase"] == "coexistence" and t["xi0.1_lr0.01_wd1"]["grok_epoch"] == 1103
+    assert t["xi0.1_lr0.01_wd3"]["final_phase"] == "coexistence" and t["xi0.1_lr0.01_wd3"]["settled"] is False
+    assert t["xi0.1_lr0.01_wd3"]["grok_epoch"] == 1200
+    # every wd = 30 run is in confusion: training fit below 5 %, chance-level clean test accuracy
+    for n, r in t.items():
+        if r["weight_decay"] == 30:
+            assert r["final_phase"] == "confusion" and r["train_clean_acc"] < 0.05 and r["test_acc_clean"] < 0.01, n
+    # lr 1e-3, wd 10: xi >= 0.3 still fitting at 3 000 epochs (confusion), xi = 0.1 memorizes
+    assert [t[f"xi{x}_lr0.001_wd10"]["final_phase"] for x in ("0.1", "0.3", "1")] == [
+        "memorization", "confusion", "confusion"]
+    assert 0.6 < t["xi0.3_lr0.001_wd10"]["train_clean_acc"] < 0.7
+    # clean test accuracy of the memorizing lr 1e-2 runs falls with xi at every wd < 30
+    for wd in (1, 3, 10):
+        acc = [t[f"xi{x}_lr0.01_wd{wd}"]["test_acc_clean"] for x in ("0.1", "0.3", "1")]
+        assert acc[0] > acc[1] > acc[2], wd
+    assert round(t["xi0.3_lr0.01_wd3"]["test_acc_clean"], 3) == 0.780
+    assert round(t["xi1_lr0.01_wd3"]["test_acc_clean"], 3) == 0.294
+
+
+def test_the_one_inversion_is_transient():
+    prog = progress("n4-xi-wd-lr", "xi0.1_lr0.01_wd10")
+    best = max(prog, key=lambda r: r["train_noisy_corrected_frac"])
+    assert (int(best["epoch"]), round(best["train_noisy_corrected_frac"], 3)) == (300, 0.829)
+    assert round(best["train_noisy_memorized_frac"], 3) == 0.154 and best["test_acc_clean"] > 0.98
+    last = prog[-1]
+    assert (round(last["train_noisy_memorized_frac"], 3), round(last["train_noisy_corrected_frac"], 3)) == (0.703,
+                                                                                                           0.229)
+    assert last["train_clean_acc"] == 1.0 and round(last["test_acc_clean"], 3) == 0.978
+    # it generalized before it ever fit the noisy labels: no fit epoch (F and M >= 0.9 never together)
+    assert rows("n4-xi-wd-lr")["xi0.1_lr0.01_wd10"]["fit_epoch"] is None
+
+
+def test_memorized_noisy_labels_live_outside_the_key_subspace():
+    f = progress("n4-xi-wd-lr", "xi0.1_lr0.01_wd1")[-1]
+    # restricted logits (key sum components only) fit the clean labels, of noisy examples too ...
+    assert f["restricted_loss_train_clean"] < 1e-5 and f["restricted_loss_train_noisy_vs_clean"] < 1e-5
+    assert f["restricted_loss_train_noisy"] > 15  # ... and not the noisy labels
+    # the rest of the logits carries the noisy labels, not the clean ones
+    assert f["excluded_loss_train_noisy"] < 0.4 and f["excluded_loss_train_clean"] > 6.9
+    assert f["excluded_loss_train_noisy_vs_clean"] > 30
+    assert round(f["key_fve"], 3) == 0.894
+
+
+def test_pruning_low_ipr_neurons_against_the_control():
+    pr = summary("n4-xi-wd-lr", "xi0.1_lr0.01_wd1")["pruning"]
+    assert pr["n_silenced"] == 268
+    cut, ctl = pr["ipr_pruned"], pr["control"]
+    assert round(cut["train_noisy_memorized_frac"], 3) == 0.880
+    assert round(ctl["train_noisy_memorized_frac"]["mean"], 3) == 0.964
+    assert round(ctl["train_noisy_memorized_frac"]["sd"], 3) == 0.020
+    assert cut["train_noisy_memorized_frac"] < ctl["train_noisy_memorized_frac"]["min"]
+    assert cut["train_clean_acc"] == 1.0 and cut["test_acc_clean"] > pr["full"]["test_acc_clean"]
+    # in the wd = 3 coexistence run nearly every neuron is periodic: pruning has nothing to remove
+    assert summary("n4-xi-wd-lr", "xi0.1_lr0.01_wd3")["pruning"]["n_silenced"] == 3
+
+
+def test_init_scale_changes_no_phase():
+    t = rows("n4-init")
+    assert {r["final_phase"] for r in t.values()} == {"memorization"}
+    assert [round(t[f"xi0.3_a{a}"]["test_acc_clean"], 3) for a in ("0.5", "1", "2")] == [0.543, 0.435, 0.590]
+    assert [round(t[f"xi1_a{a}"]["test_acc_clean"], 3) for a in ("0.5", "1", "2")] == [0.085, 0.171, 0.177]
+
+
+def test_key_rule_picks_few_frequencies_on_noisy_runs():
+    counts = [r["n_key_freqs"] for r in rows("n4-xi-wd-lr").values()]
+    assert min(counts) == 0 and max(counts) == 13  # the old rule gave 44-48 of 48 on noisy runs
