@@ -122,6 +122,13 @@ for r in inv:
 print(f"most corrected: C = {best['train_noisy_corrected_frac']:.3f} at epoch {int(best['epoch'])} "
       f"(M {best['train_noisy_memorized_frac']:.3f}, G {best['test_acc_clean']:.3f}); "
       f"final M {inv[-1]['train_noisy_memorized_frac']:.3f}, C {inv[-1]['train_noisy_corrected_frac']:.3f}")
+late = [r["train_noisy_memorized_frac"] for r in inv if r["epoch"] >= 675]
+print(f"from epoch 675 on, M stays in {min(late):.3f}-{max(late):.3f}")
+dip = progress("n4-xi-wd-lr", "xi0.1_lr0.01_wd3")
+low = min((r for r in dip if r["epoch"] >= 450), key=lambda r: r["test_acc_clean"])
+print(f"xi0.1_lr0.01_wd3 after grokking: lowest G {low['test_acc_clean']:.3f} at epoch {int(low['epoch'])} "
+      f"(M {low['train_noisy_memorized_frac']:.3f}); other checkpoints from 450 on: G >= "
+      f"{min(r['test_acc_clean'] for r in dip if r['epoch'] >= 450 and r is not low):.3f}")
 
 # %% [markdown]
 # ## 5. Where the memorized noisy labels live: the key subspace versus the rest

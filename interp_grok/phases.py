@@ -40,7 +40,8 @@ PHASES = ("confusion", "forgetting", "memorization", "generalization", "coexiste
 MEASURES = ("train_clean_acc", "train_noisy_memorized_frac", "train_noisy_corrected_frac", "test_acc_clean")
 TRANSITIONS = ("fit_epoch", "grok_epoch", "inversion_epoch", "forget_epoch")
 
-__all__ = ["MEASURES", "PHASES", "PHASE_THRESHOLD", "SETTLE_FRACTION", "TRANSITIONS", "phase_trajectory",
+__all__ = ["MEASURES", "PHASES", "PHASE_THRESHOLD", "SETTLE_FRACTION", "TRANSITIONS", "doshi_phase_trajectory",
+           "phase_trajectory",
            "run_phases", "settled", "transition_epochs"]
 
 
@@ -138,3 +139,34 @@ def run_phases(epochs, rows: list[dict], tau: float = PHASE_THRESHOLD) -> dict:
         "settled": settled(epochs, traj),
         **transition_epochs(epochs, *cols, tau=tau),
     }
+
+
+def doshi_phase_trajectory(train_acc, test_acc, noise_frac: float, tau: float = PHASE_THRESHOLD) -> list[str]:
+    """Doshi et al.'s own phases (their Appendix C, Table 2), from the training accuracy against
+    the given (corrupted) labels and the test accuracy, for a corrupted fraction xi = noise_frac:
+
+        test >= tau, train >= tau                      coexistence
+        test >= tau, 1.05 - xi <= train < tau          partial_inversion
+        test >= tau, train < 1.05 - xi                 full_inversion
+        test < tau,  train >= tau                      memorization
+        test < tau,  train < tau                       forgetting after any checkpoint in another
+                                                       phase, else confusion (their text tells the
+                                                       two apart by the dynamics only)
+
+    For comparing with their published phases; ``phase_trajectory`` is this project's definition
+    (group fractions, which need no correction for the noisy fraction).
+    """
+    tr, te = _f64(train_acc).tolist(), _f64(test_acc).tolist()
+    if len(tr) != len(te):
+        raise ValueError(f"train and test accuracy need one value per checkpoint; got {len(tr)} and {len(te)}")
+    out, was_other = [], False
+    for a, g in zip(tr, te):
+        if g >= tau:
+            ph = "coexistence" if a >= tau else "partial_inversion" if a >= 1.05 - noise_frac else "full_inversion"
+        elif a >= tau:
+            ph = "memorization"
+        else:
+            ph = "forgetting" if was_other else "confusion"
+        was_other = was_other or ph not in ("confusion", "forgetting")
+        out.append(ph)
+    return out

@@ -30,7 +30,7 @@ import torch
 
 from . import rundir
 from .analyze import Analysis, analyze_run_dir, is_current, read_analysis
-from .phases import TRANSITIONS, run_phases
+from .phases import TRANSITIONS, doshi_phase_trajectory, run_phases
 from .sweep import SHORT, Sweep, _local_pool, read_sweep, sweep_status, usable_cores
 
 SWEEP_ANALYSIS_DIR = "analysis"
@@ -38,13 +38,13 @@ TABLE = "table.csv"
 FIGURES = "figures"
 # the final-checkpoint progress.csv columns copied into the table when a run's analysis has them
 FINAL_COLUMNS = (
-    "test_acc_clean", "test_acc_noisy", "train_clean_acc", "train_noisy_memorized_frac",
+    "test_acc_clean", "test_acc_noisy", "train_acc", "train_clean_acc", "train_noisy_memorized_frac",
     "train_noisy_corrected_frac", "train_loss", "test_loss", "sum_sq_weights", "gini_W_E", "gini_W_L",
     "key_fve", "ipr_mean", "n_periodic", "shift_kl", "shift_within1", "restricted_loss", "excluded_loss",
 )
 TABLE_COLUMNS = (
     "epochs_trained", "noisy_train_frac", "p_zero", "test_acc_clean_best", *FINAL_COLUMNS,
-    "final_phase", "settled", *TRANSITIONS, "n_key_freqs", "key_freqs", "key_freq_rule",
+    "final_phase", "settled", *TRANSITIONS, "doshi_phase", "n_key_freqs", "key_freqs", "key_freq_rule",
 )
 SEED_AXES = ("seed", "data_seed")  # aggregated over in figures
 
@@ -142,6 +142,9 @@ def run_row(sweep: Sweep, name: str, run: rundir.Run | None, an: Analysis | None
         row[k] = None if v is None or (isinstance(v, float) and math.isnan(v)) else v
     ph = run_phases(an.epochs.tolist(), an.rows)
     row |= {"final_phase": ph["final_phase"], "settled": ph["settled"], **{k: ph[k] for k in TRANSITIONS}}
+    if run.config.noise_kind == "uniform":  # Doshi et al.'s own rule is for their corruption only
+        row["doshi_phase"] = doshi_phase_trajectory([r["train_acc"] for r in an.rows],
+                                                    [r["test_acc_clean"] for r in an.rows], run.config.noise_frac)[-1]
     keys = an.key_freqs.tolist()
     row |= {"n_key_freqs": len(keys), "key_freqs": " ".join(map(str, keys)),
             "key_freq_rule": an.key_freq_source.get("rule")}

@@ -75,3 +75,23 @@ def test_bad_input_is_named():
         phase_trajectory([1.0, 1.0], [1.0], [0.0], [0.0])
     with pytest.raises(ValueError, match="tau"):
         phase_trajectory([1.0], [1.0], [0.0], [0.0], tau=0.0)
+
+
+@pytest.mark.parametrize("train, test, phase", [
+    (0.98, 0.98, "coexistence"),       # Doshi et al.'s wd = 0 notebook run (xi = 0.35)
+    (0.7855, 1.0, "partial_inversion"),  # their wd = 5: 0.70 = 1.05 - 0.35 <= 0.7855 < 0.9
+    (0.6537, 1.0, "full_inversion"),   # their wd = 15: below 1.05 - xi
+    (1.0, 0.2, "memorization"),
+    (0.5, 0.2, "confusion"),
+])
+def test_doshi_phases_from_their_table(train, test, phase):
+    from interp_grok.phases import doshi_phase_trajectory
+
+    assert doshi_phase_trajectory([train], [test], 0.35) == [phase]
+
+
+def test_doshi_forgetting_comes_after_another_phase():
+    from interp_grok.phases import doshi_phase_trajectory
+
+    assert doshi_phase_trajectory([0.2, 0.66, 0.12], [0.0, 1.0, 0.07], 0.35) == [
+        "confusion", "full_inversion", "forgetting"]  # their wd = 20 run: inverted at 300, lost by 2000

@@ -52,6 +52,11 @@ def test_n4_phase_counts_and_where_noisy_runs_grok():
     assert t["xi0.1_lr0.01_wd1"]["final_phase"] == "coexistence" and t["xi0.1_lr0.01_wd1"]["grok_epoch"] == 1103
     assert t["xi0.1_lr0.01_wd3"]["final_phase"] == "coexistence" and t["xi0.1_lr0.01_wd3"]["settled"] is False
     assert t["xi0.1_lr0.01_wd3"]["grok_epoch"] == 1200
+    dip = [r for r in progress("n4-xi-wd-lr", "xi0.1_lr0.01_wd3") if r["epoch"] >= 450]
+    low = min(dip, key=lambda r: r["test_acc_clean"])
+    assert (int(low["epoch"]), round(low["test_acc_clean"], 3), round(low["train_noisy_memorized_frac"], 3)) == (
+        1125, 0.841, 0.771)
+    assert round(min(r["test_acc_clean"] for r in dip if r is not low), 3) == 0.906
     # every wd = 30 run is in confusion: training fit below 5 %, chance-level clean test accuracy
     for n, r in t.items():
         if r["weight_decay"] == 30:
@@ -77,6 +82,8 @@ def test_the_one_inversion_is_transient():
     assert (round(last["train_noisy_memorized_frac"], 3), round(last["train_noisy_corrected_frac"], 3)) == (0.703,
                                                                                                            0.229)
     assert last["train_clean_acc"] == 1.0 and round(last["test_acc_clean"], 3) == 0.978
+    late = [r["train_noisy_memorized_frac"] for r in prog if r["epoch"] >= 675]
+    assert (round(min(late), 3), round(max(late), 3)) == (0.663, 0.760)
     # it generalized before it ever fit the noisy labels: no fit epoch (F and M >= 0.9 never together)
     assert rows("n4-xi-wd-lr")["xi0.1_lr0.01_wd10"]["fit_epoch"] is None
 
