@@ -461,9 +461,17 @@ def _print_summary(run, an, out: Path, figures: list[Path], wall: float) -> None
     else:
         print(f"key frequencies: {keys} ({how}); they carry {100 * s['key_freq_share_of_W_E_norm2']:.1f}% "
               f"of ||W_E||^2; Gini {f['gini_W_E']:.3f}")
-    print(f"final epoch {s['final_epoch']}: train loss {f['train_loss']:.4g}, test loss {f['test_loss']:.4g} "
-          f"(floor H(X) = {abs(fl['entropy']):.3f}); test acc vs noisy {f['test_acc_noisy']:.3f} "
-          f"(best possible {fl['p_mode']:.3f}), vs clean {f['test_acc_clean']:.3f}")
+    from .models import family
+
+    if run.config.noise_kind == "uniform":  # only training labels are corrupted: the test labels are clean
+        loss = "MSE" if family(run.config).loss == "mse" else "loss"
+        print(f"final epoch {s['final_epoch']}: train {loss} {f['train_loss']:.4g}, test {loss} {f['test_loss']:.4g}; "
+              f"train acc vs the given labels {an.rows[-1]['train_acc']:.3f}, test acc (clean test labels) "
+              f"{f['test_acc_clean']:.3f}")
+    else:
+        print(f"final epoch {s['final_epoch']}: train loss {f['train_loss']:.4g}, test loss {f['test_loss']:.4g} "
+              f"(floor H(X) = {abs(fl['entropy']):.3f}); test acc vs noisy {f['test_acc_noisy']:.3f} "
+              f"(best possible {fl['p_mode']:.3f}), vs clean {f['test_acc_clean']:.3f}")
     print("clean test accuracy first >= 95%: " + (f"epoch {first}" if first is not None else "never"))
     if run.dataset.is_noisy[run.dataset.train_idx].any():
         print(f"noisy training labels still memorized: {f['train_noisy_memorized_frac']:.3f} "
