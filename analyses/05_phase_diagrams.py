@@ -21,13 +21,16 @@
 #   3 000 epochs.
 
 # %%
+import csv
 from collections import Counter
 
 from interp_grok import load_sweep, plotting
+from interp_grok.phases import doshi_phase_trajectory, run_phases
 from interp_grok.reference import figures_dir, reference_dir
 
 SWEEPS = ("noise-tf", "n4-xi-wd-lr", "n4-init")
-sweeps = {name: load_sweep(reference_dir() / "sweeps" / name) for name in SWEEPS}
+SWEEP_RUNS = reference_dir() / "sweeps"
+sweeps = {name: load_sweep(SWEEP_RUNS / name) for name in SWEEPS}
 out = figures_dir()
 for res in sweeps.values():
     print(res)
@@ -85,6 +88,33 @@ for r in sorted(rows, key=lambda r: (r["lr"], r["weight_decay"], r["noise_frac"]
           f"{fmt(r['train_noisy_corrected_frac']):>9} {fmt(r['grok_epoch']):>7} {fmt(r['fit_epoch']):>6} "
           f"{r['n_key_freqs']:>4} {fmt(r['key_fve']):>7}")
 print("final phases:", dict(sorted(Counter(r["final_phase"] for r in rows).items())))
+conf = [r for r in rows if r["final_phase"] == "confusion"]
+print(f"confusion runs: key frequencies {sorted(r['n_key_freqs'] for r in conf)}, key_fve <= "
+      f"{max(r['key_fve'] for r in conf):.5f}")
+mem = [r for r in rows if r["final_phase"] == "memorization" and r["lr"] == 0.01]
+print(f"lr 1e-2 memorizing runs: memorized >= {min(r['train_noisy_memorized_frac'] for r in mem):.3f}")
+
+
+def progress(sweep: str, run: str) -> list[dict]:
+    with open(SWEEP_RUNS / sweep / "runs" / run / "analysis" / "progress.csv") as f:
+        return [{k: float(v) for k, v in r.items()} for r in csv.DictReader(f)]
+
+
+def value_at(prog: list[dict], epoch: int, column: str) -> float:
+    return next(r[column] for r in prog if r["epoch"] == epoch)
+
+
+for xi in ("0.1", "0.3", "1"):  # lr 1e-3, wd 10: the clean-labelled fit over training
+    prog = progress("n4-xi-wd-lr", f"xi{xi}_lr0.001_wd10")
+    fs = [(int(r["epoch"]), r["train_clean_acc"]) for r in prog]
+    first = next((e for e, f in fs if f >= 0.9), None)
+    print(f"lr 1e-3 wd 10 xi {xi}: F at 1539 {value_at(prog, 1539, 'train_clean_acc'):.3f}, at 2775 "
+          f"{value_at(prog, 2775, 'train_clean_acc'):.3f}, max {max(f for _, f in fs):.3f} at "
+          f"{max(fs, key=lambda t: t[1])[0]}, final {fs[-1][1]:.3f}; first F >= 0.9: {first}")
+for name in ("xi0.3_lr0.01_wd1", "xi0.3_lr0.01_wd3", "xi1_lr0.01_wd3"):  # still moving at the end?
+    prog = progress("n4-xi-wd-lr", name)
+    print(f"{name}: G at 1500 {value_at(prog, 1500, 'test_acc_clean'):.3f}, at 2250 "
+          f"{value_at(prog, 2250, 'test_acc_clean'):.3f}, at 3000 {prog[-1]['test_acc_clean']:.3f}")
 
 # %% [markdown]
 # ## 3. n = 4: initialization scale
@@ -95,6 +125,8 @@ for r in sorted(rows, key=lambda r: (r["noise_frac"], r["init_scale"])):
     print(f"xi {r['noise_frac']:>4} alpha {r['init_scale']:>4}: {r['final_phase']:<18} settled {r['settled']!s:<5} "
           f"test clean {fmt(r['test_acc_clean'])}, memorized {fmt(r['train_noisy_memorized_frac'])}, "
           f"corrected {fmt(r['train_noisy_corrected_frac'])}, grok epoch {fmt(r['grok_epoch'])}")
+    prog = progress("n4-init", r["name"])
+    print(f"    G at 2250 {value_at(prog, 2250, 'test_acc_clean'):.3f} -> 3000 {prog[-1]['test_acc_clean']:.3f}")
 
 # %% [markdown]
 # ## 4. The one inversion: ξ = 0.1, lr 1e-2, weight decay 10
@@ -103,16 +135,6 @@ for r in sorted(rows, key=lambda r: (r["noise_frac"], r["init_scale"])):
 # fractions M and C of the 176 noisy-labelled training examples, the clean test accuracy G.
 
 # %%
-import csv  # noqa: E402
-
-SWEEP_RUNS = reference_dir() / "sweeps"
-
-
-def progress(sweep: str, run: str) -> list[dict]:
-    with open(SWEEP_RUNS / sweep / "runs" / run / "analysis" / "progress.csv") as f:
-        return [{k: float(v) for k, v in r.items()} for r in csv.DictReader(f)]
-
-
 inv = progress("n4-xi-wd-lr", "xi0.1_lr0.01_wd10")
 best = max(inv, key=lambda r: r["train_noisy_corrected_frac"])
 for r in inv:
@@ -122,6 +144,16 @@ for r in inv:
 print(f"most corrected: C = {best['train_noisy_corrected_frac']:.3f} at epoch {int(best['epoch'])} "
       f"(M {best['train_noisy_memorized_frac']:.3f}, G {best['test_acc_clean']:.3f}); "
       f"final M {inv[-1]['train_noisy_memorized_frac']:.3f}, C {inv[-1]['train_noisy_corrected_frac']:.3f}")
+before = [r for r in inv if r["epoch"] < 290]
+print(f"before it generalized (epochs < 290): F <= {max(r['train_clean_acc'] for r in before):.3f}, M <= "
+      f"{max(r['train_noisy_memorized_frac'] for r in before):.3f}; M > F at epochs "
+      f"{[int(r['epoch']) for r in before if r['train_noisy_memorized_frac'] > r['train_clean_acc']]}")
+print("phases from 290 on:", sorted({ph for ph, r in zip(run_phases([r["epoch"] for r in inv], inv)["phases"], inv)
+                                     if r["epoch"] >= 290}))
+doshi = doshi_phase_trajectory([r["train_acc"] for r in inv], [r["test_acc_clean"] for r in inv], 0.1)
+print(f"by Doshi et al.'s rule (train accuracy vs the given labels): final {doshi[-1]}; phases from 290 on "
+      f"{sorted({ph for ph, r in zip(doshi, inv) if r['epoch'] >= 290})}; train accuracy from 290 on >= "
+      f"{min(r['train_acc'] for r in inv if r['epoch'] >= 290):.3f}, final {inv[-1]['train_acc']:.3f}")
 late = [r["train_noisy_memorized_frac"] for r in inv if r["epoch"] >= 675]
 print(f"from epoch 675 on, M stays in {min(late):.3f}-{max(late):.3f}")
 dip = progress("n4-xi-wd-lr", "xi0.1_lr0.01_wd3")
@@ -129,6 +161,12 @@ low = min((r for r in dip if r["epoch"] >= 450), key=lambda r: r["test_acc_clean
 print(f"xi0.1_lr0.01_wd3 after grokking: lowest G {low['test_acc_clean']:.3f} at epoch {int(low['epoch'])} "
       f"(M {low['train_noisy_memorized_frac']:.3f}); other checkpoints from 450 on: G >= "
       f"{min(r['test_acc_clean'] for r in dip if r['epoch'] >= 450 and r is not low):.3f}")
+for r in dip:
+    if r["epoch"] >= 450 and r["train_noisy_memorized_frac"] < 0.9:
+        print(f"    epoch {int(r['epoch'])}: F {r['train_clean_acc']:.3f} M {r['train_noisy_memorized_frac']:.3f} "
+              f"C {r['train_noisy_corrected_frac']:.3f} G {r['test_acc_clean']:.3f}")
+print(f"its first G >= 0.9: epoch {int(next(r['epoch'] for r in dip if r['test_acc_clean'] >= 0.9))}; settling "
+      f"window: epochs >= {0.75 * dip[-1]['epoch']:.0f}")
 
 # %% [markdown]
 # ## 5. Where the memorized noisy labels live: the key subspace versus the rest

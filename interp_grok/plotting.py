@@ -469,6 +469,32 @@ def draw_sweep(rows: list[dict], x: str, y: str | None, facet: str | None, out_d
     return out
 
 
+def plot_published_vs_ours(curves: dict[str, dict[str, list[dict]]], published: dict[str, list[tuple]],
+                           columns: tuple[str, str] = ("train_acc", "test_acc_clean"), title: str = "", *,
+                           fig: Figure | SubFigure | None = None) -> Figure:
+    """One panel per setting (``curves``: panel label -> {run label: progress rows}); each run's two
+    ``columns`` over the epochs (solid: the first, dashed: the second), and a paper's published
+    values as black markers (``published``: panel label -> [(epoch, first, second), ...]; circle:
+    the first column, cross: the second)."""
+    with _style():
+        fig, axes = _panels(fig, len(curves), (3.6 * len(curves) + 1, 3.6))
+        for ax, (panel, runs) in zip(axes, curves.items()):
+            for i, (label, rows) in enumerate(runs.items()):
+                e = [r["epoch"] for r in rows]
+                ax.plot(e, [r[columns[0]] for r in rows], color=f"C{i}", label=f"{label}: {columns[0]}")
+                ax.plot(e, [r[columns[1]] for r in rows], color=f"C{i}", ls="--", label=f"{label}: {columns[1]}")
+            for j, (epoch, a, b) in enumerate(published.get(panel, [])):
+                ax.plot([epoch], [a], "ko", ms=6, mfc="none", label="published: " + columns[0] if j == 0 else None)
+                ax.plot([epoch], [b], "kx", ms=6, label="published: " + columns[1] if j == 0 else None)
+            ax.set_title(panel, fontsize=9)
+            ax.set_ylim(-0.02, 1.02)
+            _epoch_axis(ax)
+        axes[0].set_ylabel("accuracy")
+        axes[-1].legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0, fontsize=7)
+        fig.suptitle(title, fontsize=10)
+    return _root(fig)
+
+
 def save_figure(fig: Figure, path: Path | str, close: bool = False) -> Path:
     """Save as PNG without the metadata that changes between runs or versions (same bytes every
     time), atomically. The figure stays open (so Jupyter still shows it) unless ``close``."""

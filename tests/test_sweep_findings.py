@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from interp_grok import load_sweep
-from interp_grok.phases import run_phases
+from interp_grok.phases import doshi_phase_trajectory, run_phases
 
 SWEEPS = Path(__file__).resolve().parents[1] / "checkpoints" / "sweeps"
 
@@ -57,14 +57,35 @@ def test_n4_phase_counts_and_where_noisy_runs_grok():
     assert (int(low["epoch"]), round(low["test_acc_clean"], 3), round(low["train_noisy_memorized_frac"], 3)) == (
         1125, 0.841, 0.771)
     assert round(min(r["test_acc_clean"] for r in dip if r is not low), 3) == 0.906
+    unmemorized = {int(r["epoch"]): (round(r["train_noisy_memorized_frac"], 3),
+                                    round(r["train_noisy_corrected_frac"], 3))
+                   for r in dip if r["train_noisy_memorized_frac"] < 0.9}
+    assert unmemorized == {1125: (0.771, 0.154), 2400: (0.674, 0.309)}  # 2 400 is in the last quarter (>= 2 250)
+    assert next(r["epoch"] for r in progress("n4-xi-wd-lr", "xi0.1_lr0.01_wd3") if r["test_acc_clean"] >= 0.9) == 450
     # every wd = 30 run is in confusion: training fit below 5 %, chance-level clean test accuracy
     for n, r in t.items():
         if r["weight_decay"] == 30:
             assert r["final_phase"] == "confusion" and r["train_clean_acc"] < 0.05 and r["test_acc_clean"] < 0.01, n
-    # lr 1e-3, wd 10: xi >= 0.3 still fitting at 3 000 epochs (confusion), xi = 0.1 memorizes
+    # lr 1e-3, wd 10: xi >= 0.3 on a training-fit plateau (confusion); xi = 0.1 left it and memorizes
     assert [t[f"xi{x}_lr0.001_wd10"]["final_phase"] for x in ("0.1", "0.3", "1")] == [
         "memorization", "confusion", "confusion"]
-    assert 0.6 < t["xi0.3_lr0.001_wd10"]["train_clean_acc"] < 0.7
+    p3, p1, p01 = (progress("n4-xi-wd-lr", f"xi{x}_lr0.001_wd10") for x in ("0.3", "1", "0.1"))
+    f3 = {int(r["epoch"]): round(r["train_clean_acc"], 3) for r in p3}
+    assert (f3[1539], f3[2775], f3[3000]) == (0.627, 0.657, 0.657)
+    assert (round(max(r["train_clean_acc"] for r in p1), 3), round(p1[-1]["train_clean_acc"], 3)) == (0.682, 0.676)
+    assert next(r["epoch"] for r in p01 if r["train_clean_acc"] >= 0.9) == 1500
+    assert round(t["xi0.1_lr0.001_wd10"]["test_acc_clean"], 3) == 0.362
+    # lr 1e-3, wd <= 3: nothing generalizes within 3 000 epochs
+    assert max(r["test_acc_clean"] for r in t.values() if r["lr"] == 0.001 and r["weight_decay"] <= 3) < 0.0325
+    # lr 1e-2 memorizing runs keep >= 98.4 % of their noisy labels; some still moving at the end
+    assert min(r["train_noisy_memorized_frac"] for r in t.values()
+               if r["lr"] == 0.01 and r["final_phase"] == "memorization") > 0.9835
+    g = {int(r["epoch"]): round(r["test_acc_clean"], 3) for r in progress("n4-xi-wd-lr", "xi0.3_lr0.01_wd1")}
+    assert (g[1500], g[2250], g[3000]) == (0.303, 0.388, 0.435)
+    # the confusion runs' key sets: 0-3 frequencies that explain almost nothing
+    conf = [r for r in t.values() if r["final_phase"] == "confusion"]
+    assert sorted(r["n_key_freqs"] for r in conf) == [0, 1, 1, 1, 2, 2, 2, 3]
+    assert round(max(r["key_fve"] for r in conf), 5) == 0.00011
     # clean test accuracy of the memorizing lr 1e-2 runs falls with xi at every wd < 30
     for wd in (1, 3, 10):
         acc = [t[f"xi{x}_lr0.01_wd{wd}"]["test_acc_clean"] for x in ("0.1", "0.3", "1")]
@@ -84,8 +105,18 @@ def test_the_one_inversion_is_transient():
     assert last["train_clean_acc"] == 1.0 and round(last["test_acc_clean"], 3) == 0.978
     late = [r["train_noisy_memorized_frac"] for r in prog if r["epoch"] >= 675]
     assert (round(min(late), 3), round(max(late), 3)) == (0.663, 0.760)
-    # it generalized before it ever fit the noisy labels: no fit epoch (F and M >= 0.9 never together)
+    # it generalized before it fit the training set: no fit epoch (F and M >= 0.9 never together)
     assert rows("n4-xi-wd-lr")["xi0.1_lr0.01_wd10"]["fit_epoch"] is None
+    before = [r for r in prog if r["epoch"] < 290]
+    assert round(max(r["train_clean_acc"] for r in before), 3) == 0.867
+    assert round(max(r["train_noisy_memorized_frac"] for r in before), 3) == 0.834
+    ph = run_phases([r["epoch"] for r in prog], prog)["phases"]
+    assert {p for p, r in zip(ph, prog) if r["epoch"] >= 290} == {"partial_inversion"}
+    # by Doshi et al.'s own rule it is coexistence throughout (train accuracy never below 1.05 - xi)
+    doshi = doshi_phase_trajectory([r["train_acc"] for r in prog], [r["test_acc_clean"] for r in prog], 0.1)
+    assert {p for p, r in zip(doshi, prog) if r["epoch"] >= 290} == {"coexistence"}
+    assert round(min(r["train_acc"] for r in prog if r["epoch"] >= 290), 3) == 0.947
+    assert round(prog[-1]["train_acc"], 3) == 0.982
 
 
 def test_memorized_noisy_labels_live_outside_the_key_subspace():
@@ -97,6 +128,17 @@ def test_memorized_noisy_labels_live_outside_the_key_subspace():
     assert f["excluded_loss_train_noisy"] < 0.4 and f["excluded_loss_train_clean"] > 6.9
     assert f["excluded_loss_train_noisy_vs_clean"] > 30
     assert round(f["key_fve"], 3) == 0.894
+    f3 = progress("n4-xi-wd-lr", "xi0.1_lr0.01_wd3")[-1]  # less cleanly at wd 3
+    assert (f"{f3['restricted_loss_train_clean']:.2g}", round(f3["restricted_loss_train_noisy"], 1),
+            f"{f3['restricted_loss_train_noisy_vs_clean']:.2g}") == ("0.00036", 10.2, "0.00057")
+    assert (round(f3["excluded_loss_train_clean"], 2), round(f3["excluded_loss_train_noisy"], 3),
+            round(f3["excluded_loss_train_noisy_vs_clean"])) == (5.49, 0.718, 18)
+    f10 = progress("n4-xi-wd-lr", "xi0.1_lr0.01_wd10")[-1]  # not at wd 10: excluded logits near chance
+    assert (round(f10["restricted_loss_train_clean"], 3), round(f10["restricted_loss_train_noisy"], 1),
+            round(f10["restricted_loss_train_noisy_vs_clean"], 3)) == (0.166, 3.6, 0.193)
+    assert (round(f10["excluded_loss_train_clean"], 2), round(f10["excluded_loss_train_noisy"], 1),
+            round(f10["excluded_loss_train_noisy_vs_clean"], 2)) == (4.75, 3.8, 7.58)
+    assert [rows("n4-xi-wd-lr")[f"xi0.1_lr0.01_wd{w}"]["n_key_freqs"] for w in (1, 3, 10)] == [12, 13, 13]
 
 
 def test_pruning_low_ipr_neurons_against_the_control():
@@ -110,6 +152,8 @@ def test_pruning_low_ipr_neurons_against_the_control():
     assert cut["train_clean_acc"] == 1.0 and cut["test_acc_clean"] > pr["full"]["test_acc_clean"]
     # in the wd = 3 coexistence run nearly every neuron is periodic: pruning has nothing to remove
     assert summary("n4-xi-wd-lr", "xi0.1_lr0.01_wd3")["pruning"]["n_silenced"] == 3
+    assert summary("n4-xi-wd-lr", "xi0.1_lr0.01_wd10")["pruning"]["n_silenced"] == 0
+    assert round(cut["test_acc_clean"], 3) == 0.991 and round(ctl["test_acc_clean"]["mean"], 3) == 0.986
 
 
 def test_init_scale_changes_no_phase():
@@ -117,8 +161,12 @@ def test_init_scale_changes_no_phase():
     assert {r["final_phase"] for r in t.values()} == {"memorization"}
     assert [round(t[f"xi0.3_a{a}"]["test_acc_clean"], 3) for a in ("0.5", "1", "2")] == [0.543, 0.435, 0.590]
     assert [round(t[f"xi1_a{a}"]["test_acc_clean"], 3) for a in ("0.5", "1", "2")] == [0.085, 0.171, 0.177]
+    for a, (mid, end) in {"0.5": (0.390, 0.543), "2": (0.512, 0.590)}.items():  # still rising at 3 000
+        g = {int(r["epoch"]): round(r["test_acc_clean"], 3) for r in progress("n4-init", f"xi0.3_a{a}")}
+        assert (g[2250], g[3000]) == (mid, end)
 
 
 def test_key_rule_picks_few_frequencies_on_noisy_runs():
-    counts = [r["n_key_freqs"] for r in rows("n4-xi-wd-lr").values()]
+    counts = sorted(r["n_key_freqs"] for r in rows("n4-xi-wd-lr").values())
     assert min(counts) == 0 and max(counts) == 13  # the old rule gave 44-48 of 48 on noisy runs
+    assert counts[len(counts) // 2] == 5
