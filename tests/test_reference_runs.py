@@ -219,3 +219,16 @@ def test_pruning_low_ipr_neurons_against_a_size_matched_control():
     assert round(ctl["train_noisy_memorized_frac"]["mean"], 3) == 0.067
     assert round(ctl["test_acc_clean"]["mean"], 3) == 0.026
     assert ctl["test_acc_clean"]["max"] < full["test_acc_clean"] < cut["test_acc_clean"]
+
+    # the n = 2 and n = 8 rows of the table in docs/findings.md §7
+    for n, want in {2: (464, 0.455, 0.412, 0.643, 0.492, 0.109, 0.054),
+                    8: (482, 0.208, 0.149, 0.231, 0.160, 0.050, 0.019)}.items():
+        run = _load(n)
+        ds = run.dataset
+        pr = pruning_experiment(run.params(40_000), "relu", ds.noisy_labels, ds.clean_labels, ds.train_idx,
+                                ds.test_idx)
+        cut, ctl = pr["ipr_pruned"], pr["control"]
+        keys = ("train_noisy_memorized_frac", "train_noisy_corrected_frac", "train_clean_acc", "test_acc_clean")
+        got = (pr["n_silenced"], *(round(cut[k], 3) for k in keys),
+               round(ctl["train_noisy_memorized_frac"]["mean"], 3), round(ctl["test_acc_clean"]["mean"], 3))
+        assert got == want, n
