@@ -51,6 +51,11 @@ plotting.save_figure(fig, out / "sweep_phases_noise_tf.png")
 fig = plotting.plot_sweep_values(rows, "noise_n", "train_frac", "test_acc_clean",
                                  title="Clean test accuracy at 10 000 epochs (mean, ±sd over 2 seeds)")
 plotting.save_figure(fig, out / "sweep_acc_noise_tf.png")
+if any(r["grok_epoch"] is not None for r in rows):
+    fig = plotting.plot_sweep_values(rows, "noise_n", "train_frac", "grok_epoch", log=True,
+                                     title="Grok epoch (clean test accuracy >= 0.9 from then on; runs that "
+                                     "got there / runs)")
+    plotting.save_figure(fig, out / "sweep_grok_epoch_noise_tf.png")
 print(f"{'n':>2} {'tf':>4} {'phases (seeds 0, 1)':<34} {'settled':<12} {'test acc clean':<15} {'best':<13} "
       f"{'memorized':<13} {'grok epoch':<13}")
 for n in sweeps["noise-tf"].axes["noise_n"]:
@@ -65,10 +70,34 @@ for n in sweeps["noise-tf"].axes["noise_n"]:
 print("final phases:", dict(sorted(Counter(r["final_phase"] for r in rows).items())))
 
 # %% [markdown]
+# On the test pairs: the predicted shift (pred − a − b) against the noise distribution P_X.
+# `shift_kl` = KL(Q ‖ P_X) (docs/measurements.md §5); a model that always predicts the clean label
+# (the Bayes-optimal argmax) has KL = −log P(X = 0); `shift_within1` = fraction of test pairs whose
+# predicted shift is −1, 0 or +1, against P(|X| ≤ 1).
+
+# %%
+from interp_grok import noise_pmf  # noqa: E402
+
+for n in sweeps["noise-tf"].axes["noise_n"]:
+    if n == 0:
+        continue
+    pmf = noise_pmf(n, 0.5, 97)
+    within = (pmf[0] + pmf[1] + pmf[-1]).item()
+    print(f"n = {n}: clean-label predictor KL {-pmf[0].log().item():.3f}, P(|X| <= 1) {within:.3f}")
+    for tf in sweeps["noise-tf"].axes["train_frac"]:
+        cell = sorted((r for r in rows if r["noise_n"] == n and r["train_frac"] == tf), key=lambda r: r["seed"])
+        print(f"    tf {tf}: shift KL {', '.join(fmt(r['shift_kl']) for r in cell)}; within 1 "
+              f"{', '.join(fmt(r['shift_within1']) for r in cell)}; test acc clean "
+              f"{', '.join(fmt(r['test_acc_clean']) for r in cell)}")
+
+# %% [markdown]
 # ## 2. n = 4: noised fraction ξ × weight decay × learning rate
 
 # %%
 rows = sweeps["n4-xi-wd-lr"].rows
+print("noisy fraction of the training labels:", {xi: round(next(r["noisy_train_frac"] for r in rows
+                                                                 if r["noise_frac"] == xi), 4)
+                                                 for xi in sweeps["n4-xi-wd-lr"].axes["noise_frac"]})
 fig = plotting.plot_phase_diagram(rows, "weight_decay", "noise_frac", "lr",
                                   title="n = 4, 3 000 epochs: final phase over weight decay x noised fraction xi, "
                                   "one panel per learning rate")

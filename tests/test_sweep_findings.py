@@ -170,3 +170,43 @@ def test_key_rule_picks_few_frequencies_on_noisy_runs():
     counts = sorted(r["n_key_freqs"] for r in rows("n4-xi-wd-lr").values())
     assert min(counts) == 0 and max(counts) == 13  # the old rule gave 44-48 of 48 on noisy runs
     assert counts[len(counts) // 2] == 5
+
+
+def test_noise_tf_no_noisy_run_generalizes_and_n0_groks_sooner_with_more_data():
+    t = rows("noise-tf")
+    assert {r["final_phase"] for r in t.values() if r["noise_n"] == 0} == {"generalization"}
+    assert {r["final_phase"] for r in t.values() if r["noise_n"] > 0} == {"memorization"}
+    grok = {(r["train_frac"], r["seed"]): r["grok_epoch"] for r in t.values() if r["noise_n"] == 0}
+    assert grok == {(0.3, 0): 10000, (0.3, 1): 8750, (0.5, 0): 1468, (0.5, 1): 1468, (0.7, 0): 681, (0.7, 1): 500}
+    assert round(t["n0_tf0.3_s0"]["test_acc_clean"], 3) == 0.960
+    assert [t[f"n0_tf0.3_s{s}"]["settled"] for s in (0, 1)] == [False, False]
+    for r in t.values():
+        if r["noise_n"] > 0:
+            assert r["train_noisy_memorized_frac"] == 1.0 and r["train_noisy_corrected_frac"] == 0.0, r["name"]
+    acc = {(r["noise_n"], r["train_frac"], r["seed"]): round(r["test_acc_clean"], 3) for r in t.values()}
+    assert [acc[(2, tf, s)] for tf in (0.3, 0.5, 0.7) for s in (0, 1)] == [0.055, 0.023, 0.402, 0.380, 0.440, 0.522]
+    assert [acc[(4, tf, s)] for tf in (0.3, 0.5, 0.7) for s in (0, 1)] == [0.079, 0.029, 0.204, 0.234, 0.258, 0.294]
+    assert [acc[(8, tf, s)] for tf in (0.3, 0.5, 0.7) for s in (0, 1)] == [0.058, 0.012, 0.170, 0.134, 0.187, 0.236]
+    assert max(abs(acc[(n, tf, 0)] - acc[(n, tf, 1)]) for n in (2, 4, 8) for tf in (0.3, 0.5, 0.7)) < 0.085
+
+
+def test_noisy_runs_predict_the_noise_distribution_on_test_pairs():
+    from interp_grok import noise_pmf
+
+    t = rows("noise-tf")
+    kl = {(r["noise_n"], r["train_frac"], r["seed"]): r["shift_kl"] for r in t.values() if r["noise_n"] > 0}
+    low = [v for (n, tf, s), v in kl.items() if tf == 0.3]
+    high = [v for (n, tf, s), v in kl.items() if tf == 0.7]
+    assert (round(min(low), 1), round(max(low), 1)) == (6.9, 12.6)
+    assert (round(min(high), 2), round(max(high), 2)) == (0.10, 1.26)
+    clean_kl = {n: -noise_pmf(n, 0.5, 97)[0].log().item() for n in (2, 4, 8)}
+    assert [round(clean_kl[n], 3) for n in (2, 4, 8)] == [0.693, 0.981, 1.297]
+    closer = sorted((n, s) for (n, tf, s), v in kl.items() if tf == 0.7 and v < clean_kl[n])
+    assert closer == [(2, 1), (4, 1), (8, 0), (8, 1)]
+    w = {s: t[f"n2_tf0.7_s{s}"]["shift_within1"] for s in (0, 1)}
+    assert (round(w[0], 3), round(w[1], 3)) == (0.947, 0.971)
+    assert round(t["n2_tf0.7_s1"]["shift_kl"], 3) == 0.350
+
+
+def test_the_noised_fraction_at_xi_0_1():
+    assert round(rows("n4-xi-wd-lr")["xi0.1_lr0.01_wd1"]["noisy_train_frac"], 3) == 0.062
