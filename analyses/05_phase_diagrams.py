@@ -88,7 +88,13 @@ for n in sweeps["noise-tf"].axes["noise_n"]:
         cell = sorted((r for r in rows if r["noise_n"] == n and r["train_frac"] == tf), key=lambda r: r["seed"])
         print(f"    tf {tf}: shift KL {', '.join(fmt(r['shift_kl']) for r in cell)}; within 1 "
               f"{', '.join(fmt(r['shift_within1']) for r in cell)}; test acc clean "
-              f"{', '.join(fmt(r['test_acc_clean']) for r in cell)}")
+              f"{', '.join(fmt(r['test_acc_clean']) for r in cell)}; test acc vs the noisy test labels "
+              f"{', '.join(fmt(r['test_acc_noisy']) for r in cell)} (always a + b: {pmf[0].item():.3f})")
+noisy_runs = [r for r in rows if r["noise_n"] > 0]
+gap = max(abs(a["test_acc_clean"] - b["test_acc_clean"]) for a in noisy_runs for b in noisy_runs
+          if (a["noise_n"], a["train_frac"]) == (b["noise_n"], b["train_frac"]))
+print(f"noisy runs: corrected fraction <= {max(r['train_noisy_corrected_frac'] for r in noisy_runs):.3f}; "
+      f"largest seed gap in clean test accuracy {gap:.3f}")
 
 # %% [markdown]
 # ## 2. n = 4: noised fraction ξ × weight decay × learning rate
