@@ -24,8 +24,7 @@
 import csv
 from collections import Counter
 
-from interp_grok import load_sweep, plotting
-from interp_grok.phases import doshi_phase_trajectory, run_phases
+from interp_grok import doshi_phase_trajectory, load_sweep, plotting, run_phases
 from interp_grok.reference import figures_dir, reference_dir
 
 SWEEPS = ("noise-tf", "n4-xi-wd-lr", "n4-init")

@@ -19,8 +19,7 @@
 # %%
 import csv
 
-from interp_grok import load_sweep, plotting
-from interp_grok.phases import doshi_phase_trajectory
+from interp_grok import doshi_phase_trajectory, load_sweep, plotting
 from interp_grok.reference import figures_dir, reference_dir
 
 XI = 0.35

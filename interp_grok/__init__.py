@@ -89,7 +89,7 @@ from .models import FAMILIES, ModelFamily, family
 from .models.quadratic import gromov_solution
 from .neurons import neuron_ipr, neuron_sizes, norm_matched_controls, pruning_experiment
 from .noise import noise_floor, noise_pmf
-from .phases import PHASES, phase_trajectory, run_phases, transition_epochs
+from .phases import PHASES, doshi_phase_trajectory, phase_trajectory, run_phases, transition_epochs
 from .reference import figures_dir, load_reference, load_reference_runs, reference_dir
 from .rundir import Run, RunDirError, load_run
 from .sweep_analysis import SweepResults, analyze_sweep, load_sweep
@@ -111,7 +111,8 @@ __all__ = [
     "restricted_logits", "restricted_loss", "resume", "Run", "RunDirError", "runs_frame", "SimpleMLP",
     "sum_sq_weights", "token_tables", "train", "train_batch", "resume_batch", "TrainError", "weight_norms",
     "write_analysis", "x_column",
-    "x_value_columns", "PHASES", "phase_trajectory", "run_phases", "transition_epochs", "SweepResults",
+    "x_value_columns", "PHASES", "doshi_phase_trajectory", "phase_trajectory", "run_phases", "transition_epochs",
+    "SweepResults",
     "analyze_sweep", "load_sweep",
     "FAMILIES", "ModelFamily", "family", "gromov_solution",
 ]
