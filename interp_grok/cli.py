@@ -315,6 +315,10 @@ def _add_analyze_parser(sub) -> None:
     sw.add_argument("--facet", default=None, help="setting drawn as one panel per value (default: the third "
                     "swept setting other than seeds, if any; 'none' for no facets)")
     sw.add_argument("--workers", type=int, default=None, help="runs analyzed at once (default: the usable cores)")
+    sw.add_argument("--executor", choices=("local", "slurm", "submitit-local"), default=None,
+                    help="where the runs are analyzed, as for `interp-grok sweep` (default: local)")
+    sw.add_argument("--slurm-partition", default=None)
+    sw.add_argument("--slurm-time", type=int, default=None, metavar="MIN", help="slurm: time limit per run (min)")
     ap.set_defaults(func=_cmd_analyze)
 
 
@@ -332,8 +336,10 @@ def _cmd_analyze(args) -> int:
         raise ConfigError(f"threads must be an integer >= 1 (got {args.threads})")
     if (args.run_dir / "sweep.json").exists():
         return _analyze_sweep(args)
-    if any(getattr(args, k) is not None for k in ("x", "y", "facet", "workers")):
-        raise ConfigError(f"{args.run_dir} is a run, not a sweep: --x, --y, --facet and --workers apply to sweeps")
+    if any(getattr(args, k) is not None for k in ("x", "y", "facet", "workers", "executor", "slurm_partition",
+                                                    "slurm_time")):
+        raise ConfigError(f"{args.run_dir} is a run, not a sweep: --x, --y, --facet, --workers, --executor and "
+                          "--slurm-* apply to sweeps")
     torch.set_num_threads(args.threads or _default_threads())
     t0 = time.perf_counter()
     bar = _CheckpointBar()
@@ -395,8 +401,14 @@ def _analyze_sweep(args) -> int:
         if sys.stderr.isatty():
             print(f"\ranalyze: {done}/{total} runs", end="", file=_STDERR, flush=True)
 
-    results = analyze_sweep(sweep, workers=args.workers, threads=args.threads or 1, force=args.force,
-                            progress=progress)
+    executor = None
+    if args.executor not in (None, "local"):
+        from .sweep import submitit_executor
+
+        executor = submitit_executor(sweep.path / "submitit", cluster="local" if args.executor == "submitit-local"
+                                     else "slurm", slurm_partition=args.slurm_partition, timeout_min=args.slurm_time)
+    results = analyze_sweep(sweep, executor=executor, workers=args.workers, threads=args.threads or 1,
+                            force=args.force, progress=progress)
     if sys.stderr.isatty():
         print(file=_STDERR)
     rows = sweep_rows(sweep)

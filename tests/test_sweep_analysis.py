@@ -113,3 +113,12 @@ def test_the_sweep_table_reads_back_its_json_types(analyzed, tmp_path):
     assert all(r["fit_epoch"] is None or isinstance(r["fit_epoch"], int) for r in rows)
     manifest = json.loads((copy / "sweep.json").read_text())
     assert [r["name"] for r in manifest["runs"]] == [r["name"] for r in rows]
+
+
+def test_analysis_on_the_submitit_local_executor(tmp_path, capsys):
+    out = tmp_path / "s"
+    assert run_cli("sweep", out, *BASE, "--noise", "0,4", "--workers", "1") == 0
+    capsys.readouterr()
+    assert run_cli("analyze", out, "--executor", "submitit-local") == 0
+    assert "(2 analyzed)" in capsys.readouterr().out
+    assert all((out / "runs" / n / "analysis" / "manifest.json").exists() for n in ("n0", "n4"))
