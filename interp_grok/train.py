@@ -105,6 +105,28 @@ def check_resources(config: Config, out: Path) -> None:
                          f"{disk / 2**30:.2f} GiB, more than the {free / 2**30:.2f} GiB free at {where}")
 
 
+def _git_state() -> tuple[str | None, bool | None]:
+    """(HEAD commit, whether the package's tracked files differ from it) of the checkout this
+    module was imported from; (None, None) outside a git checkout."""
+    here = Path(__file__).parent
+
+    def git(*args: str) -> str | None:
+        try:
+            res = subprocess.run(["git", *args], cwd=here, capture_output=True, text=True, timeout=5)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return res.stdout.strip() if res.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD") or None
+    status = git("status", "--porcelain", "--untracked-files=no", "--", ".") if commit else None
+    return commit, (bool(status) if status is not None else None)
+
+
+# Read once, when this module is imported: a long-lived process (a sweep's pool worker) runs the
+# code it imported, so the commit of the checkout at a later run's start would misname that code.
+GIT_COMMIT, GIT_DIRTY = _git_state()
+
+
 def provenance(device: torch.device, threads: int) -> dict:
     def version(pkg: str) -> str | None:
         try:
@@ -112,20 +134,14 @@ def provenance(device: torch.device, threads: int) -> dict:
         except importlib.metadata.PackageNotFoundError:
             return None
 
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
-            text=True, timeout=5,
-        ).stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        commit = None
     return {
         "interp_grok": version("interp-grok"),
         "torch": torch.__version__,
         "numpy": np.__version__,
         "safetensors": version("safetensors"),
         "python": platform.python_version(),
-        "git_commit": commit,
+        "git_commit": GIT_COMMIT,  # of the code this process imported (see GIT_COMMIT)
+        "git_dirty": GIT_DIRTY,  # the imported package's tracked files differed from that commit
         "device": str(device),
         "torch_threads": threads,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import signal
@@ -222,3 +223,23 @@ def test_unwritable_out_is_one_line(tmp_path, capsys):
     assert run_cli("train", "--p", "5", "--epochs", "3", "--out", blocker / "run") == 1
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "Traceback" not in err and str(blocker) in err
+
+
+def test_provenance_names_the_commit_this_process_imported(tiny_run, monkeypatch):
+    """A sweep's pool worker runs the code it imported: the commit is read at import, never at a
+    run's start (when the checkout may have moved on)."""
+    train_mod = importlib.import_module("interp_grok.train")  # the package re-exports the function `train`
+
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=os.path.dirname(train_mod.__file__),
+                          capture_output=True, text=True).stdout.strip() or None
+    assert train_mod.GIT_COMMIT == head
+    assert train_mod.GIT_DIRTY in (True, False, None)
+
+    def no_git(*args, **kwargs):
+        raise AssertionError("provenance ran git at run time")
+
+    monkeypatch.setattr(subprocess, "run", no_git)
+    prov = train_mod.provenance(torch.device("cpu"), 1)
+    assert (prov["git_commit"], prov["git_dirty"]) == (train_mod.GIT_COMMIT, train_mod.GIT_DIRTY)
+    cfg = json.loads((tiny_run / "config.json").read_text())
+    assert cfg["provenance"]["git_commit"] == train_mod.GIT_COMMIT
