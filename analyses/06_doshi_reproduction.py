@@ -82,3 +82,23 @@ points = {f"wd {wd}": [(e, a, g) for w, e, a, g, _ in PUBLISHED if w == wd] for 
 fig = plotting.plot_published_vs_ours(curves, points, title="Doshi et al.'s setting (xi = 0.35, train fraction 0.5): "
                                       "our runs (2 seeds) and their published notebook values")
 plotting.save_figure(fig, figures_dir() / "doshi_published_vs_ours.png")
+
+# %% [markdown]
+# ## Our phase diagram over corruption fraction × training fraction (their rule), at wd 5 and 15
+#
+# `checkpoints/sweeps/doshi-xi-tf`: ξ ∈ {0.2, 0.35, 0.5} × training fraction ∈ {0.3, 0.5, 0.7} ×
+# weight decay ∈ {5, 15}, one seed, 2 000 epochs (their sweep's length), phases by their rule at the
+# last epoch. Their Fig. 3 draws this diagram on a 17 × 17 grid but publishes no numbers, so this is
+# ours alone; docs/reproductions.md says what can and cannot be compared.
+
+# %%
+grid = load_sweep(reference_dir() / "sweeps" / "doshi-xi-tf")
+drawn = [dict(r, final_phase=r["doshi_phase"]) for r in grid.rows]  # their rule's phase in each cell
+fig = plotting.plot_phase_diagram(drawn, "noise_frac", "train_frac", "weight_decay",
+                                  title="Doshi et al.'s setting, our runs: phase by their rule at 2 000 epochs, "
+                                  "corruption xi x training fraction, one panel per weight decay")
+plotting.save_figure(fig, figures_dir() / "doshi_phases_xi_tf.png")
+for r in sorted(grid.rows, key=lambda r: (r["weight_decay"], r["train_frac"], r["noise_frac"])):
+    print(f"wd {r['weight_decay']:>4} tf {r['train_frac']} xi {r['noise_frac']:<4}: {r['doshi_phase']:<18} "
+          f"(train {r['train_acc']:.3f}, test {r['test_acc_clean']:.3f}, 1.05 - xi = {1.05 - r['noise_frac']:.2f}); "
+          f"our rule: {r['final_phase']}")

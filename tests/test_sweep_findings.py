@@ -28,7 +28,7 @@ def summary(sweep: str, run: str) -> dict:
     return json.loads((SWEEPS / sweep / "runs" / run / "analysis" / "summary.json").read_text())
 
 
-@pytest.mark.parametrize("sweep", ["n4-xi-wd-lr", "n4-init", "noise-tf", "doshi-wd"])
+@pytest.mark.parametrize("sweep", ["n4-xi-wd-lr", "n4-init", "noise-tf", "doshi-wd", "doshi-xi-tf"])
 def test_the_table_agrees_with_each_runs_progress_csv(sweep):
     """table.csv's phases and final numbers are what the committed per-run files give."""
     for name, r in rows(sweep).items():
@@ -244,3 +244,23 @@ def test_doshi_et_al_published_runs_reproduce():
     assert {round(t[f"s{s}_wd15"]["train_acc"], 4) for s in (0, 1)} == {0.6535}  # ceiling (1 - xi) + xi / p
     assert [round(t[f"s{s}_wd0"]["train_noisy_memorized_frac"], 3) for s in (0, 1)] == [0.945, 0.946]
     assert [round(t[f"s{s}_wd5"]["train_noisy_corrected_frac"], 3) for s in (0, 1)] == [0.667, 0.648]
+
+
+def test_doshi_phase_diagram_slice():
+    """docs/reproductions.md: a 3 x 3 slice of their (xi, training fraction) diagram at wd 5 and 15, ours."""
+    t = rows("doshi-xi-tf")
+    counts: dict[str, int] = {}
+    for r in t.values():
+        counts[r["doshi_phase"]] = counts.get(r["doshi_phase"], 0) + 1
+    assert counts == {"full_inversion": 9, "coexistence": 4, "partial_inversion": 3, "memorization": 2}
+    mem = sorted(n for n, r in t.items() if r["doshi_phase"] == "memorization")
+    assert mem == ["xi0.5_tf0.3_wd15", "xi0.5_tf0.3_wd5"]
+    assert [round(t[n]["test_acc_clean"], 3) for n in ("xi0.5_tf0.3_wd5", "xi0.5_tf0.3_wd15")] == [0.010, 0.007]
+    full_02 = [r for r in t.values() if r["noise_frac"] == 0.2 and r["doshi_phase"] == "full_inversion"]
+    assert len(full_02) == 5 and {round(r["train_acc"], 3) for r in full_02} == {0.802}
+    wd15 = {(r["train_frac"], r["noise_frac"]): r["doshi_phase"] for r in t.values() if r["weight_decay"] == 15}
+    assert [k for k, v in wd15.items() if k[0] >= 0.5 and v != "full_inversion"] == [(0.5, 0.5)]
+    assert wd15[(0.5, 0.5)] == "partial_inversion"
+    differ = sorted(n for n, r in t.items() if r["doshi_phase"] != r["final_phase"])
+    assert differ == ["xi0.2_tf0.3_wd5", "xi0.35_tf0.3_wd15"]
+    assert [round(t[n]["train_acc"], 3) for n in differ] == [0.967, 0.930]
