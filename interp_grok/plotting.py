@@ -365,14 +365,6 @@ def _sweep_grid(rows: list[dict], x: str, y: str | None, facet: str | None):
     return facets, ys, xs, cells
 
 
-def _sweep_axes(fig, n: int, width: float, height: float):
-    if fig is None:
-        fig, axes = plt.subplots(1, n, figsize=(width * n + 1.5, height), layout="constrained", squeeze=False)
-    else:
-        axes = fig.subplots(1, n, squeeze=False)
-    return fig, list(axes[0])
-
-
 def _label_axes(ax, x: str, y: str | None, xs: list, ys: list, facet: str | None, fv) -> None:
     ax.set_xticks(range(len(xs)), [f"{v:g}" if isinstance(v, float) else str(v) for v in xs])
     ax.set_yticks(range(len(ys)), ["" if v is None else f"{v:g}" if isinstance(v, float) else str(v) for v in ys])
@@ -394,7 +386,7 @@ def plot_phase_diagram(rows: list[dict], x: str, y: str | None, facet: str | Non
 
     with _style():
         facets, ys, xs, cells = _sweep_grid(rows, x, y, facet)
-        fig, axes = _sweep_axes(fig, len(facets), 1.1 * len(xs) + 1.2, 0.75 * len(ys) + 1.6)
+        fig, axes = _panels(fig, len(facets), ((1.1 * len(xs) + 1.2) * len(facets) + 1.5, 0.75 * len(ys) + 1.6))
         for ax, fv in zip(axes, facets):
             for (f, yv, xv), cell in cells.items():
                 if f != fv:
@@ -423,7 +415,7 @@ def plot_sweep_values(rows: list[dict], x: str, y: str | None, column: str = "te
     pooled), its text mean and spread (sample sd; n runs with a value / runs). ``log`` for epochs."""
     with _style():
         facets, ys, xs, cells = _sweep_grid(rows, x, y, facet)
-        fig, axes = _sweep_axes(fig, len(facets), 1.1 * len(xs) + 1.2, 0.75 * len(ys) + 1.6)
+        fig, axes = _panels(fig, len(facets), ((1.1 * len(xs) + 1.2) * len(facets) + 1.5, 0.75 * len(ys) + 1.6))
         values = [r[column] for c in cells.values() for r in c if r.get(column) is not None]
         lo, hi = (min(values), max(values)) if values else (0.0, 1.0)
         if column.startswith(("test_acc", "train_")) and not log:

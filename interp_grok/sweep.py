@@ -379,6 +379,31 @@ def batches(sweep: Sweep, names: list[str], size: int) -> list[list[str]]:
     return [g[i : i + size] for g in groups.values() for i in range(0, len(g), size)]
 
 
+def _model_epochs_done(sweep: Sweep) -> int:
+    """Epochs trained over all runs, read from the run directories (so it works for every executor)."""
+    return sum(min(_state_epoch(sweep.run_dir(n)) or 0, sweep.config(n).epochs) for n in sweep.runs)
+
+
+def wait_for(futures: dict, on_done: Callable, on_died: Callable, tick: Callable[[], None] | None = None,
+             poll_s: float = 1.0) -> None:
+    """Poll ``futures`` (future -> key; concurrent.futures or submitit jobs) until every one is done,
+    calling on_done(key, result), or on_died(key, exception) when its worker or job failed (or
+    on_done raised); ``tick()`` after every pass, e.g. to report progress."""
+    pending = dict(futures)
+    while pending:
+        for fut, key in list(pending.items()):
+            if fut.done():
+                try:
+                    on_done(key, fut.result())
+                except Exception as e:  # noqa: BLE001 -- a worker that died (killed, out of memory)
+                    on_died(key, e)
+                del pending[fut]
+        if tick:
+            tick()
+        if pending:
+            time.sleep(poll_s)
+
+
 def run_sweep(sweep: Sweep, *, executor=None, workers: int | None = None, threads: int = 1, batch: int = 1,
               device: str = "auto", progress: ProgressFn | None = None, poll_s: float = 1.0) -> dict[str, dict]:
     """Train every run of ``sweep`` that is not finished; return train_one's result per run.
@@ -407,27 +432,22 @@ def run_sweep(sweep: Sweep, *, executor=None, workers: int | None = None, thread
         else:
             futures = {executor.submit(train_one, str(sweep.path), n, sweep.config(n).to_dict(), threads, device): [n]
                        for n in todo}
-        pending = dict(futures)
-        while pending:
-            for fut, group in list(pending.items()):
-                if fut.done():
-                    try:
-                        out = fut.result()
-                        for r in out if isinstance(out, list) else [out]:
-                            results[r["name"]] = r
-                    except Exception as e:  # noqa: BLE001 -- a worker that died (killed, out of memory)
-                        for n in group:
-                            results[n] = {"name": n, "status": "failed",
-                                          "error": f"worker died: {type(e).__name__}: {e}"}
-                            with contextlib.suppress(OSError):
-                                rundir.atomic_write_json(_error_path(sweep.path, n), {"error": results[n]["error"]})
-                    del pending[fut]
+
+        def done(group: list[str], out) -> None:
+            for r in out if isinstance(out, list) else [out]:
+                results[r["name"]] = r
+
+        def died(group: list[str], e: Exception) -> None:
+            for n in group:
+                results[n] = {"name": n, "status": "failed", "error": f"worker died: {type(e).__name__}: {e}"}
+                with contextlib.suppress(OSError):
+                    rundir.atomic_write_json(_error_path(sweep.path, n), {"error": results[n]["error"]})
+
+        def tick() -> None:
             if progress:
-                done_epochs = sum(min(_state_epoch(sweep.run_dir(n)) or 0, sweep.config(n).epochs)
-                                  for n in sweep.runs)
-                progress(done_epochs, total, results)
-            if pending:
-                time.sleep(poll_s)
+                progress(_model_epochs_done(sweep), total, results)
+
+        wait_for(futures, done, died, tick, poll_s)
     finally:
         if own:
             executor.shutdown(wait=True, cancel_futures=True)
@@ -476,21 +496,18 @@ def run_sweep_submitit(sweep: Sweep, executor, *, chunk: int = 1, threads: int =
         for c in chunks:
             jobs.append((c, executor.submit(ChunkTrainer(), str(sweep.path),
                                             [(n, sweep.config(n).to_dict()) for n in c], threads, device)))
-    pending = list(jobs)
-    while pending:
-        for item in list(pending):
-            c, job = item
-            if job.done():
-                try:
-                    for r in job.result():
-                        results[r["name"]] = r
-                except Exception as e:  # noqa: BLE001 -- the task failed outside train_one
-                    for n in c:
-                        results.setdefault(n, {"name": n, "status": "failed", "error": f"job failed: {e}"})
-                pending.remove(item)
+
+    def done(c: list[str], out) -> None:
+        for r in out:
+            results[r["name"]] = r
+
+    def died(c: list[str], e: Exception) -> None:  # the task failed outside train_one
+        for n in c:
+            results.setdefault(n, {"name": n, "status": "failed", "error": f"job failed: {e}"})
+
+    def tick() -> None:
         if progress:
-            done_epochs = sum(min(_state_epoch(sweep.run_dir(n)) or 0, sweep.config(n).epochs) for n in sweep.runs)
-            progress(done_epochs, total, results)
-        if pending:
-            time.sleep(poll_s)
+            progress(_model_epochs_done(sweep), total, results)
+
+    wait_for({job: c for c, job in jobs}, done, died, tick, poll_s)
     return {n: results[n] for n in sweep.runs}

@@ -20,7 +20,6 @@ from __future__ import annotations
 import csv
 import io
 import math
-import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,7 +30,7 @@ import torch
 from . import rundir
 from .analyze import Analysis, analyze_run_dir, is_current, read_analysis
 from .phases import TRANSITIONS, doshi_phase_trajectory, run_phases
-from .sweep import SHORT, Sweep, _local_pool, read_sweep, sweep_status, usable_cores
+from .sweep import SHORT, Sweep, _local_pool, read_sweep, sweep_status, usable_cores, wait_for
 
 SWEEP_ANALYSIS_DIR = "analysis"
 TABLE = "table.csv"
@@ -93,20 +92,19 @@ def analyze_sweep(sweep: Sweep, *, executor=None, workers: int | None = None, th
                 if progress:
                     progress(i + 1, len(todo))
         else:
-            pending = {executor.submit(analyze_one, str(sweep.run_dir(n)), threads, force): n for n in todo}
-            while pending:
-                for fut, n in list(pending.items()):
-                    if fut.done():
-                        try:
-                            results[n] = fut.result()
-                        except Exception as e:  # noqa: BLE001 -- a worker that died
-                            results[n] = {"name": n, "status": "failed",
-                                          "error": f"worker died: {type(e).__name__}: {e}"}
-                        del pending[fut]
+            futures = {executor.submit(analyze_one, str(sweep.run_dir(n)), threads, force): n for n in todo}
+
+            def done(n: str, out: dict) -> None:
+                results[n] = out
+
+            def died(n: str, e: Exception) -> None:
+                results[n] = {"name": n, "status": "failed", "error": f"worker died: {type(e).__name__}: {e}"}
+
+            def tick() -> None:
                 if progress:
-                    progress(len(todo) - len(pending), len(todo))
-                if pending:
-                    time.sleep(poll_s)
+                    progress(sum(n in results for n in todo), len(todo))
+
+            wait_for(futures, done, died, tick, poll_s)
     finally:
         if own:
             executor.shutdown(wait=True, cancel_futures=True)
