@@ -18,6 +18,7 @@
 
 # %%
 import csv
+from collections import Counter
 
 from interp_grok import doshi_phase_trajectory, load_sweep, plotting
 from interp_grok.reference import figures_dir, reference_dir
@@ -71,6 +72,10 @@ for wd, epoch, train, test, cell in PUBLISHED:
 # %%
 print(f"full-inversion ceiling (1 - xi) + xi / p = {(1 - XI) + XI / 97:.4f}")
 print("their wd 20 run at its end (epoch 5000, cells 19-20): train 0.0091412, test 0.0108395")
+for s in (0, 1):  # our wd 20 runs: the weights decaying towards zero
+    rows = progress(f"s{s}_wd20")
+    print(f"s{s}_wd20: sum of squared weights {next(r['sum_sq_weights'] for r in rows if r['epoch'] == 300):.1f} at "
+          f"epoch 300, {rows[-1]['sum_sq_weights']:.1f} at {int(rows[-1]['epoch'])}")
 for r in sorted(res.rows, key=lambda r: (r["weight_decay"], r["seed"])):
     print(f"{r['name']:<8} final (epoch {r['epochs_trained']}): train {r['train_acc']:.4f}, test clean "
           f"{r['test_acc_clean']:.4f}, Doshi phase {r['doshi_phase']}, our phase {r['final_phase']}; corrupted "
@@ -102,3 +107,4 @@ for r in sorted(grid.rows, key=lambda r: (r["weight_decay"], r["train_frac"], r[
     print(f"wd {r['weight_decay']:>4} tf {r['train_frac']} xi {r['noise_frac']:<4}: {r['doshi_phase']:<18} "
           f"(train {r['train_acc']:.3f}, test {r['test_acc_clean']:.3f}, 1.05 - xi = {1.05 - r['noise_frac']:.2f}); "
           f"our rule: {r['final_phase']}")
+print("phases by their rule:", dict(sorted(Counter(r["doshi_phase"] for r in grid.rows).items())))

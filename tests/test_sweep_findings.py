@@ -244,6 +244,10 @@ def test_doshi_et_al_published_runs_reproduce():
     assert {round(t[f"s{s}_wd15"]["train_acc"], 4) for s in (0, 1)} == {0.6535}  # ceiling (1 - xi) + xi / p
     assert [round(t[f"s{s}_wd0"]["train_noisy_memorized_frac"], 3) for s in (0, 1)] == [0.945, 0.946]
     assert [round(t[f"s{s}_wd5"]["train_noisy_corrected_frac"], 3) for s in (0, 1)] == [0.667, 0.648]
+    for s, (start, end) in {0: (256, 22.0), 1: (282, 25.8)}.items():  # wd 20: the weights decay towards zero
+        prog = progress("doshi-wd", f"s{s}_wd20")
+        ssq = {int(r["epoch"]): r["sum_sq_weights"] for r in prog}
+        assert (round(ssq[300]), round(ssq[2000], 1)) == (start, end)
 
 
 def test_doshi_phase_diagram_slice():
