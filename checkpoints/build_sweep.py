@@ -1,6 +1,6 @@
 """Copy an analyzed sweep into checkpoints/sweeps/<name>/, analysis-only.
 
-    python checkpoints/build_sweep.py /work/sweeps/noise-tf [...]
+    python checkpoints/build_sweep.py [--no-spectra] /work/sweeps/noise-tf [...]
 
 For a sweep trained by `interp-grok sweep` and analyzed by `interp-grok analyze SWEEP_DIR`, it
 keeps sweep.json, analysis/table.csv and, per run, config.json (settings, versions, git commit)
@@ -10,6 +10,8 @@ example: checkpoints, train state, dataset, metrics.jsonl, memorization.safetens
 and the analysis manifest (whose hashes name files not kept). It writes SHA256SUMS beside them
 and prints the total size. The copy is read by `interp_grok.load_sweep` (the table) and the
 notebooks; it is not a set of run directories that `interp-grok analyze` could redo.
+`--no-spectra` leaves embed_fourier out too, for a grid whose use is its table and phases
+(doshi-grid, 100 runs), to keep checkpoints/ within its size budget.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ RUN_FILES = ("config.json",)
 ANALYSIS_FILES = (rundir.PROGRESS_CSV, rundir.SUMMARY, rundir.EMBED_FOURIER)
 
 
-def build(src: Path, dest: Path) -> list[Path]:
+def build(src: Path, dest: Path, analysis_files: tuple[str, ...] = ANALYSIS_FILES) -> list[Path]:
     sweep = read_sweep(src)
     table = src / SWEEP_ANALYSIS_DIR / TABLE
     if not table.exists():
@@ -43,7 +45,7 @@ def build(src: Path, dest: Path) -> list[Path]:
         (out / rundir.ANALYSIS_DIR).mkdir(parents=True)
         for f in RUN_FILES:
             shutil.copy2(run / f, out / f)
-        for f in ANALYSIS_FILES:
+        for f in analysis_files:
             shutil.copy2(run / rundir.ANALYSIS_DIR / f, out / rundir.ANALYSIS_DIR / f)
     files = sorted(p for p in tmp.rglob("*") if p.is_file())
     sums = "".join(f"{hashlib.sha256(p.read_bytes()).hexdigest()}  {p.relative_to(tmp)}\n" for p in files)
@@ -54,13 +56,16 @@ def build(src: Path, dest: Path) -> list[Path]:
 
 
 def main(argv: list[str]) -> int:
+    spectra = "--no-spectra" not in argv
+    argv = [a for a in argv if a != "--no-spectra"]
     if not argv:
         print(__doc__)
         return 2
+    keep = ANALYSIS_FILES if spectra else tuple(f for f in ANALYSIS_FILES if f != rundir.EMBED_FOURIER)
     total = 0
     for src in map(Path, argv):
         dest = HERE / "sweeps" / src.name
-        files = build(src, dest)
+        files = build(src, dest, keep)
         size = sum(p.stat().st_size for p in dest.rglob("*") if p.is_file())
         total += size
         print(f"{dest}: {len(files)} files, {size / 1e6:.2f} MB")

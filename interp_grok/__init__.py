@@ -26,7 +26,8 @@ T checkpoints, n_train training examples; pairs (a, b) are flat in a-major order
   noise_floor, noise_pmf                                           (interp_grok.noise)
 - whole-run analysis: analyze_run, write_analysis, read_analysis, Analysis, landmarks,
   fit_matrix, x_value_columns, x_column                            (interp_grok.analyze)
-- phases under noise: phase_trajectory, transition_epochs, run_phases, PHASES  (interp_grok.phases)
+- phases under noise: phase_trajectory, doshi_phase_trajectory, transition_epochs, run_phases,
+  settled, PHASES                                                   (interp_grok.phases)
 - sweeps: load_sweep (SweepResults: rows of SWEEP/analysis/table.csv, to_frame(), run(name),
   analysis(name)), analyze_sweep                                   (interp_grok.sweep_analysis)
 - reference runs: load_reference, load_reference_runs, reference_dir, figures_dir
@@ -89,7 +90,7 @@ from .models import FAMILIES, ModelFamily, family
 from .models.quadratic import gromov_solution
 from .neurons import neuron_ipr, neuron_sizes, norm_matched_controls, pruning_experiment
 from .noise import noise_floor, noise_pmf
-from .phases import PHASES, doshi_phase_trajectory, phase_trajectory, run_phases, transition_epochs
+from .phases import PHASES, doshi_phase_trajectory, phase_trajectory, run_phases, settled, transition_epochs
 from .reference import figures_dir, load_reference, load_reference_runs, reference_dir
 from .rundir import Run, RunDirError, load_run
 from .sweep_analysis import SweepResults, analyze_sweep, load_sweep
@@ -111,7 +112,8 @@ __all__ = [
     "restricted_logits", "restricted_loss", "resume", "Run", "RunDirError", "runs_frame", "SimpleMLP",
     "sum_sq_weights", "token_tables", "train", "train_batch", "resume_batch", "TrainError", "weight_norms",
     "write_analysis", "x_column",
-    "x_value_columns", "PHASES", "doshi_phase_trajectory", "phase_trajectory", "run_phases", "transition_epochs",
+    "x_value_columns", "PHASES", "doshi_phase_trajectory", "phase_trajectory", "run_phases", "settled",
+    "transition_epochs",
     "SweepResults",
     "analyze_sweep", "load_sweep",
     "FAMILIES", "ModelFamily", "family", "gromov_solution",
