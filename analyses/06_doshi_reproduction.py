@@ -13,7 +13,7 @@
 # in d-doshi/Grokking (commit 0b4335f; cells named below): p = 97, N = 500, training fraction 0.5,
 # corruption 0.35, lr 1e-2, one run each. The paper publishes its phase diagrams as figures only
 # (no numbers), so these four runs are the point-by-point comparison there is. Their phase rule is
-# their Appendix C / Table 2 (`interp_grok.phases.doshi_phase_trajectory`), applied to their
+# their Appendix C / Table 2 (`interp_grok.analysis.phases.doshi_phase_trajectory`), applied to their
 # numbers and ours alike. docs/reproductions.md has the table and the discussion.
 
 # %%

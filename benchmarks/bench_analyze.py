@@ -22,11 +22,11 @@ from pathlib import Path
 import torch
 
 from interp_grok import rundir
-from interp_grok.analyze import analyze_run, write_analysis, x_value_columns
+from interp_grok.analysis.pipeline import analyze_run, write_analysis, x_value_columns
 from interp_grok.cli import _default_threads
 from interp_grok.config import Config
 from interp_grok.data import make_dataset
-from interp_grok.model import SimpleMLP
+from interp_grok.models.mlp import SimpleMLP
 from interp_grok.plotting import draw_all
 
 

@@ -30,7 +30,7 @@ from interp_grok import rundir  # noqa: E402
 from interp_grok.cli import _default_threads  # noqa: E402
 from interp_grok.config import Config  # noqa: E402
 from interp_grok.data import make_dataset  # noqa: E402
-from interp_grok.model import SimpleMLP  # noqa: E402
+from interp_grok.models.mlp import SimpleMLP  # noqa: E402
 from interp_grok.train import train  # noqa: E402
 
 DEFAULT_RUN = Config().finalize()

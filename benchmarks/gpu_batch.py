@@ -4,8 +4,8 @@ model-epochs per second does one process reach at K = 1, 16, 128, 512 (default s
     python benchmarks/gpu_batch.py                       # on a CUDA machine
     python benchmarks/gpu_batch.py --device cpu --ks 1,4 --epochs 20 --check-epochs 20   # a smoke run here
 
-It uses the trainer's own step (interp_grok.train._run_batch's pieces: model.batched_logits,
-model.batched_cross_entropy, AdamW with one param group per model), without the run directory
+It uses the trainer's own step (interp_grok.train._run_batch's pieces: models.mlp.batched_logits,
+models.mlp.batched_cross_entropy, AdamW with one param group per model), without the run directory
 I/O, which a real sweep adds at its checkpoints only. Goal (issue 8): a 100-run x 80 000-epoch
 sweep in about 10 minutes on a modern datacenter GPU, i.e. >= 13 000 model-epochs/s.
 """
@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from interp_grok import Config, make_dataset, rundir, train, train_batch
-from interp_grok.model import PARAM_NAMES, batched_cross_entropy, batched_logits, init_params
+from interp_grok.models.mlp import PARAM_NAMES, batched_cross_entropy, batched_logits, init_params
 from interp_grok.train import _make_optimizer
 
 

@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 from interp_grok import rundir
-from interp_grok.analyze import Analysis, landmarks, read_analysis
+from interp_grok.analysis.pipeline import Analysis, landmarks, read_analysis
 
 HERE = Path(__file__).parent
 
@@ -29,7 +29,7 @@ def _nearest(epochs: list[int], target: float) -> int:
 
 
 def choose_checkpoints(an: Analysis) -> dict[str, int]:
-    """Named checkpoints read off the curves with interp_grok.analyze.landmarks.
+    """Named checkpoints read off the curves with interp_grok.analysis.pipeline.landmarks.
 
     init: epoch 0. end of memorization: first checkpoint fitting >= 99 % of the training labels.
     after generalization: first checkpoint with clean test accuracy >= 95 % (absent when the run

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from interp_grok import rundir
 from interp_grok.sweep import read_sweep
-from interp_grok.sweep_analysis import SWEEP_ANALYSIS_DIR, TABLE
+from interp_grok.sweep.table import SWEEP_ANALYSIS_DIR, TABLE
 
 HERE = Path(__file__).parent
 RUN_FILES = ("config.json",)

@@ -11,42 +11,41 @@ T checkpoints, n_train training examples; pairs (a, b) are flat in a-major order
   full-grid outputs, neuron curves, embedding), FAMILIES {mlp, quadratic}, gromov_solution
                                                                    (interp_grok.models)
 - model math (the seed MLP): mlp_logits, grid_logits ([p, p, p] float32 indexed a, b, c), grid_hidden,
-  token_tables, compact_params, is_compact, cross_entropy, ablate_neurons
+  token_tables, compact_params, is_compact, cross_entropy, ablate_neurons,
+  neuron_curves (each neuron's input and output curves)            (interp_grok.models.mlp)
 - measurements (pure functions on tensors):
   fourier_basis, frequency_norms ([floor(p/2)], index k - 1 is frequency k), key_frequencies,
-  key_set_is_flat, gini, ipr, neuron_curves                          (interp_grok.fourier)
+  key_set_is_flat, gini, ipr                                       (interp_grok.analysis.fourier)
   project_sum_frequencies, restricted_loss, excluded_loss,
   restricted_accuracy, lookup_table_logits (the memorization control), tie_credit,
   logit_frequency_power, logit_key_frequencies, key_fve, excluded_loss_by_frequency
-                                                                   (interp_grok.circuits)
-  neuron_ipr, neuron_sizes, norm_matched_controls, pruning_experiment (interp_grok.neurons)
-  shift_distribution, shift_kl, shift_within                       (interp_grok.memorization)
-  example_stats, first_fit_epoch, forgetting_events, ...           (interp_grok.memorization)
+                                                                   (interp_grok.analysis.circuits)
+  neuron_ipr, neuron_sizes, norm_matched_controls, pruning_experiment
+                                                                   (interp_grok.analysis.neurons)
+  shift_distribution, shift_kl, shift_within                       (interp_grok.analysis.memorization)
+  example_stats, first_fit_epoch, forgetting_events, ...           (interp_grok.analysis.memorization)
   grid_metrics, metrics_from_logits, sum_sq_weights, weight_norms  (interp_grok.evaluation)
   noise_floor, noise_pmf                                           (interp_grok.noise)
 - whole-run analysis: analyze_run, write_analysis, read_analysis, Analysis, landmarks,
-  fit_matrix, x_value_columns, x_column                            (interp_grok.analyze)
+  fit_matrix, x_value_columns, x_column                            (interp_grok.analysis.pipeline)
 - phases under noise: phase_trajectory, doshi_phase_trajectory, transition_epochs, run_phases,
-  settled, PHASES                                                   (interp_grok.phases)
+  settled, PHASES                                                  (interp_grok.analysis.phases)
 - sweeps: load_sweep (SweepResults: rows of SWEEP/analysis/table.csv, to_frame(), run(name),
-  analysis(name)), analyze_sweep                                   (interp_grok.sweep_analysis)
+  analysis(name)), analyze_sweep                                   (interp_grok.sweep.table;
+  planning and training a sweep: interp_grok.sweep.runner, re-exported by interp_grok.sweep)
 - reference runs: load_reference, load_reference_runs, reference_dir, figures_dir
+                                                                   (interp_grok.reference)
 - tables (pandas, optional): Analysis.to_frame, analysis_frame, memorization_frame, runs_frame
+                                                                   (interp_grok.analysis.frames)
 - figures: interp_grok.plotting (imported on demand; it loads matplotlib and leaves the backend
   alone); plotting.draw_all draws what `interp-grok analyze` draws
+
+Layout, in layers; a module imports only from its own layer and the ones before it
+(tests/test_layout.py checks it): config, noise | data, models/ | evaluation | rundir | train |
+analysis/ | sweep/, reference | plotting | cli.
 """
 
-from .analyze import (
-    Analysis,
-    analyze_run,
-    fit_matrix,
-    landmarks,
-    read_analysis,
-    write_analysis,
-    x_column,
-    x_value_columns,
-)
-from .circuits import (
+from .analysis.circuits import (
     excluded_logits,
     excluded_loss,
     excluded_loss_by_frequency,
@@ -60,12 +59,9 @@ from .circuits import (
     restricted_loss,
     tie_credit,
 )
-from .config import Config, ConfigError, checkpoint_schedule
-from .data import Dataset, make_dataset
-from .evaluation import grid_metrics, metrics_from_logits, sum_sq_weights, weight_norms
-from .fourier import fourier_basis, frequency_norms, gini, ipr, key_frequencies, key_set_is_flat, neuron_curves
-from .frames import analysis_frame, memorization_frame, runs_frame
-from .memorization import (
+from .analysis.fourier import fourier_basis, frequency_norms, gini, ipr, key_frequencies, key_set_is_flat
+from .analysis.frames import analysis_frame, memorization_frame, runs_frame
+from .analysis.memorization import (
     example_stats,
     first_fit_epoch,
     forgetting_events,
@@ -75,7 +71,23 @@ from .memorization import (
     shift_kl,
     shift_within,
 )
-from .model import (
+from .analysis.neurons import neuron_ipr, neuron_sizes, norm_matched_controls, pruning_experiment
+from .analysis.phases import PHASES, doshi_phase_trajectory, phase_trajectory, run_phases, settled, transition_epochs
+from .analysis.pipeline import (
+    Analysis,
+    analyze_run,
+    fit_matrix,
+    landmarks,
+    read_analysis,
+    write_analysis,
+    x_column,
+    x_value_columns,
+)
+from .config import Config, ConfigError, checkpoint_schedule
+from .data import Dataset, make_dataset
+from .evaluation import grid_metrics, metrics_from_logits, sum_sq_weights, weight_norms
+from .models import FAMILIES, ModelFamily, family
+from .models.mlp import (
     SimpleMLP,
     ablate_neurons,
     compact_params,
@@ -84,16 +96,14 @@ from .model import (
     grid_logits,
     is_compact,
     mlp_logits,
+    neuron_curves,
     token_tables,
 )
-from .models import FAMILIES, ModelFamily, family
 from .models.quadratic import gromov_solution
-from .neurons import neuron_ipr, neuron_sizes, norm_matched_controls, pruning_experiment
 from .noise import noise_floor, noise_pmf
-from .phases import PHASES, doshi_phase_trajectory, phase_trajectory, run_phases, settled, transition_epochs
 from .reference import figures_dir, load_reference, load_reference_runs, reference_dir
 from .rundir import Run, RunDirError, load_run
-from .sweep_analysis import SweepResults, analyze_sweep, load_sweep
+from .sweep.table import SweepResults, analyze_sweep, load_sweep
 from .train import TrainError, resume, resume_batch, train, train_batch
 
 __version__ = "0.1.0"

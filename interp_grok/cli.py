@@ -279,8 +279,8 @@ def _parse_freqs(text: str) -> list[int]:
 
 
 def _add_analyze_parser(sub) -> None:
-    from .circuits import LOGIT_KEY_Z
-    from .fourier import KEY_FREQ_THRESHOLD
+    from .analysis.circuits import LOGIT_KEY_Z
+    from .analysis.fourier import KEY_FREQ_THRESHOLD
 
     ap = sub.add_parser(
         "analyze", help="analyze every checkpoint of a run and draw the figures",
@@ -325,7 +325,7 @@ def _add_analyze_parser(sub) -> None:
 def _cmd_analyze(args) -> int:
     import torch
 
-    from .analyze import analyze_run_dir, x_value_columns
+    from .analysis.pipeline import analyze_run_dir, x_value_columns
     from .plotting import draw_all
 
     if args.threshold is not None and args.key_rule == "W_E_norm" and not 0.0 < args.threshold <= 1.0:
@@ -365,8 +365,8 @@ def _cmd_analyze(args) -> int:
 
 def _analyze_sweep(args) -> int:
     from .plotting import draw_sweep
-    from .sweep import read_sweep
-    from .sweep_analysis import (
+    from .sweep.runner import read_sweep
+    from .sweep.table import (
         FIGURES,
         SWEEP_ANALYSIS_DIR,
         analyze_sweep,
@@ -403,7 +403,7 @@ def _analyze_sweep(args) -> int:
 
     executor = None
     if args.executor not in (None, "local"):
-        from .sweep import submitit_executor
+        from .sweep.runner import submitit_executor
 
         executor = submitit_executor(sweep.path / "submitit", cluster="local" if args.executor == "submitit-local"
                                      else "slurm", slurm_partition=args.slurm_partition, timeout_min=args.slurm_time)
@@ -462,7 +462,7 @@ def _print_summary(run, an, out: Path, figures: list[Path], wall: float) -> None
     n_new = s["n_checkpoints_analyzed"] - an.n_reused
     print(f"analyzed {run.path}: {s['n_checkpoints_analyzed']} checkpoints ({n_new} computed, "
           f"{an.n_reused} reused) in {_fmt_duration(wall)}")
-    from .fourier import key_set_is_flat
+    from .analysis.fourier import key_set_is_flat
 
     keys = s["key_freqs"]
     if not keys:
@@ -556,7 +556,7 @@ def _add_sweep_parser(sub) -> None:
 
 
 def _grid_from_args(args):
-    from .sweep import Grid, SweepError
+    from .sweep.runner import Grid, SweepError
 
     axes, fixed = {}, {}
     if args.spec is not None:
@@ -588,7 +588,7 @@ def _warn_noise_grid(sweep) -> None:
 
 
 def _cmd_sweep(args) -> int:
-    from .sweep import plan_sweep, read_sweep, run_sweep, run_sweep_submitit, submitit_executor
+    from .sweep.runner import plan_sweep, read_sweep, run_sweep, run_sweep_submitit, submitit_executor
 
     for name in ("workers", "threads", "chunk", "batch"):
         v = getattr(args, name)
@@ -665,7 +665,7 @@ class _SweepBar:
 
 
 def _print_sweep_status(sweep) -> None:
-    from .sweep import sweep_status
+    from .sweep.runner import sweep_status
 
     states = sweep_status(sweep)
     width = max(len(n) for n in states)
@@ -698,7 +698,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .sweep import SweepError
+    from .sweep.runner import SweepError
     from .train import TrainError, TrainingDiverged
 
     args = build_parser().parse_args(argv)

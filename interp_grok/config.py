@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 ACTIVATIONS = ("relu", "gelu")
 LOSS_DTYPES = ("float64", "float32")
-INIT_SCHEMES = ("normal_fan_in", "torch_default")  # see model.init_params
+INIT_SCHEMES = ("normal_fan_in", "torch_default")  # see models.mlp.init_params
 INIT_SCHEME = INIT_SCHEMES[0]  # the default: every W ~ N(0, 1/fan_in), W_E ~ N(0, 1/d_model), b_in = 0
 # additive: X = Binomial(noise_n, p_bin) - floor(noise_n / 2) added to a fraction noise_frac of all pairs;
 # uniform: a fraction noise_frac of the training labels replaced by a uniform draw (Doshi et al. 2024)

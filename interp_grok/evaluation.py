@@ -11,8 +11,8 @@ import math
 import torch
 
 from .config import Config
-from .model import grid_logits, is_compact
 from .models import family
+from .models.mlp import grid_logits, is_compact
 
 
 def sum_sq_weights(params: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -39,7 +39,7 @@ def grid_metrics(
     Labels are int64 [p*p] a-major. "noisy" training examples are those whose noisy label
     differs from the clean one; their accuracy against the noisy label is the memorized
     fraction, against the clean label the corrected fraction. ``params`` may be the compact form
-    (model.compact_params); then sum_sq_weights, which needs the five weights, is NaN.
+    (models.mlp.compact_params); then sum_sq_weights, which needs the five weights, is NaN.
     """
     p = params["W_E"].shape[0]
     logits = grid_logits(params, act).reshape(p * p, p)  # [a*p + b, c]

@@ -25,9 +25,9 @@ import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure, SubFigure
 
-from .analyze import Analysis, x_column
-from .fourier import KEY_FREQ_RULE, key_set_is_flat
-from .model import PARAM_NAMES
+from .analysis.fourier import KEY_FREQ_RULE, key_set_is_flat
+from .analysis.pipeline import Analysis, x_column
+from .models.mlp import PARAM_NAMES
 from .rundir import atomic_write_bytes
 
 STYLE = {"figure.dpi": 110, "font.size": 10, "axes.grid": True, "grid.alpha": 0.3, "legend.fontsize": 8,
@@ -355,8 +355,8 @@ PHASE_SHORT = {"confusion": "conf", "forgetting": "forget", "memorization": "mem
 
 
 def _sweep_grid(rows: list[dict], x: str, y: str | None, facet: str | None):
-    """(facet values, y values, x values, cells) of a sweep table; cells from sweep_analysis.aggregate."""
-    from .sweep_analysis import aggregate
+    """(facet values, y values, x values, cells) of a sweep table; cells from sweep.table.aggregate."""
+    from .sweep.table import aggregate
 
     cells = aggregate(rows, x, y, facet)
     facets = sorted({k[0] for k in cells}, key=lambda v: (v is None, v))
@@ -382,7 +382,7 @@ def plot_phase_diagram(rows: list[dict], x: str, y: str | None, facet: str | Non
     """Final phase of every run over two swept settings (a third as facets): each cell split in
     proportion to the share of its runs (seeds and any other axis pooled) in each phase, labelled
     with the commonest phase, its count, and a dagger when some run had not settled."""
-    from .sweep_analysis import phase_shares
+    from .sweep.table import phase_shares
 
     with _style():
         facets, ys, xs, cells = _sweep_grid(rows, x, y, facet)
@@ -448,7 +448,7 @@ def plot_sweep_values(rows: list[dict], x: str, y: str | None, column: str = "te
 
 def draw_sweep(rows: list[dict], x: str, y: str | None, facet: str | None, out_dir: Path) -> list[Path]:
     """The standard figures of a sweep (what `interp-grok analyze SWEEP_DIR` draws), closed."""
-    from .phases import TRANSITIONS
+    from .analysis.phases import TRANSITIONS
 
     stem = x + (f"_{y}" if y else "") + (f"_by_{facet}" if facet else "")
     out = [save_figure(plot_phase_diagram(rows, x, y, facet), Path(out_dir) / f"phases_{stem}.png", close=True),

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .analyze import Analysis, read_analysis
+from .analysis.pipeline import Analysis, read_analysis
 from .rundir import Run, RunDirError, load_run
 
 REFERENCE_NOISE = (0, 2, 4, 8)

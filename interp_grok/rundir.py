@@ -45,8 +45,8 @@ from safetensors.torch import save as st_save
 
 from .config import Config, ConfigError
 from .data import Dataset
-from .model import COMPACT_NAMES, compact_params
 from .models import family
+from .models.mlp import COMPACT_NAMES, compact_params
 
 CONFIG = "config.json"
 DATASET = "dataset.safetensors"
@@ -57,7 +57,7 @@ ANALYSIS_DIR = "analysis"
 COMPACT_DIR = "compact"  # RUN/compact/epoch_NNNNNN.safetensors: W_E, T_a, T_b, b_in, W_L (float16)
 LOCK = ".lock"  # held by the one process training into the run
 ANALYSIS_LOCK = ".analysis.lock"  # held by the one process writing analysis/
-# analysis/ (its contents are computed by interp_grok.analyze; their names live here)
+# analysis/ (its contents are computed by interp_grok.analysis.pipeline; their names live here)
 PROGRESS_CSV = "progress.csv"
 EMBED_FOURIER = "embed_fourier.safetensors"
 MEMORIZATION = "memorization.safetensors"
@@ -723,7 +723,7 @@ class Run:
     def compact(self, epoch: int) -> dict[str, torch.Tensor]:
         """The compact form (W_E, T_a, T_b, b_in, W_L; float32 in memory) at ``epoch``: from
         RUN/compact/ if stored there (float16 on disk), else computed from the full checkpoint.
-        The compact form is the MLP family's (model.compact_params)."""
+        The compact form is the MLP family's (models.mlp.compact_params)."""
         if compact_path(self.path, epoch).exists():
             return read_compact(compact_path(self.path, epoch), self.config.p, self.config.d_model,
                                 self.config.d_mlp)[1]

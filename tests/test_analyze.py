@@ -12,8 +12,7 @@ from conftest import run_cli
 from safetensors.torch import load_file
 
 from interp_grok import rundir
-from interp_grok.analyze import PROGRESS_COLUMNS, analyze_run, read_analysis
-from interp_grok.circuits import (
+from interp_grok.analysis.circuits import (
     LOGIT_KEY_RULE,
     excluded_loss,
     excluded_loss_by_frequency,
@@ -22,10 +21,11 @@ from interp_grok.circuits import (
     logit_key_frequencies,
     restricted_loss,
 )
-from interp_grok.fourier import frequency_norms, gini, key_frequencies, neuron_curves
-from interp_grok.memorization import shift_distribution, shift_kl, shift_within
-from interp_grok.model import grid_logits
-from interp_grok.neurons import neuron_ipr
+from interp_grok.analysis.fourier import frequency_norms, gini, key_frequencies
+from interp_grok.analysis.memorization import shift_distribution, shift_kl, shift_within
+from interp_grok.analysis.neurons import neuron_ipr
+from interp_grok.analysis.pipeline import PROGRESS_COLUMNS, analyze_run, read_analysis
+from interp_grok.models.mlp import grid_logits, neuron_curves
 from interp_grok.noise import noise_pmf
 
 
@@ -246,7 +246,7 @@ def test_a_legacy_reference_analysis_still_reads_and_its_kept_rows_get_nan(tmp_p
     import math
     from pathlib import Path
 
-    from interp_grok.analyze import ANALYSIS_VERSION, write_analysis
+    from interp_grok.analysis.pipeline import ANALYSIS_VERSION, write_analysis
 
     src = Path(__file__).resolve().parents[1] / "checkpoints" / "n2"
     legacy = read_analysis(rundir.load_run(src))

@@ -4,7 +4,7 @@ import pytest
 import torch
 from known_models import cosine_logits, fourier_mlp
 
-from interp_grok.circuits import (
+from interp_grok.analysis.circuits import (
     excluded_logits,
     excluded_loss,
     project_sum_frequencies,
@@ -12,8 +12,8 @@ from interp_grok.circuits import (
     restricted_loss,
     sum_direction_basis,
 )
-from interp_grok.fourier import frequency_norms, key_frequencies
-from interp_grok.model import grid_logits, per_example_cross_entropy
+from interp_grok.analysis.fourier import frequency_norms, key_frequencies
+from interp_grok.models.mlp import grid_logits, per_example_cross_entropy
 
 
 def _labels(p):
@@ -94,7 +94,7 @@ def test_hand_built_fourier_network_is_correct_with_its_key_frequencies():
 def test_lookup_table_control_recovers_clean_labels_through_the_projection():
     """A pure memorizer of noisy labels has no Fourier circuit, yet its restricted logits over all
     frequencies are the anti-diagonal vote, which the clean label (X = 0, the mode) wins."""
-    from interp_grok.circuits import lookup_table_logits, restricted_accuracy
+    from interp_grok.analysis.circuits import lookup_table_logits, restricted_accuracy
     from interp_grok.data import sample_noise
 
     p = 31
@@ -118,7 +118,7 @@ def test_lookup_table_control_recovers_clean_labels_through_the_projection():
 @pytest.mark.parametrize("p", [7, 8])
 def test_logit_frequency_power_is_the_projection_norm(p):
     """P_k equals the squared norm of the projection onto explicit grid vectors cos/sin(w_k(a+b-c))."""
-    from interp_grok.circuits import logit_frequency_power
+    from interp_grok.analysis.circuits import logit_frequency_power
 
     L = torch.randn(p, p, p, dtype=torch.float64, generator=torch.Generator().manual_seed(p))
     r = torch.arange(p, dtype=torch.float64)
@@ -135,7 +135,7 @@ def test_logit_frequency_power_is_the_projection_norm(p):
 
 
 def test_key_fve_known_answers():
-    from interp_grok.circuits import key_fve
+    from interp_grok.analysis.circuits import key_fve
 
     p = 31
     L = cosine_logits(p, {3: 2.0, 7: 1.0})
@@ -154,7 +154,7 @@ def test_key_fve_known_answers():
 
 
 def test_logit_key_frequencies_pick_the_peaks_and_not_the_noise():
-    from interp_grok.circuits import logit_frequency_power, logit_key_frequencies
+    from interp_grok.analysis.circuits import logit_frequency_power, logit_key_frequencies
 
     p = 97
     g = torch.Generator().manual_seed(0)
@@ -180,7 +180,7 @@ def test_logit_key_frequencies_pick_the_peaks_and_not_the_noise():
 
 
 def test_excluded_loss_by_frequency_known_answers():
-    from interp_grok.circuits import excluded_loss_by_frequency
+    from interp_grok.analysis.circuits import excluded_loss_by_frequency
 
     p = 31
     y = _labels(p)
@@ -196,7 +196,7 @@ def test_excluded_loss_by_frequency_known_answers():
 
 
 def test_expected_tie_credit_on_a_hand_counted_table():
-    from interp_grok.circuits import tie_credit
+    from interp_grok.analysis.circuits import tie_credit
 
     z = torch.tensor([[1.0, 1.0, 0.0, 0.0],   # label 0 tied with 1: 1/2
                       [2.0, 2.0, 2.0, 0.0],   # label 3 not among the three tied: 0
@@ -215,7 +215,7 @@ def test_expected_tie_credit_on_a_hand_counted_table():
 
 def test_lookup_table_control_is_deterministic_under_expected_ties():
     """Relabelling the classes changes argmax tie-breaking but not the expected credit."""
-    from interp_grok.circuits import lookup_table_logits, restricted_accuracy
+    from interp_grok.analysis.circuits import lookup_table_logits, restricted_accuracy
 
     p = 11
     clean = _labels(p)

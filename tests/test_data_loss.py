@@ -16,7 +16,7 @@ import torch
 from conftest import TINY, run_cli
 
 from interp_grok import rundir
-from interp_grok.analyze import analyze_run, read_analysis, write_analysis
+from interp_grok.analysis.pipeline import analyze_run, read_analysis, write_analysis
 
 SMALL = [a if a != "120" else "20" for a in TINY]
 

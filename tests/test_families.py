@@ -14,9 +14,9 @@ import torch
 from conftest import run_cli
 
 from interp_grok import Config, resume, rundir, train, train_batch
+from interp_grok.analysis.fourier import frequency_norms, ipr
 from interp_grok.config import MODELS
 from interp_grok.evaluation import evaluate, example_losses
-from interp_grok.fourier import frequency_norms, ipr
 from interp_grok.models import FAMILIES, ModelFamily, family
 from interp_grok.models.quadratic import doshi_init_std, gromov_solution
 

@@ -3,15 +3,15 @@ import math
 import pytest
 import torch
 
-from interp_grok.fourier import (
+from interp_grok.analysis.fourier import (
     basis_norms,
     fourier_basis,
     frequency_norms,
     gini,
     ipr,
     key_frequencies,
-    neuron_curves,
 )
+from interp_grok.models.mlp import neuron_curves
 
 
 @pytest.mark.parametrize("p", [2, 5, 12, 97])

@@ -184,7 +184,7 @@ def test_bad_checkpoints_are_named_and_the_others_analyzed(run_copy, capsys, nam
     err = check(capsys, run_cli("analyze", run_copy, "--no-figures"), 1, needle)
     assert str(_ckpt(run_copy)) in err
     an = rundir.load_run(run_copy)
-    from interp_grok.analyze import read_analysis
+    from interp_grok.analysis.pipeline import read_analysis
 
     assert read_analysis(an).epochs.tolist() == [e for e in rundir.checkpoint_epochs_on_disk(run_copy) if e != 30]
     after = snapshot(run_copy)
@@ -267,7 +267,7 @@ def test_a_corrupt_stored_analysis_is_named_and_recomputed(run_copy, capsys):
     assert run_cli("analyze", run_copy, "--no-figures") == 0
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "progress.csv does not match manifest.json" in err
-    from interp_grok.analyze import read_analysis
+    from interp_grok.analysis.pipeline import read_analysis
 
     assert len(read_analysis(rundir.load_run(run_copy)).rows) == len(rundir.checkpoint_epochs_on_disk(run_copy))
 
@@ -275,7 +275,7 @@ def test_a_corrupt_stored_analysis_is_named_and_recomputed(run_copy, capsys):
 def test_a_malformed_manifest_is_named(run_copy, capsys):
     assert run_cli("analyze", run_copy, "--no-figures") == 0
     (run_copy / "analysis" / "manifest.json").write_text('{"format": "x"}')
-    from interp_grok.analyze import read_analysis
+    from interp_grok.analysis.pipeline import read_analysis
 
     with pytest.raises(rundir.RunDirError, match="manifest.json: not an interp-grok analysis manifest"):
         read_analysis(rundir.load_run(run_copy))

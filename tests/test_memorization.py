@@ -1,16 +1,16 @@
 import torch
 from known_models import fourier_mlp
 
-from interp_grok.data import Dataset, sample_noise
-from interp_grok.evaluation import metrics_from_logits
-from interp_grok.memorization import (
+from interp_grok.analysis.memorization import (
     example_stats,
     first_fit_epoch,
     forgetting_events,
     fraction_by_noise,
     predicted_shift,
 )
-from interp_grok.model import grid_logits
+from interp_grok.data import Dataset, sample_noise
+from interp_grok.evaluation import metrics_from_logits
+from interp_grok.models.mlp import grid_logits
 
 
 def test_example_stats_on_known_logits():
@@ -76,7 +76,7 @@ def test_shift_kl_known_answers():
 
     import pytest
 
-    from interp_grok.memorization import SHIFT_EPS, shift_distribution, shift_kl, shift_within
+    from interp_grok.analysis.memorization import SHIFT_EPS, shift_distribution, shift_kl, shift_within
     from interp_grok.noise import noise_pmf
 
     p = 97

@@ -3,7 +3,7 @@ import math
 import torch
 
 from interp_grok.config import Config
-from interp_grok.model import (
+from interp_grok.models.mlp import (
     PARAM_NAMES,
     SimpleMLP,
     cross_entropy,
@@ -89,7 +89,7 @@ def test_cross_entropy_backward_matches_autograd():
 
 
 def test_ablate_neurons_silences_exactly_those_neurons():
-    from interp_grok.model import ablate_neurons, grid_hidden
+    from interp_grok.models.mlp import ablate_neurons, grid_hidden
 
     P = _params(p=7, d=4, d_mlp=12, dtype=torch.float32)
     W_out = P["W_out"].clone()

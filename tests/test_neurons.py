@@ -6,14 +6,14 @@ import pytest
 import torch
 from known_models import fourier_plus_lookup
 
-from interp_grok.model import grid_logits
-from interp_grok.neurons import (
+from interp_grok.analysis.neurons import (
     PERIODIC_IPR,
     neuron_ipr,
     neuron_sizes,
     norm_matched_controls,
     pruning_experiment,
 )
+from interp_grok.models.mlp import grid_logits
 
 
 def test_controls_match_the_silenced_sets_size_profile():

@@ -19,7 +19,7 @@ from nbclient import NotebookClient
 
 import interp_grok as ig
 from interp_grok import plotting
-from interp_grok.analyze import analyze_run
+from interp_grok.analysis.pipeline import analyze_run
 from interp_grok.reference import ReferenceNotFound, figures_dir, reference_dir
 
 ROOT = Path(__file__).resolve().parents[1]

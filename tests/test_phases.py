@@ -1,4 +1,4 @@
-"""Phases under noise (interp_grok.phases): each rule of the decision list on hand-made measures
+"""Phases under noise (interp_grok.analysis.phases): each rule of the decision list on hand-made measures
 whose phase is known, transition epochs and settling on trajectories written out by hand."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from interp_grok.phases import PHASES, phase_trajectory, run_phases, settled, transition_epochs
+from interp_grok.analysis.phases import PHASES, phase_trajectory, run_phases, settled, transition_epochs
 
 NAN = math.nan
 
@@ -85,13 +85,13 @@ def test_bad_input_is_named():
     (0.5, 0.2, "confusion"),
 ])
 def test_doshi_phases_from_their_table(train, test, phase):
-    from interp_grok.phases import doshi_phase_trajectory
+    from interp_grok.analysis.phases import doshi_phase_trajectory
 
     assert doshi_phase_trajectory([train], [test], 0.35) == [phase]
 
 
 def test_doshi_forgetting_comes_after_another_phase():
-    from interp_grok.phases import doshi_phase_trajectory
+    from interp_grok.analysis.phases import doshi_phase_trajectory
 
     assert doshi_phase_trajectory([0.2, 0.66, 0.12], [0.0, 1.0, 0.07], 0.35) == [
         "confusion", "full_inversion", "forgetting"]  # their wd = 20 run: inverted at 300, lost by 2000

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 import interp_grok as ig
-from interp_grok.analyze import read_analysis
+from interp_grok.analysis.pipeline import read_analysis
 
 REF = Path(__file__).resolve().parents[1] / "checkpoints"
 _spec = importlib.util.spec_from_file_location("build", REF / "build.py")
@@ -132,7 +132,7 @@ def test_n0_groks_through_four_key_frequencies():
 def _restricted_vs_control(run: ig.Run, epoch: int, keys: torch.Tensor) -> tuple[float, float]:
     """Clean-label accuracy (all pairs) of the restricted logits, and of the same projection of a
     pure lookup table of the noisy training labels (the memorization-only control)."""
-    from interp_grok.circuits import lookup_table_logits, restricted_accuracy
+    from interp_grok.analysis.circuits import lookup_table_logits, restricted_accuracy
 
     ds = run.dataset
     logits = ig.grid_logits(run.params(epoch), run.config.act)
@@ -200,7 +200,7 @@ def test_pruning_low_ipr_neurons_against_a_size_matched_control():
     Doshi et al.'s selective forgetting), the pruned network still predicts the noisy label more
     often than the clean one, and clean test accuracy rises; size-matched random sets of 479
     neurons, which must also take periodic ones, destroy everything."""
-    from interp_grok.neurons import pruning_experiment
+    from interp_grok.analysis.neurons import pruning_experiment
 
     run0 = _load(0)
     curves0 = ig.neuron_curves(run0.params(20_000))

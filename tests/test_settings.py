@@ -12,7 +12,7 @@ import torch
 from conftest import TINY, run_cli
 
 from interp_grok import Config, make_dataset, noise_floor, noise_pmf, rundir
-from interp_grok.model import init_params
+from interp_grok.models.mlp import init_params
 from interp_grok.noise import clean_label_warning
 
 REF = Path(__file__).resolve().parents[1] / "checkpoints"

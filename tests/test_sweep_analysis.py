@@ -10,10 +10,10 @@ import pytest
 from conftest import run_cli
 
 from interp_grok import rundir
-from interp_grok.analyze import read_analysis
-from interp_grok.phases import run_phases
+from interp_grok.analysis.phases import run_phases
+from interp_grok.analysis.pipeline import read_analysis
 from interp_grok.sweep import Grid, plan_sweep, train_one
-from interp_grok.sweep_analysis import aggregate, axis_name, load_sweep, phase_shares, read_table
+from interp_grok.sweep.table import aggregate, axis_name, load_sweep, phase_shares, read_table
 
 BASE = ["--p", "11", "--d-model", "16", "--epochs", "40", "--eval-every", "10", "--checkpoints", "8"]
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from interp_grok import load_sweep
-from interp_grok.phases import doshi_phase_trajectory, run_phases
+from interp_grok.analysis.phases import doshi_phase_trajectory, run_phases
 
 SWEEPS = Path(__file__).resolve().parents[1] / "checkpoints" / "sweeps"
 
@@ -219,7 +219,7 @@ def test_the_noised_fraction_at_xi_0_1():
 
 def test_doshi_et_al_published_runs_reproduce():
     """docs/reproductions.md: their four notebook runs (xi 0.35, train fraction 0.5), ours at the same epochs."""
-    from interp_grok.phases import doshi_phase_trajectory
+    from interp_grok.analysis.phases import doshi_phase_trajectory
 
     published = {(0, 1000): (0.9783163, 0.9829968, "coexistence"), (5, 500): (0.7855017, 1.0, "partial_inversion"),
                  (15, 500): (0.6536990, 1.0, "full_inversion"), (20, 300): (0.6563, 1.0, "full_inversion"),

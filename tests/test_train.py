@@ -16,7 +16,7 @@ from conftest import TINY, run_cli
 from safetensors.torch import load_file
 
 from interp_grok import rundir
-from interp_grok.model import PARAM_NAMES
+from interp_grok.models.mlp import PARAM_NAMES
 
 
 def test_run_directory_contents(tiny_run):

@@ -259,6 +259,26 @@ def per_example_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> tor
     return -log_probs.gather(-1, labels[:, None])[:, 0]
 
 
+def neuron_curves(params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Each hidden neuron's input curves over the tokens and its output curve over the classes: the
+    MLP's per-neuron curves that the Fourier and IPR analyses read (analysis.fourier.ipr).
+
+    in_a = (W_E @ W_in[:d_model])[:, i] and in_b = (W_E @ W_in[d_model:])[:, i] over the token,
+    out = (W_out @ W_U)[i, :] over the output class; each returned as [d_mlp, p].
+    """
+    if is_compact(params):  # the compact form (compact_params)
+        return {"in_a": params["T_a"].to(torch.float64).T, "in_b": params["T_b"].to(torch.float64).T,
+                "out": params["W_L"].to(torch.float64)}
+    d_model = params["W_E"].shape[1]
+    W_E = params["W_E"].to(torch.float64)
+    W_in = params["W_in"].to(torch.float64)
+    return {
+        "in_a": (W_E @ W_in[:d_model]).T,
+        "in_b": (W_E @ W_in[d_model:]).T,
+        "out": params["W_out"].to(torch.float64) @ params["W_U"].to(torch.float64),
+    }
+
+
 def ablate_neurons(params: dict[str, torch.Tensor], keep: torch.Tensor) -> dict[str, torch.Tensor]:
     """A copy of params with the hidden neurons where ``keep`` (bool [d_mlp]) is False silenced
     (their W_out rows set to zero, so they no longer reach the logits)."""
@@ -296,8 +316,6 @@ class MLPFamily:
         return grid_logits(params, config.act)
 
     def neuron_curves(self, params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        from ..fourier import neuron_curves  # fourier's reading of this family's weights (and compact form)
-
         return neuron_curves(params)
 
     def embedding(self, params: dict[str, torch.Tensor]) -> torch.Tensor:

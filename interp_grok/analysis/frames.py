@@ -13,13 +13,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from .config import Config
+from ..config import Config
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from .analyze import Analysis
-    from .rundir import Run
+    from ..rundir import Run
+    from .pipeline import Analysis
 
 
 def _pandas():
@@ -46,8 +46,8 @@ def memorization_frame(run: Run, an: Analysis) -> pd.DataFrame:
     final_pred (argmax at the last analyzed checkpoint), final_margin, memorized (final_pred ==
     noisy_label), corrected (final_pred == clean_label, for noisy examples).
     """
-    from .analyze import fit_matrix
     from .memorization import first_fit_epoch, forgetting_events
+    from .pipeline import fit_matrix
 
     pd = _pandas()
     ds = run.dataset

@@ -1,6 +1,6 @@
 """A sweep's analysis: every run analyzed, one table row per run, aggregated over seeds.
 
-This module owns SWEEP/analysis/ (beside the sweep's sweep.json and runs/, see interp_grok.sweep):
+This module owns SWEEP/analysis/ (beside the sweep's sweep.json and runs/, see interp_grok.sweep.runner):
 
     table.csv       one row per run: its name and state, every setting that varies in the sweep,
                     then TABLE_COLUMNS (final and best clean test accuracy, memorized / corrected /
@@ -27,10 +27,10 @@ from pathlib import Path
 
 import torch
 
-from . import rundir
-from .analyze import Analysis, analyze_run_dir, is_current, read_analysis
-from .phases import TRANSITIONS, doshi_phase_trajectory, run_phases
-from .sweep import SHORT, Sweep, _local_pool, read_sweep, sweep_status, usable_cores, wait_for
+from .. import rundir
+from ..analysis.phases import TRANSITIONS, doshi_phase_trajectory, run_phases
+from ..analysis.pipeline import Analysis, analyze_run_dir, is_current, read_analysis
+from .runner import SHORT, Sweep, _local_pool, read_sweep, sweep_status, usable_cores, wait_for
 
 SWEEP_ANALYSIS_DIR = "analysis"
 TABLE = "table.csv"
@@ -228,7 +228,7 @@ class SweepResults:
 
     def to_frame(self):
         """The table as a pandas DataFrame indexed by run name (pip install 'interp-grok[pandas]')."""
-        from .frames import _pandas
+        from ..analysis.frames import _pandas
 
         return _pandas().DataFrame(self.rows).set_index("name")
 

@@ -29,8 +29,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import rundir
-from .config import Config, ConfigError
+from .. import rundir
+from ..config import Config, ConfigError
 
 SWEEP_FORMAT = "interp-grok-sweep"
 SWEEP_VERSION = 1
@@ -201,7 +201,7 @@ def train_one(sweep_path: str, name: str, config: dict, threads: int = 1, device
     failure in SWEEP/errors/<name>.json (removed on success). Runs in worker processes."""
     import torch
 
-    from .train import resume, train, trained_threads
+    from ..train import resume, train, trained_threads
 
     out = Path(sweep_path) / RUNS_DIR / name
     err = _error_path(Path(sweep_path), name)
@@ -236,7 +236,7 @@ def train_batch_one(sweep_path: str, names: list[str], configs: list[dict], thre
     batch (a bad directory in its way, other stored settings) is tried alone, so it fails alone."""
     import torch
 
-    from .train import resume_batch, train_batch
+    from ..train import resume_batch, train_batch
 
     torch.set_num_threads(threads)
     sweep_path = Path(sweep_path)
@@ -370,7 +370,7 @@ ProgressFn = Callable[[int, int, dict[str, dict]], None]  # (model-epochs done, 
 
 def batches(sweep: Sweep, names: list[str], size: int) -> list[list[str]]:
     """``names`` grouped into batches of at most ``size`` runs that can share one stacked model."""
-    from .train import BATCH_KEYS
+    from ..train import BATCH_KEYS
 
     groups: dict[str, list[str]] = {}
     for n in names:

@@ -34,7 +34,12 @@ from pathlib import Path
 
 import torch
 
-from . import rundir
+from .. import rundir
+from ..config import ConfigError
+from ..evaluation import metrics_from_logits, sum_sq_weights, weight_norms
+from ..models import family
+from ..models.mlp import PARAM_NAMES
+from ..noise import noise_floor, noise_pmf
 from .circuits import (
     LOGIT_KEY_RULE,
     LOGIT_KEY_Z,
@@ -44,8 +49,6 @@ from .circuits import (
     logit_key_frequencies,
     project_sum_frequencies,
 )
-from .config import ConfigError
-from .evaluation import metrics_from_logits, sum_sq_weights, weight_norms
 from .fourier import (
     KEY_FREQ_RULE,
     KEY_FREQ_THRESHOLD,
@@ -64,10 +67,7 @@ from .memorization import (
     shift_kl,
     shift_within,
 )
-from .model import PARAM_NAMES
-from .models import family
 from .neurons import PERIODIC_IPR, pruning_experiment
-from .noise import noise_floor, noise_pmf
 
 PROGRESS_COLUMNS = [
     "epoch", "train_loss", "test_loss", "test_acc_noisy", "test_acc_clean", "train_clean_acc",

@@ -96,22 +96,3 @@ def ipr(curves: torch.Tensor) -> torch.Tensor:
     """
     c2 = torch.fft.rfft(curves.to(torch.float64), dim=-1).abs().pow(2)
     return c2.pow(2).sum(-1) / c2.sum(-1).pow(2)
-
-
-def neuron_curves(params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Each hidden neuron's input curves over the tokens and its output curve over the classes.
-
-    in_a = (W_E @ W_in[:d_model])[:, i] and in_b = (W_E @ W_in[d_model:])[:, i] over the token,
-    out = (W_out @ W_U)[i, :] over the output class; each returned as [d_mlp, p].
-    """
-    if "T_a" in params and "W_in" not in params:  # the compact form (model.compact_params)
-        return {"in_a": params["T_a"].to(torch.float64).T, "in_b": params["T_b"].to(torch.float64).T,
-                "out": params["W_L"].to(torch.float64)}
-    d_model = params["W_E"].shape[1]
-    W_E = params["W_E"].to(torch.float64)
-    W_in = params["W_in"].to(torch.float64)
-    return {
-        "in_a": (W_E @ W_in[:d_model]).T,
-        "in_b": (W_E @ W_in[d_model:]).T,
-        "out": params["W_out"].to(torch.float64) @ params["W_U"].to(torch.float64),
-    }

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import torch
 
-from .config import Config
-from .evaluation import evaluate, grid_metrics
-from .fourier import ipr, neuron_curves
-from .model import ablate_neurons
-from .models import ModelFamily
+from ..config import Config
+from ..evaluation import evaluate, grid_metrics
+from ..models import ModelFamily
+from ..models.mlp import ablate_neurons, neuron_curves
+from .fourier import ipr
 
 PERIODIC_IPR = 0.5  # a neuron is "periodic" when its IPR is at least this (a square wave scores 2/3)
 NORM_BINS = 4  # the control matches the silenced neurons' size quartiles
@@ -27,7 +27,7 @@ SIZE_RULE = "||[in_a, in_b]|| * ||out|| per neuron (neuron_curves), rank-binned 
 
 
 def neuron_ipr(params: dict[str, torch.Tensor], model: ModelFamily | None = None) -> torch.Tensor:
-    """Per-neuron IPR, float64 [d_mlp]: the mean of ipr(in_a) and ipr(in_b) (fourier.neuron_curves).
+    """Per-neuron IPR, float64 [d_mlp]: the mean of ipr(in_a) and ipr(in_b) (models.mlp.neuron_curves).
 
     The convention of analyses/03 and tests/test_reference_runs: the two input curves only.
     Doshi et al. also look at the output curve; a neuron that reads one frequency but writes

@@ -1,0 +1,115 @@
+"""Analysis: what a trained run's weights and checkpoints say, measured.
+
+This subpackage owns two things:
+
+- pure measurement functions on tensors (nothing here reads or writes files): the Fourier basis,
+  spectra and key frequencies (``fourier``), restricted and excluded loss and the logits' own
+  spectrum (``circuits``), memorization of noisy versus clean labels per example (``memorization``),
+  per-neuron IPR and the pruning test with its control (``neurons``), phases under label noise
+  (``phases``), and pandas views of the results (``frames``, pandas optional);
+- the whole-run pipeline (``pipeline``): every checkpoint of a run through those measurements
+  (``analyze_run`` -> ``Analysis``) and RUN/analysis/ on disk (``write_analysis``,
+  ``read_analysis``, ``analyze_run_dir``, ``is_current``, ``ANALYSIS_VERSION``).
+
+It sits above the run directory format (interp_grok.rundir) and the model families, and below
+sweeps, plotting and the CLI; nothing here imports those (tests/test_layout.py checks it).
+The package's public API (``import interp_grok as ig``) re-exports the names a notebook needs.
+"""
+
+from .circuits import (
+    LOGIT_KEY_RULE,
+    LOGIT_KEY_Z,
+    anti_diagonal_sums,
+    centered_logit_power,
+    check_grid_logits,
+    excluded_logits,
+    excluded_loss,
+    excluded_loss_by_frequency,
+    key_fve,
+    logit_frequency_power,
+    logit_key_frequencies,
+    lookup_table_logits,
+    project_sum_frequencies,
+    restricted_accuracy,
+    restricted_logits,
+    restricted_loss,
+    sum_direction_basis,
+    tie_credit,
+)
+from .fourier import (
+    KEY_FREQ_RULE,
+    KEY_FREQ_THRESHOLD,
+    basis_norms,
+    fourier_basis,
+    frequency_norms,
+    gini,
+    ipr,
+    key_frequencies,
+    key_set_is_flat,
+)
+from .frames import analysis_frame, memorization_frame, runs_frame
+from .memorization import (
+    example_stats,
+    first_fit_epoch,
+    forgetting_events,
+    fraction_by_noise,
+    predicted_shift,
+    shift_distribution,
+    shift_kl,
+    shift_within,
+)
+from .neurons import PERIODIC_IPR, neuron_ipr, neuron_sizes, norm_matched_controls, pruning_experiment
+from .phases import (
+    PHASES,
+    TRANSITIONS,
+    doshi_phase_trajectory,
+    phase_trajectory,
+    run_phases,
+    settled,
+    transition_epochs,
+)
+from .pipeline import (
+    ANALYSIS_VERSION,
+    PROGRESS_COLUMNS,
+    Analysis,
+    analysis_dir,
+    analyze_checkpoint,
+    analyze_run,
+    analyze_run_dir,
+    excluded_x_column,
+    fit_matrix,
+    is_current,
+    landmarks,
+    progress_columns,
+    read_analysis,
+    stored_epochs,
+    summarize,
+    write_analysis,
+    x_column,
+    x_value_columns,
+)
+
+__all__ = [
+    # fourier
+    "fourier_basis", "basis_norms", "frequency_norms", "key_frequencies", "key_set_is_flat", "gini", "ipr",
+    "KEY_FREQ_RULE", "KEY_FREQ_THRESHOLD",
+    # circuits
+    "sum_direction_basis", "check_grid_logits", "anti_diagonal_sums", "project_sum_frequencies",
+    "restricted_logits", "excluded_logits", "restricted_loss", "excluded_loss", "tie_credit", "restricted_accuracy",
+    "lookup_table_logits", "logit_frequency_power", "centered_logit_power", "key_fve", "logit_key_frequencies",
+    "excluded_loss_by_frequency", "LOGIT_KEY_RULE", "LOGIT_KEY_Z",
+    # memorization
+    "example_stats", "predicted_shift", "shift_distribution", "shift_kl", "shift_within", "first_fit_epoch",
+    "forgetting_events", "fraction_by_noise",
+    # neurons
+    "neuron_ipr", "neuron_sizes", "norm_matched_controls", "pruning_experiment", "PERIODIC_IPR",
+    # phases
+    "phase_trajectory", "transition_epochs", "settled", "run_phases", "doshi_phase_trajectory", "PHASES",
+    "TRANSITIONS",
+    # frames (pandas)
+    "analysis_frame", "memorization_frame", "runs_frame",
+    # pipeline
+    "Analysis", "analyze_run", "analyze_checkpoint", "analyze_run_dir", "is_current", "write_analysis",
+    "read_analysis", "analysis_dir", "stored_epochs", "summarize", "landmarks", "fit_matrix", "x_value_columns",
+    "x_column", "excluded_x_column", "progress_columns", "PROGRESS_COLUMNS", "ANALYSIS_VERSION",
+]
