@@ -18,9 +18,10 @@
 
 # %%
 import csv
+import json
 from collections import Counter
 
-from interp_grok import doshi_phase_trajectory, load_sweep, plotting
+from interp_grok import doshi_phase_trajectory, load_sweep, plotting, settled
 from interp_grok.reference import figures_dir, reference_dir
 
 XI = 0.35
@@ -49,6 +50,23 @@ def at(rows: list[dict], epoch: int) -> tuple[dict, str]:
     return upto[-1], phases[-1]
 
 
+def their_trajectory(sweep, row: dict) -> tuple[list[float], list[str], list[dict]]:
+    with open(sweep.path / "runs" / row["name"] / "analysis" / "progress.csv") as f:
+        prog = [{k: float(v) for k, v in r.items()} for r in csv.DictReader(f)]
+    phases = doshi_phase_trajectory([r["train_acc"] for r in prog], [r["test_acc_clean"] for r in prog],
+                                    row["noise_frac"])
+    return [r["epoch"] for r in prog], phases, prog
+
+
+def drawn_by_their_rule(sweep) -> list[dict]:
+    out = []
+    for r in sweep.rows:
+        epochs, phases, _ = their_trajectory(sweep, r)
+        assert phases[-1] == r["doshi_phase"], r["name"]
+        out.append(dict(r, final_phase=r["doshi_phase"], settled=settled(epochs, phases)))
+    return out
+
+
 # %%
 print(f"{'wd':>3} {'epoch':>5}  {'theirs: train / test (phase)':<38} {'ours, seed 0':<36} {'ours, seed 1':<36}")
 for wd, epoch, train, test, cell in PUBLISHED:
@@ -64,6 +82,27 @@ for wd, epoch, train, test, cell in PUBLISHED:
     print(f"          ({cell}); largest |ours - theirs|: train {max(abs(o[0] - train) for o in vals):.4f}, "
           f"test {max(abs(o[1] - test) for o in vals):.4f}; seed spread train {abs(vals[0][0] - vals[1][0]):.4f}, "
           f"test {abs(vals[0][1] - vals[1][1]):.4f}")
+
+# %% [markdown]
+# ## The same four runs from *their* draws: how far float rounding alone moves a run
+#
+# `checkpoints/doshi-replica.json`, written by `python checkpoints/doshi_replica.py`: their split,
+# corruption and initialization rebuilt from their seeds, each run stepped once by their math
+# (one-hot nn.Linear layers, torch's default AdamW) and once by ours (the quadratic family's
+# batched loss, fused AdamW), float32, on this machine. Epoch 1 tests the draws against their
+# printed numbers; the later epochs show the spread that float rounding alone produces.
+
+# %%
+replica = json.loads((reference_dir() / "doshi-replica.json").read_text())
+print(f"torch {replica['torch']}, code {replica['git_commit'][:7]} (dirty: {replica['git_dirty']})")
+print(f"{'wd':>3} {'epoch':>5}  {'theirs, printed':<17} {'their math, here':<17} {'our math, here':<17} "
+      f"largest |here - printed| (train, test)")
+for r in replica["runs"]:
+    for e, (a, g) in r["theirs"].items():
+        tm, om = r["their_math"][e], r["our_math"][e]
+        print(f"{r['weight_decay']:>3g} {e:>5}  {a:.4f} / {g:.4f}   {tm[0]:.4f} / {tm[1]:.4f}   "
+              f"{om[0]:.4f} / {om[1]:.4f}   {max(abs(tm[0] - a), abs(om[0] - a)):.4f}, "
+              f"{max(abs(tm[1] - g), abs(om[1] - g)):.4f}")
 
 # %% [markdown]
 # The full-inversion ceiling of the training accuracy against the given labels is
@@ -98,10 +137,10 @@ plotting.save_figure(fig, figures_dir() / "doshi_published_vs_ours.png")
 
 # %%
 grid = load_sweep(reference_dir() / "sweeps" / "doshi-xi-tf")
-drawn = [dict(r, final_phase=r["doshi_phase"]) for r in grid.rows]  # their rule's phase in each cell
+drawn = drawn_by_their_rule(grid)  # their rule's phase in each cell; dagger: it changed in the last quarter
 fig = plotting.plot_phase_diagram(drawn, "noise_frac", "train_frac", "weight_decay",
                                   title="Doshi et al.'s setting, our runs: phase by their rule at 2 000 epochs, "
-                                  "corruption xi x training fraction, one panel per weight decay")
+                                  "one panel per weight decay (\u2020: changed in the last quarter)")
 plotting.save_figure(fig, figures_dir() / "doshi_phases_xi_tf.png")
 for r in sorted(grid.rows, key=lambda r: (r["weight_decay"], r["train_frac"], r["noise_frac"])):
     print(f"wd {r['weight_decay']:>4} tf {r['train_frac']} xi {r['noise_frac']:<4}: {r['doshi_phase']:<18} "
