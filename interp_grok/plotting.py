@@ -64,12 +64,19 @@ def _single(ax: Axes | None, figsize: tuple[float, float]) -> tuple[Axes, bool]:
     return ax, True
 
 
-def _panels(fig: Figure | SubFigure | None, n: int, figsize: tuple[float, float]) -> tuple[Figure | SubFigure, list]:
+def _panels(fig: Figure | SubFigure | None, n: int, figsize: tuple[float, float], ncols: int | None = None
+            ) -> tuple[Figure | SubFigure, list]:
+    """n panels, in rows of ``ncols`` (default: one row); unused slots of the last row are hidden."""
+    ncols = n if ncols is None else max(1, min(ncols, n))
+    nrows = -(-n // ncols)
     if fig is None:
-        fig, axes = plt.subplots(1, n, figsize=figsize, layout="constrained", squeeze=False)
+        fig, axes = plt.subplots(nrows, ncols, figsize=figsize, layout="constrained", squeeze=False)
     else:
-        axes = fig.subplots(1, n, squeeze=False)
-    return fig, list(axes[0])
+        axes = fig.subplots(nrows, ncols, squeeze=False)
+    flat = list(axes.flat)
+    for ax in flat[n:]:
+        ax.set_visible(False)
+    return fig, flat[:n]
 
 
 def _heading(ax: Axes, own: bool, text: str) -> Figure:
@@ -378,15 +385,19 @@ def _label_axes(ax, x: str, y: str | None, xs: list, ys: list, facet: str | None
 
 
 def plot_phase_diagram(rows: list[dict], x: str, y: str | None, facet: str | None = None, title: str = "", *,
-                       fig: Figure | SubFigure | None = None) -> Figure:
-    """Final phase of every run over two swept settings (a third as facets): each cell split in
-    proportion to the share of its runs (seeds and any other axis pooled) in each phase, labelled
-    with the commonest phase, its count, and a dagger when some run had not settled."""
+                       fig: Figure | SubFigure | None = None, ncols: int | None = None) -> Figure:
+    """Final phase of every run over two swept settings (a third as facets, in rows of ``ncols``
+    panels; default one row): each cell split in proportion to the share of its runs (seeds and
+    any other axis pooled) in each phase, labelled with the commonest phase, its count, and a
+    dagger when some run had not settled."""
     from .sweep.table import phase_shares
 
     with _style():
         facets, ys, xs, cells = _sweep_grid(rows, x, y, facet)
-        fig, axes = _panels(fig, len(facets), ((1.1 * len(xs) + 1.2) * len(facets) + 1.5, 0.75 * len(ys) + 1.6))
+        cols = len(facets) if ncols is None else max(1, min(ncols, len(facets)))
+        rows_ = -(-len(facets) // cols)
+        size = ((1.1 * len(xs) + 1.2) * cols + 1.5, (0.75 * len(ys) + 1.0) * rows_ + 0.6)
+        fig, axes = _panels(fig, len(facets), size, cols)
         for ax, fv in zip(axes, facets):
             for (f, yv, xv), cell in cells.items():
                 if f != fv:

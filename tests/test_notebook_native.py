@@ -90,6 +90,21 @@ def test_panels_compose_into_a_users_figure(tiny_an):
 # ------------------------------------------------------------------ 2. finding the reference runs
 
 
+def test_phase_diagram_facets_wrap_into_rows():
+    """ncols=2 puts three facets in two rows, the slot left over hidden; the default is one row."""
+    rows = [{"a": a, "b": b, "f": f, "final_phase": "memorization", "settled": True}
+            for a in (1, 2) for b in (1, 2) for f in (1, 2, 3)]
+    wrapped = plotting.plot_phase_diagram(rows, "a", "b", "f", ncols=2)
+    shown = [ax for ax in wrapped.axes if ax.get_visible()]
+    assert len(wrapped.axes) == 4 and len(shown) == 3
+    assert [(ax.get_subplotspec().rowspan.start, ax.get_subplotspec().colspan.start) for ax in shown] == [
+        (0, 0), (0, 1), (1, 0)]
+    one_row = plotting.plot_phase_diagram(rows, "a", "b", "f")
+    assert [ax.get_subplotspec().colspan.start for ax in one_row.axes] == [0, 1, 2]
+    assert {ax.get_subplotspec().rowspan.start for ax in one_row.axes} == {0}
+    plotting.plt.close("all")
+
+
 def test_reference_runs_are_found_from_the_working_tree(tmp_path, monkeypatch):
     monkeypatch.delenv("INTERP_GROK_REFERENCE", raising=False)
     monkeypatch.delenv("INTERP_GROK_FIGURES", raising=False)

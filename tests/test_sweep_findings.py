@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from interp_grok import load_sweep
-from interp_grok.analysis.phases import doshi_phase_trajectory, run_phases
+from interp_grok.analysis.phases import doshi_phase_trajectory, run_phases, settled
 
 SWEEPS = Path(__file__).resolve().parents[1] / "checkpoints" / "sweeps"
 
@@ -28,7 +28,7 @@ def summary(sweep: str, run: str) -> dict:
     return json.loads((SWEEPS / sweep / "runs" / run / "analysis" / "summary.json").read_text())
 
 
-@pytest.mark.parametrize("sweep", ["n4-xi-wd-lr", "n4-init", "noise-tf", "doshi-wd", "doshi-xi-tf"])
+@pytest.mark.parametrize("sweep", ["n4-xi-wd-lr", "n4-init", "noise-tf", "doshi-wd", "doshi-xi-tf", "doshi-grid"])
 def test_the_table_agrees_with_each_runs_progress_csv(sweep):
     """table.csv's phases and final numbers are what the committed per-run files give."""
     for name, r in rows(sweep).items():
@@ -268,3 +268,88 @@ def test_doshi_phase_diagram_slice():
     differ = sorted(n for n, r in t.items() if r["doshi_phase"] != r["final_phase"])
     assert differ == ["xi0.2_tf0.3_wd5", "xi0.35_tf0.3_wd15"]
     assert [round(t[n]["train_acc"], 3) for n in differ] == [0.967, 0.930]
+
+
+GENERALIZING = ("coexistence", "partial_inversion", "full_inversion")
+
+
+def test_doshi_grid_is_every_fourth_point_of_their_axes():
+    axes = json.loads((SWEEPS / "doshi-grid" / "sweep.json").read_text())["axes"]
+    theirs = [round(0.1 + 0.05 * i, 2) for i in range(17)][::4]  # numpy.linspace(0.1, 0.9, 17)[::4]
+    assert axes["noise_frac"] == axes["train_frac"] == theirs
+    assert axes["weight_decay"] == [0.0, 5.0, 15.0, 20.0] and axes["epochs"] == [2000]
+
+
+def test_doshi_grid_checks_fixed_beforehand():
+    """docs/reproductions.md, 'Their phase diagram (Fig. 3(a))': the counts and the four checks."""
+    t = rows("doshi-grid")
+    assert len(t) == 100
+    count = {wd: {} for wd in (0.0, 5.0, 15.0, 20.0)}
+    for r in t.values():
+        c = count[r["weight_decay"]]
+        c[r["doshi_phase"]] = c.get(r["doshi_phase"], 0) + 1
+    assert count == {
+        0.0: {"coexistence": 5, "partial_inversion": 3, "memorization": 17},
+        5.0: {"coexistence": 6, "partial_inversion": 1, "full_inversion": 4, "memorization": 14},
+        15.0: {"coexistence": 4, "partial_inversion": 1, "full_inversion": 6, "memorization": 14},
+        20.0: {"memorization": 16, "forgetting": 9},
+    }
+    n_gen = [sum(count[wd].get(ph, 0) for ph in GENERALIZING) for wd in (0.0, 5.0, 15.0, 20.0)]
+    n_inv = [count[wd].get("partial_inversion", 0) + count[wd].get("full_inversion", 0) for wd in (0.0, 5.0, 15.0)]
+    assert n_gen == [8, 11, 11, 0] and n_inv == [3, 5, 7]  # check 1
+    assert n_gen[0] <= n_gen[1] <= n_gen[2] and n_inv[0] < n_inv[1] < n_inv[2]
+    partial0 = sorted((r["train_frac"], r["noise_frac"]) for r in t.values()
+                      if r["weight_decay"] == 0 and r["doshi_phase"] == "partial_inversion")
+    assert partial0 == [(0.7, 0.3), (0.9, 0.3), (0.9, 0.5)]  # check 3
+    forgot = {(r["train_frac"], r["noise_frac"]): n for n, r in t.items() if r["doshi_phase"] == "forgetting"}
+    assert all(t[n]["weight_decay"] == 20 for n in forgot.values())  # check 4
+    expected = [(tf, 0.1) for tf in (0.3, 0.5, 0.7, 0.9)] + [(tf, 0.3) for tf in (0.5, 0.7, 0.9)]
+    assert sorted(forgot) == sorted(expected + [(tf, 0.5) for tf in (0.7, 0.9)])
+    best_before = [max(p["test_acc_clean"] for p in progress("doshi-grid", n)[:-1]) for n in forgot.values()]
+    assert round(min(best_before), 3) == 0.996
+    for n, r in t.items():  # the table's phase is their rule over the committed history
+        prog = progress("doshi-grid", n)
+        assert doshi_phase_trajectory([p["train_acc"] for p in prog], [p["test_acc_clean"] for p in prog],
+                                      r["noise_frac"])[-1] == r["doshi_phase"], n
+    unsettled = []
+    for n, r in t.items():
+        prog = progress("doshi-grid", n)
+        ph = doshi_phase_trajectory([p["train_acc"] for p in prog], [p["test_acc_clean"] for p in prog],
+                                    r["noise_frac"])
+        if not settled([p["epoch"] for p in prog], ph):
+            unsettled.append(n)
+    assert unsettled == ["xi0.3_tf0.3_wd15"] and t["xi0.3_tf0.3_wd15"]["doshi_phase"] == "full_inversion"
+
+
+def test_doshi_grid_other_observations():
+    t = rows("doshi-grid")
+    assert sum(r["doshi_phase"] == "memorization" for r in t.values()) == 61
+    edge = [r for r in t.values() if r["noise_frac"] >= 0.7 or r["train_frac"] == 0.1]
+    assert len(edge) == 52 and all(r["doshi_phase"] == "memorization" for r in edge)
+    gen = {(r["weight_decay"], r["noise_frac"], r["train_frac"]): r["doshi_phase"] in GENERALIZING for r in t.values()}
+    tfs = (0.1, 0.3, 0.5, 0.7, 0.9)
+    for wd, lowest in ((0.0, 0.5), (5.0, 0.3), (15.0, 0.3)):
+        assert all(gen[wd, xi, hi] for (w, xi, lo), g in gen.items() if w == wd and g for hi in tfs if hi > lo)
+        assert min(tf for (w, _, tf), g in gen.items() if w == wd and g) == lowest
+    assert not any(g for (w, _, _), g in gen.items() if w == 20)
+    # their rule calls the xi 0.1 full inversions coexistence: train above 0.9, every corrupted label corrected
+    hidden = [r for r in t.values()
+              if r["noise_frac"] == 0.1 and r["weight_decay"] in (5, 15) and r["train_frac"] >= 0.3]
+    assert len(hidden) == 8
+    assert all(r["doshi_phase"] == "coexistence" and r["final_phase"] == "full_inversion" for r in hidden)
+    train = [r["train_acc"] for r in hidden]
+    assert (round(min(train), 4), round(max(train), 4)) == (0.9008, 0.9011)
+    assert min(r["train_noisy_corrected_frac"] for r in hidden) >= 0.996
+    assert sum(r["doshi_phase"] != r["final_phase"] for r in t.values()) == 13
+
+
+def test_doshi_grid_repeats_doshi_xi_tf_exactly():
+    """Six cells of doshi-grid were trained a session earlier in doshi-xi-tf: the same numbers at
+    every checkpoint (their final weights were bit-identical before trimming)."""
+    shared = [f"xi0.5_tf{tf}_wd{wd}" for tf in (0.3, 0.5, 0.7) for wd in (5, 15)]
+    for n in shared:
+        a = (SWEEPS / "doshi-grid" / "runs" / n / "analysis" / "progress.csv").read_bytes()
+        assert a == (SWEEPS / "doshi-xi-tf" / "runs" / n / "analysis" / "progress.csv").read_bytes(), n
+    cfg = [json.loads((SWEEPS / s / "runs" / "xi0.5_tf0.5_wd5" / "config.json").read_text())
+           for s in ("doshi-grid", "doshi-xi-tf")]
+    assert cfg[0]["provenance"]["git_commit"] != cfg[1]["provenance"]["git_commit"]
