@@ -149,7 +149,7 @@ for r in sorted(grid.rows, key=lambda r: (r["weight_decay"], r["train_frac"], r[
 print("phases by their rule:", dict(sorted(Counter(r["doshi_phase"] for r in grid.rows).items())))
 
 # %% [markdown]
-# ## Their Fig. 3(a) over its whole range, at a quarter of its resolution: the checks fixed beforehand
+# ## Their Fig. 3(a) over their script's range, at a quarter of its resolution: the checks fixed beforehand
 #
 # `checkpoints/sweeps/doshi-grid`: ξ ∈ {0.1, 0.3, 0.5, 0.7, 0.9} × training fraction ∈ {0.1, 0.3,
 # 0.5, 0.7, 0.9} (every fourth point of their script's `linspace(0.1, 0.9, 17)`) × weight decay ∈
@@ -161,9 +161,9 @@ print("phases by their rule:", dict(sorted(Counter(r["doshi_phase"] for r in gri
 #     interp-grok analyze doshi-grid --x xi --y tf --facet wd
 #
 # Phases by their rule at the last epoch (as their script records them). Fig. 3(a) itself is an
-# image we cannot read here, so the comparison is with the four statements their text makes about
-# the diagrams; docs/reproductions.md fixed each as a check before this grid was analyzed. A cell's
-# dagger: its phase by their rule changed within the last quarter of the run.
+# image we cannot read here, so the comparison is with four statements drawn from their text about
+# the diagrams (one an inference); docs/reproductions.md fixed each as a check before this grid was
+# analyzed. A cell's dagger: its phase by their rule changed within the last quarter of the run.
 
 # %%
 DAGGER = "\u2020"
