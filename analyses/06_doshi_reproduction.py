@@ -38,8 +38,8 @@ res = load_sweep(SWEEP)
 print(res)
 
 
-def progress(run: str) -> list[dict]:
-    with open(SWEEP / "runs" / run / "analysis" / "progress.csv") as f:
+def progress(run: str, sweep=SWEEP) -> list[dict]:
+    with open(sweep / "runs" / run / "analysis" / "progress.csv") as f:
         return [{k: float(v) for k, v in r.items()} for r in csv.DictReader(f)]
 
 
@@ -51,8 +51,7 @@ def at(rows: list[dict], epoch: int) -> tuple[dict, str]:
 
 
 def their_trajectory(sweep, row: dict) -> tuple[list[float], list[str], list[dict]]:
-    with open(sweep.path / "runs" / row["name"] / "analysis" / "progress.csv") as f:
-        prog = [{k: float(v) for k, v in r.items()} for r in csv.DictReader(f)]
+    prog = progress(row["name"], sweep.path)
     phases = doshi_phase_trajectory([r["train_acc"] for r in prog], [r["test_acc_clean"] for r in prog],
                                     row["noise_frac"])
     return [r["epoch"] for r in prog], phases, prog

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -42,9 +43,7 @@ def test_the_table_agrees_with_each_runs_progress_csv(sweep):
 
 def test_n4_phase_counts_and_where_noisy_runs_grok():
     t = rows("n4-xi-wd-lr")
-    counts: dict[str, int] = {}
-    for r in t.values():
-        counts[r["final_phase"]] = counts.get(r["final_phase"], 0) + 1
+    counts = Counter(r["final_phase"] for r in t.values())
     assert counts == {"coexistence": 2, "confusion": 8, "memorization": 13, "partial_inversion": 1}
     generalized = sorted(n for n, r in t.items() if r["test_acc_clean"] >= 0.9)
     # only the smallest noised fraction, only at the larger learning rate, below weight decay 30
@@ -253,9 +252,7 @@ def test_doshi_et_al_published_runs_reproduce():
 def test_doshi_phase_diagram_slice():
     """docs/reproductions.md: a 3 x 3 slice of their (xi, training fraction) diagram at wd 5 and 15, ours."""
     t = rows("doshi-xi-tf")
-    counts: dict[str, int] = {}
-    for r in t.values():
-        counts[r["doshi_phase"]] = counts.get(r["doshi_phase"], 0) + 1
+    counts = Counter(r["doshi_phase"] for r in t.values())
     assert counts == {"full_inversion": 9, "coexistence": 4, "partial_inversion": 3, "memorization": 2}
     mem = sorted(n for n, r in t.items() if r["doshi_phase"] == "memorization")
     assert mem == ["xi0.5_tf0.3_wd15", "xi0.5_tf0.3_wd5"]
@@ -307,15 +304,12 @@ def test_doshi_grid_checks_fixed_beforehand():
     assert sorted(forgot) == sorted(expected + [(tf, 0.5) for tf in (0.7, 0.9)])
     best_before = [max(p["test_acc_clean"] for p in progress("doshi-grid", n)[:-1]) for n in forgot.values()]
     assert round(min(best_before), 3) == 0.996
-    for n, r in t.items():  # the table's phase is their rule over the committed history
-        prog = progress("doshi-grid", n)
-        assert doshi_phase_trajectory([p["train_acc"] for p in prog], [p["test_acc_clean"] for p in prog],
-                                      r["noise_frac"])[-1] == r["doshi_phase"], n
     unsettled = []
-    for n, r in t.items():
+    for n, r in t.items():  # the table's phase is their rule over the committed history
         prog = progress("doshi-grid", n)
         ph = doshi_phase_trajectory([p["train_acc"] for p in prog], [p["test_acc_clean"] for p in prog],
                                     r["noise_frac"])
+        assert ph[-1] == r["doshi_phase"], n
         if not settled([p["epoch"] for p in prog], ph):
             unsettled.append(n)
     assert unsettled == ["xi0.3_tf0.3_wd15"] and t["xi0.3_tf0.3_wd15"]["doshi_phase"] == "full_inversion"
