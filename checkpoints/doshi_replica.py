@@ -1,6 +1,6 @@
 """Doshi et al.'s four example runs from *their* random draws, stepped by their math and by ours.
 
-    python checkpoints/doshi_replica.py        # about 20 minutes on one core; writes doshi-replica.json
+    python checkpoints/doshi_replica.py        # 26 min at one thread beside a sweep; writes doshi-replica.json
 
 Our doshi-wd runs draw their split, corruption and initialization from the project's generators,
 so they are not their runs bit for bit. This script rebuilds their draws exactly (written from
