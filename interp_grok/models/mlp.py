@@ -211,10 +211,6 @@ class SimpleMLP(nn.Module):
         return mlp_logits(self.params(), a, b, self.act)
 
 
-def per_example_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Per-example float64 NLL, [n]."""
-    log_probs = logits.to(torch.float64).log_softmax(dim=-1)
-    return -log_probs.gather(-1, labels[:, None])[:, 0]
 
 
 def neuron_curves(params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
