@@ -90,7 +90,7 @@ _TRAIN_FLAGS = [
     ("--weight-decay", "weight_decay", float, "AdamW weight decay"),
     ("--adam-eps", "adam_eps", float, "AdamW eps"),
     ("--loss", "loss", str, "training loss: cross_entropy (softmax) or stablemax (Prieto et al.'s StableMax "
-     "cross-entropy); the quadratic model trains with mse only (default: the model's, cross_entropy for mlp)"),
+     "cross-entropy); the quadratic model trains with mse, its default and only loss"),
     ("--loss-dtype", "loss_dtype", str, "dtype the training loss is computed in: float64 or float32"),
     ("--optimizer", "optimizer", str, "adamw, or orthoadamw (the same AdamW, with --lr, --betas, --adam-eps and "
      "--weight-decay, stepping on each weight tensor's gradient with its component along the weights removed, "

@@ -63,7 +63,7 @@ class Config:
     adam_eps: float = 1e-8
     epochs: int = 20_000
     loss_dtype: str = "float64"
-    loss: str | None = None  # one of model_losses(model); None: that tuple's first (finalize fills it in)
+    loss: str | None = None  # one of model_losses(model); None: that tuple's first (filled in at construction)
     optimizer: str = "adamw"  # one of OPTIMIZERS
     # logging
     n_checkpoints: int = 100
@@ -71,13 +71,20 @@ class Config:
     eval_every: int = 50
     checkpoint_epochs: list[int] = field(default_factory=list)  # derived, see finalize()
 
+    def __post_init__(self) -> None:
+        self._default_loss()
+
+    def _default_loss(self) -> None:
+        # None: the model's own loss (also what a config.json from before the loss setting means)
+        if self.loss is None and isinstance(self.model, str):
+            self.loss = model_losses(self.model)[0]
+
     def finalize(self) -> Config:
         """Validate, fill derived fields, and return self (idempotent)."""
         if self.d_mlp == 0:
             self.d_mlp = 4 * self.d_model
         self.betas = tuple(float(b) for b in self.betas)  # JSON gives lists back
-        if self.loss is None and isinstance(self.model, str):  # also what a config.json from before --loss means
-            self.loss = model_losses(self.model)[0]
+        self._default_loss()
         validate(self)
         if not self.checkpoint_epochs:
             self.checkpoint_epochs = checkpoint_schedule(

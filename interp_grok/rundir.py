@@ -67,10 +67,13 @@ FIGURES_DIR = "figures"
 ANALYSIS_FILES = (PROGRESS_CSV, EMBED_FOURIER, MEMORIZATION, SUMMARY, MANIFEST)
 
 RUN_FORMAT = "interp-grok-run"  # the marker in config.json that makes a directory a run
-FORMAT_VERSION = 4  # 2 added the marker, 3 the settings init_scale and noise_frac, 4 noise_kind and model
-READABLE_VERSIONS = (1, 2, 3, 4)
-# settings added after version 1: (version that added them, the value every older run has)
-ADDED_SETTINGS = {"init_scale": (3, 1.0), "noise_frac": (3, 1.0), "noise_kind": (4, "additive"), "model": (4, "mlp")}
+# 2 added the marker, 3 the settings init_scale and noise_frac, 4 noise_kind and model, 5 loss and optimizer
+FORMAT_VERSION = 5
+READABLE_VERSIONS = (1, 2, 3, 4, 5)
+# settings added after version 1: (version that added them, the value every older run has; loss None: the
+# model's own, which Config.finalize fills in: cross_entropy for mlp, mse for quadratic)
+ADDED_SETTINGS = {"init_scale": (3, 1.0), "noise_frac": (3, 1.0), "noise_kind": (4, "additive"), "model": (4, "mlp"),
+                  "loss": (5, None), "optimizer": (5, "adamw")}
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
 _CKPT_RE = re.compile(r"^epoch_(\d{6,})\.safetensors$")
