@@ -39,7 +39,13 @@ from .circuits import centered_logit_power, logit_frequency_power, project_sum_f
 from .fourier import frequency_norms, gini, ipr
 from .memorization import example_stats, fraction_by_noise, shift_distribution, shift_kl, shift_within
 from .neurons import PERIODIC_IPR
-from .numerics import descent_weight_cosines, softmax_collapse_fraction, top_logit_gap, zero_loss_fraction
+from .numerics import (
+    descent_weight_cosines,
+    softmax_collapse_fraction,
+    top_logit_gap,
+    training_gradients,
+    zero_loss_fraction,
+)
 
 Columns = tuple[str, ...] | Callable[[rundir.Run], list[str]]
 
@@ -364,14 +370,9 @@ def gradient_alignment(c: Checkpoint) -> dict[str, float]:
     """cos(-grad, w) per weight tensor and over all of them (analysis.numerics.descent_weight_cosines),
     the gradient being that of the run's own training loss (config.loss in config.loss_dtype, the
     family's batched_loss) on the training set: what the optimizer received at this checkpoint."""
-    ds, cfg = c.dataset, c.config
-    tr = ds.train_idx
-    leaves = {k: v.detach().clone().requires_grad_(True) for k, v in c.params.items()}
-    with torch.enable_grad():  # the pipeline runs under no_grad
-        loss = c.family.batched_loss({k: v.unsqueeze(0) for k, v in leaves.items()}, (tr // c.p)[None],
-                                     (tr % c.p)[None], ds.noisy_labels[tr][None], torch.tensor([tr.numel()]), cfg)
-        grads = dict(zip(leaves, torch.autograd.grad(loss.sum(), list(leaves.values()))))
-    return {f"grad_cos_{k}": v.item() for k, v in descent_weight_cosines(leaves, grads).items()}
+    ds, tr = c.dataset, c.dataset.train_idx
+    _, grads = training_gradients(c.family, c.params, tr // c.p, tr % c.p, ds.noisy_labels[tr], c.config)
+    return {f"grad_cos_{k}": v.item() for k, v in descent_weight_cosines(c.params, grads).items()}
 
 
 __all__ = ["MEASURES", "NUMERICS_COLUMNS", "Checkpoint", "Measure", "columns", "excluded_x_column",

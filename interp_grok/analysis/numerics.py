@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import torch
 
+from ..config import Config
+from ..models import ModelFamily
+
 # the spike rule's defaults (loss_spikes; docs/measurements.md): a train loss at least SPIKE_FACTOR times
 # the lowest of the previous SPIKE_WINDOW epochs and at least SPIKE_FLOOR
 SPIKE_FACTOR = 10.0
@@ -53,7 +56,7 @@ def descent_weight_cosines(params: dict[str, torch.Tensor], grads: dict[str, tor
     cos = -<g, w> / (|g| |w|), the tensors flattened; "all" concatenates every tensor first:
     -sum_i <g_i, w_i> / (sqrt(sum_i |g_i|^2) sqrt(sum_i |w_i|^2)). The negative gradient is the descent
     direction, so naive loss minimization (the update scaling the weights up along themselves, Prieto et
-    al. section 5) shows as a cosine near +1. NaN where a gradient or a weight is exactly zero (e.g. a
+    al.) shows as a cosine near +1. NaN where a gradient or a weight is exactly zero (e.g. a
     fully collapsed float32 softmax, whose gradient is 0).
     """
     out: dict[str, torch.Tensor] = {}
@@ -70,6 +73,19 @@ def descent_weight_cosines(params: dict[str, torch.Tensor], grads: dict[str, tor
 def _cos(dot: torch.Tensor, gg: torch.Tensor, ww: torch.Tensor) -> torch.Tensor:
     denom = (gg * ww).sqrt()
     return dot / denom if denom > 0 else torch.tensor(float("nan"), dtype=torch.float64)
+
+
+def training_gradients(fam: ModelFamily, params: dict[str, torch.Tensor], a: torch.Tensor, b: torch.Tensor,
+                       labels: torch.Tensor, config: Config) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """(loss, gradient of each parameter) of the family's training loss (config.loss in config.loss_dtype,
+    ``fam.batched_loss``) of one model's ``params`` on pairs a, b (int64 [n]) with ``labels`` [n]: what
+    the optimizer receives. The params are not modified."""
+    leaves = {k: v.detach().clone().requires_grad_(True) for k, v in params.items()}
+    with torch.enable_grad():  # callers may run under no_grad (the analysis pipeline does)
+        loss = fam.batched_loss({k: v.unsqueeze(0) for k, v in leaves.items()}, a[None], b[None], labels[None],
+                                torch.tensor([labels.numel()], device=labels.device), config)[0]
+        grads = torch.autograd.grad(loss, list(leaves.values()))
+    return loss.detach(), dict(zip(leaves, grads))
 
 
 def loss_spikes(losses: torch.Tensor, factor: float = SPIKE_FACTOR, window: int = SPIKE_WINDOW,
@@ -95,4 +111,4 @@ def loss_spikes(losses: torch.Tensor, factor: float = SPIKE_FACTOR, window: int 
 
 
 __all__ = ["SPIKE_FACTOR", "SPIKE_FLOOR", "SPIKE_WINDOW", "descent_weight_cosines", "loss_spikes",
-           "softmax_collapse_fraction", "top_logit_gap", "zero_loss_fraction"]
+           "softmax_collapse_fraction", "top_logit_gap", "training_gradients", "zero_loss_fraction"]
