@@ -359,11 +359,12 @@ def test_top_logit_gap_known_answer():
 
 def test_descent_weight_cosines_known_answers():
     """g = -2 w: cosine 1 (the gradient scales the weight up); g orthogonal to w: 0; over all parameters:
-    -sum <g, w> / (|g| |w|) with the tensors concatenated; an exactly zero gradient: NaN."""
+    -sum <g, w> / (|g| |w|) with the tensors concatenated; an exactly zero gradient or weight: 0."""
     params = {"A": torch.tensor([[1.0, 2.0], [2.0, 0.0]]), "B": torch.tensor([3.0, 4.0]), "C": torch.tensor([1.0])}
     grads = {"A": -2 * params["A"], "B": torch.tensor([-4.0, 3.0]), "C": torch.tensor([0.0])}
     cos = descent_weight_cosines(params, grads)
-    assert cos["A"].item() == pytest.approx(1.0, abs=1e-15) and cos["B"].item() == 0.0 and math.isnan(cos["C"].item())
+    assert cos["A"].item() == pytest.approx(1.0, abs=1e-15) and cos["B"].item() == 0.0 and cos["C"].item() == 0.0
+    assert descent_weight_cosines({"b": torch.zeros(3)}, {"b": torch.ones(3)})["b"].item() == 0.0
     # all: -<g, w> = 2 * 9 + 0 + 0 = 18; |g|^2 = 36 + 25 = 61; |w|^2 = 9 + 25 + 1 = 35
     assert cos["all"].item() == pytest.approx(18 / math.sqrt(61 * 35), rel=1e-14)
 
@@ -426,7 +427,7 @@ def test_numerics_columns_on_a_known_network_scaled():
     assert row["logit_gap_mean"] == pytest.approx(alpha * row1["logit_gap_mean"], rel=1e-5)
     assert row["softmax_collapse_f32"] == row["softmax_collapse_f64"] == row["zero_loss_frac_f32"] == 1.0
     for k in (*PARAM_NAMES, "all"):
-        assert -1.0 <= row[f"grad_cos_{k}"] <= 1.0 or math.isnan(row[f"grad_cos_{k}"])
+        assert -1.0 <= row[f"grad_cos_{k}"] <= 1.0
 
 
 def test_the_quadratic_family_gets_no_numerics_columns():

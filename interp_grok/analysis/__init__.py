@@ -6,7 +6,8 @@ This subpackage owns two things:
   spectra and key frequencies (``fourier``), restricted and excluded loss and the logits' own
   spectrum (``circuits``), memorization of noisy versus clean labels per example (``memorization``),
   per-neuron IPR and the pruning test with its control (``neurons``), phases under label noise
-  (``phases``), and pandas views of the results (``frames``, pandas optional);
+  (``phases``), softmax collapse, gradient-weight alignment and loss spikes (``numerics``), and
+  pandas views of the results (``frames``, pandas optional);
 - the per-checkpoint measures (``measures``): each group of progress.csv columns is one
   function registered with ``@measure``, reading a ``Checkpoint`` whose shared intermediates
   (grid logits, restricted and excluded log-probabilities, neuron curves) are computed once;
@@ -72,6 +73,14 @@ from .memorization import (
     shift_within,
 )
 from .neurons import PERIODIC_IPR, neuron_ipr, neuron_sizes, norm_matched_controls, pruning_experiment
+from .numerics import (
+    descent_weight_cosines,
+    loss_spikes,
+    softmax_collapse_fraction,
+    top_logit_gap,
+    training_gradients,
+    zero_loss_fraction,
+)
 from .phases import (
     PHASES,
     TRANSITIONS,
@@ -124,4 +133,7 @@ __all__ = [
     "x_column", "excluded_x_column", "progress_columns", "PROGRESS_COLUMNS", "ANALYSIS_VERSION",
     # measures (the per-checkpoint columns)
     "MEASURES", "Measure", "Checkpoint", "measure", "measure_row",
+    # numerics
+    "softmax_collapse_fraction", "zero_loss_fraction", "top_logit_gap", "descent_weight_cosines",
+    "training_gradients", "loss_spikes",
 ]

@@ -56,8 +56,9 @@ def descent_weight_cosines(params: dict[str, torch.Tensor], grads: dict[str, tor
     cos = -<g, w> / (|g| |w|), the tensors flattened; "all" concatenates every tensor first:
     -sum_i <g_i, w_i> / (sqrt(sum_i |g_i|^2) sqrt(sum_i |w_i|^2)). The negative gradient is the descent
     direction, so naive loss minimization (the update scaling the weights up along themselves, Prieto et
-    al.) shows as a cosine near +1. NaN where a gradient or a weight is exactly zero (e.g. a
-    fully collapsed float32 softmax, whose gradient is 0).
+    al.) shows as a cosine near +1. 0 where the gradient or the weight is exactly zero (b_in at its
+    initialization; a gradient that vanished): torch.nn.functional.cosine_similarity's convention, and
+    no NaN in progress.csv.
     """
     out: dict[str, torch.Tensor] = {}
     dot_all = gg_all = ww_all = torch.zeros((), dtype=torch.float64)
@@ -72,7 +73,7 @@ def descent_weight_cosines(params: dict[str, torch.Tensor], grads: dict[str, tor
 
 def _cos(dot: torch.Tensor, gg: torch.Tensor, ww: torch.Tensor) -> torch.Tensor:
     denom = (gg * ww).sqrt()
-    return dot / denom if denom > 0 else torch.tensor(float("nan"), dtype=torch.float64)
+    return dot / denom if denom > 0 else torch.zeros((), dtype=torch.float64)
 
 
 def training_gradients(fam: ModelFamily, params: dict[str, torch.Tensor], a: torch.Tensor, b: torch.Tensor,
