@@ -403,8 +403,7 @@ def write_analysis(run: rundir.Run, an: Analysis) -> Path:
     hold the analysis lock (`interp-grok analyze` does: rundir.locked(run.path, ...,
     rundir.ANALYSIS_LOCK)).
     """
-    out = analysis_dir(run.path)
-    out.mkdir(parents=True, exist_ok=True)
+    out = rundir.own_subdir(run.path, rundir.ANALYSIS_DIR)
     (out / MANIFEST).unlink(missing_ok=True)
     columns = progress_columns(run)
     buf = io.StringIO()
@@ -546,6 +545,8 @@ def analyze_run_dir(
     with rundir.locked(rundir.require_run_dir(Path(path)), rundir.ANALYSIS_LOCK) as lock:
         lock.announce(rundir.command_line())
         run = rundir.load_run(path)
+        # before anything is computed or written: a linked analysis/ or figures/ is refused
+        rundir.own_subdir(run.path, rundir.ANALYSIS_DIR, *([FIGURES] if draw is not None else []))
         if key_freqs is not None and any(not 1 <= k <= run.config.p // 2 for k in key_freqs):
             raise ConfigError(f"key frequencies must be in 1..{run.config.p // 2} (got {key_freqs})")
         previous = None
