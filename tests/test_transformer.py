@@ -1,0 +1,198 @@
+"""Nanda et al.'s one-layer transformer (models.transformer): the fast table forward against a plain
+three-position transformer, its gradients, its shapes and settings, and whole runs through the CLI."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from known_models import plain_transformer
+
+from interp_grok import Config
+from interp_grok.data import make_dataset, python_shuffle_order
+from interp_grok.models import family
+from interp_grok.models.transformer import PARAM_NAMES, batched_logits, grid_pre
+
+FAM = family("transformer")
+
+
+def _config(**kw) -> Config:
+    base = dict(model="transformer", p=7, d_model=16, n_heads=4, d_mlp=24, noise_n=0)
+    return Config(**{**base, **kw}).finalize()
+
+
+def _params(c: Config, seed: int = 0, dtype=torch.float64) -> dict[str, torch.Tensor]:
+    """The family's init, plus nonzero biases (so that they are exercised), in ``dtype``."""
+    g = torch.Generator().manual_seed(seed)
+    P = {k: v.to(dtype) for k, v in FAM.init_params(c, g).items()}
+    P["b_in"] = 0.3 * torch.randn(P["b_in"].shape, generator=g, dtype=dtype)
+    P["b_out"] = 0.3 * torch.randn(P["b_out"].shape, generator=g, dtype=dtype)
+    return P
+
+
+def _pairs(p: int):
+    i = torch.arange(p * p)
+    return i // p, i % p
+
+
+def test_shapes_follow_transformerlens_names_and_the_settings():
+    c = _config(p=11, d_model=32, n_heads=4, d_mlp=40)
+    shapes = FAM.param_shapes(c)
+    assert tuple(shapes) == PARAM_NAMES == FAM.param_names
+    assert shapes == {"W_E": (12, 32), "W_pos": (3, 32), "W_K": (4, 32, 8), "W_Q": (4, 32, 8),
+                      "W_V": (4, 32, 8), "W_O": (4, 8, 32), "W_in": (32, 40), "b_in": (40,),
+                      "W_out": (40, 32), "b_out": (32,), "W_U": (32, 12)}
+    assert FAM.param_shapes(_config(p=11, eq_logit=False))["W_U"] == (16, 11)
+    P = FAM.init_params(c, torch.Generator().manual_seed(0))
+    assert {k: tuple(v.shape) for k, v in P.items()} == shapes
+    assert all(v.dtype == torch.float32 and v.is_contiguous() for v in P.values())
+    a, b = _pairs(11)
+    assert FAM.logits(P, a, b, c).shape == (121, 11)
+    assert FAM.grid_logits(P, c).shape == (11, 11, 11)
+    assert FAM.embedding(P).shape == (11, 32)
+    assert torch.equal(FAM.embedding(P), P["W_E"][:11])  # W_E without the "=" row
+    curves = FAM.neuron_curves(P)
+    assert {k: (tuple(v.shape), v.dtype) for k, v in curves.items()} == {
+        k: ((40, 11), torch.float64) for k in ("in_a", "in_b", "out")}
+    with pytest.raises(ValueError, match="n_heads must be a divisor of d_model"):
+        _config(d_model=18, n_heads=4)
+
+
+@pytest.mark.parametrize("kw", [{}, {"eq_logit": False}, {"act": "gelu"}, {"n_heads": 2, "d_model": 12},
+                                {"biases": False}])
+def test_fast_forward_equals_the_plain_three_position_transformer(kw):
+    """float64: the table forward is the same function, to rounding (measured max |diff| ~1e-15)."""
+    c = _config(**kw)
+    P = _params(c)
+    a, b = _pairs(c.p)
+    want = plain_transformer(P, a, b, c.act, c.biases)[:, 2]  # all n_out logits at "="
+    got = batched_logits({k: v[None] for k, v in P.items()}, a[None], b[None], c.act, c.biases)[0]
+    assert got.shape == want.shape == (c.p**2, c.p + 1 if c.eq_logit else c.p)
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-12)
+    torch.testing.assert_close(FAM.logits(P, a, b, c), want[:, : c.p], rtol=0, atol=1e-12)
+    torch.testing.assert_close(FAM.grid_logits(P, c), want[:, : c.p].reshape(c.p, c.p, c.p), rtol=0, atol=1e-12)
+
+
+def test_fast_forward_float32_matches_the_plain_model_to_float32_rounding():
+    c = _config(p=23, d_model=32, d_mlp=64)
+    P64 = _params(c, seed=1)
+    P32 = {k: v.float() for k, v in P64.items()}
+    a, b = _pairs(23)
+    want = plain_transformer(P64, a, b)[:, 2]
+    got = FAM.grid_logits(P32, c).reshape(-1, 23).double()
+    err = (got - want[:, :23]).abs().max().item()
+    assert err < 1e-5 * want.abs().max().item()
+
+
+@pytest.mark.parametrize("kw", [{}, {"biases": False}, {"eq_logit": False}])
+def test_gradients_equal_the_plain_transformers(kw):
+    """The loss gradient of every weight through the fast forward (its hand-written ReLU backward
+    included) equals autograd's through the plain model, float64, to 1e-10 relative."""
+    c = _config(**kw)
+    P = _params(c, seed=2)
+    a, b = _pairs(c.p)
+    keep = torch.randperm(c.p**2, generator=torch.Generator().manual_seed(0))[:30]
+    a, b = a[keep], b[keep]
+    y = (a + b + 1) % c.p
+
+    def grads(fn):
+        leaves = {k: v.clone().requires_grad_() for k, v in P.items()}
+        loss = torch.nn.functional.cross_entropy(fn(leaves), y)
+        loss.backward()
+        return {k: v.grad for k, v in leaves.items()}
+
+    fast = grads(lambda L: batched_logits({k: v[None] for k, v in L.items()}, a[None], b[None],
+                                          biases=c.biases)[0])
+    plain = grads(lambda L: plain_transformer(L, a, b, biases=c.biases)[:, 2])
+    for k in PARAM_NAMES:
+        if not c.biases and k in ("b_in", "b_out"):
+            assert plain[k] is None and fast[k].abs().max() == 0  # frozen: a zero gradient, so AdamW never moves them
+            continue
+        scale = plain[k].abs().max().item()
+        assert scale > 0, k
+        torch.testing.assert_close(fast[k], plain[k], rtol=0, atol=1e-10 * scale, msg=k)
+
+
+def test_batched_loss_is_the_float64_cross_entropy_over_all_logits_per_model():
+    c = _config()
+    P1, P2 = _params(c, 3), _params(c, 4)
+    a, b = _pairs(7)
+    y = (a + b) % 7
+    stacked = {k: torch.stack([P1[k], P2[k]]).float() for k in PARAM_NAMES}
+    n_k = torch.tensor([49, 30])
+    got = FAM.batched_loss(stacked, torch.stack([a, a]), torch.stack([b, b]), torch.stack([y, y]), n_k, c)
+    assert got.dtype == torch.float64
+    for i, (P, n) in enumerate([(P1, 49), (P2, 30)]):
+        z = plain_transformer({k: v.float().double() for k, v in P.items()}, a[:n], b[:n])[:, 2]
+        want = torch.nn.functional.cross_entropy(z, y[:n])
+        torch.testing.assert_close(got[i], want, rtol=1e-6, atol=0)
+
+
+def test_nandas_init_scales_and_layout():
+    """Every matrix randn / sqrt(d_model), W_U randn / sqrt(p + 1), biases zero (their
+    transformers.py:165-244); torch_default: TransformerLens's N(0, (0.8 / sqrt(d_model))^2)."""
+    c = _config(p=113, d_model=128, d_mlp=512)
+    P = FAM.init_params(c, torch.Generator().manual_seed(0))
+    for k in ("W_E", "W_pos", "W_K", "W_Q", "W_V", "W_O", "W_in", "W_out"):
+        assert P[k].std().item() == pytest.approx(1 / math.sqrt(128), rel=0.05 if P[k].numel() > 1000 else 0.2), k
+    assert P["W_U"].std().item() == pytest.approx(1 / math.sqrt(114), rel=0.05)
+    assert P["b_in"].abs().max() == 0 and P["b_out"].abs().max() == 0
+    T = FAM.init_params(_config(p=113, d_model=128, d_mlp=512, init="torch_default"), torch.Generator().manual_seed(0))
+    for k in ("W_E", "W_U", "W_in", "W_Q"):
+        assert T[k].std().item() == pytest.approx(0.8 / math.sqrt(128), rel=0.05), k
+    scaled = FAM.init_params(_config(init_scale=0.5), torch.Generator().manual_seed(5))
+    base = FAM.init_params(_config(), torch.Generator().manual_seed(5))
+    assert all(torch.equal(scaled[k], base[k] * 0.5) for k in PARAM_NAMES)
+
+
+def test_neuron_curves_are_the_main_effects_of_the_pre_activation_grid():
+    """in_a + in_b + the grand mean is the additive part of pre[a, b]: recovered exactly when the
+    attention is uniform (W_Q = 0: every score 0, weight 1/3 each), where pre is additive."""
+    c = _config()
+    P = _params(c, 6)
+    P["W_Q"] = torch.zeros_like(P["W_Q"])
+    pre = grid_pre(P).to(torch.float64)  # [p, p, d_mlp]
+    cur = FAM.neuron_curves(P)
+    grand = pre.mean((0, 1))
+    rebuilt = cur["in_a"].T[:, None, :] + cur["in_b"].T[None, :, :] + grand
+    torch.testing.assert_close(rebuilt, pre, rtol=0, atol=1e-12)
+    # uniform attention: pre = (x_a + x_b + x_eq) / 3 @ W_V W_O @ W_in + x_eq @ W_in + b_in, so in_a is
+    # token a's centered row of (W_E[:p] + W_pos[0]) @ (sum_h W_V[h] W_O[h]) @ W_in / 3
+    OV = sum(P["W_V"][h] @ P["W_O"][h] for h in range(c.n_heads))
+    row = (P["W_E"][:7] + P["W_pos"][0]) @ OV @ P["W_in"] / 3
+    torch.testing.assert_close(cur["in_a"], (row - row.mean(0)).T, rtol=0, atol=1e-12)
+    torch.testing.assert_close(cur["out"], (P["W_out"] @ P["W_U"])[:, :7])
+
+
+def test_ablating_neurons_leaves_the_direct_path():
+    c = _config()
+    P = _params(c, 7)
+    off = FAM.ablate_neurons(P, torch.zeros(c.d_mlp, dtype=torch.bool))
+    a, b = _pairs(7)
+    no_mlp = dict(P, W_out=torch.zeros_like(P["W_out"]))
+    torch.testing.assert_close(FAM.grid_logits(off, c), FAM.grid_logits(no_mlp, c))
+    # and it is the plain model with its MLP output removed
+    want = plain_transformer(no_mlp, a, b)[:, 2, :7].reshape(7, 7, 7)
+    torch.testing.assert_close(FAM.grid_logits(off, c), want, rtol=0, atol=1e-12)
+
+
+def test_python_shuffle_split_is_nandas_gen_train_test():
+    """random.seed(seed); random.shuffle over [(i, j, p) for i in range(p) for j in range(p)]
+    (their transformers.py:437-444), first int(0.3 * p^2) pairs for training."""
+    import random
+
+    p, seed = 113, 0
+    pairs = [(i, j, p) for i in range(p) for j in range(p)]
+    random.seed(seed)
+    random.shuffle(pairs)
+    div = int(0.3 * len(pairs))
+    want_train = [i * p + j for i, j, _ in pairs[:div]]
+    assert python_shuffle_order(p, seed)[:div].tolist() == want_train
+    ds = make_dataset(Config(model="transformer", p=p, noise_n=0, split="python_shuffle", data_seed=seed).finalize())
+    assert ds.train_idx.tolist() == want_train and len(want_train) == 3830
+    assert sorted(ds.test_idx.tolist()) == sorted(set(range(p * p)) - set(want_train))
+    # the split draws nothing from the torch generator: the noise is the same as under randperm
+    noisy = dict(model="transformer", p=p, noise_n=4, data_seed=3)
+    torch.testing.assert_close(make_dataset(Config(**noisy, split="python_shuffle").finalize()).noise,
+                               make_dataset(Config(**noisy).finalize()).noise)
