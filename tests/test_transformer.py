@@ -196,3 +196,111 @@ def test_python_shuffle_split_is_nandas_gen_train_test():
     noisy = dict(model="transformer", p=p, noise_n=4, data_seed=3)
     torch.testing.assert_close(make_dataset(Config(**noisy, split="python_shuffle").finalize()).noise,
                                make_dataset(Config(**noisy).finalize()).noise)
+
+
+def _tiny(**kw) -> Config:
+    base = dict(model="transformer", p=11, d_model=16, n_heads=4, d_mlp=24, epochs=30, eval_every=5,
+                n_checkpoints=8, lr=3e-3, noise_n=2, warmup_steps=20)
+    return Config(**{**base, **kw}).finalize()
+
+
+def test_warmup_lr_is_their_lambdalr():
+    """LambdaLR(lambda step: min(step / 10, 1)) stepped after each optimizer step (their
+    transformers.py:471, 507-508): the lr each step uses, step 0 included (lr 0)."""
+    from interp_grok.train import warmup_lr
+
+    c = _config(warmup_steps=10, lr=1e-3)
+    w = torch.nn.Parameter(torch.zeros(2))
+    opt = torch.optim.AdamW([w], lr=1e-3)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: min(step / 10, 1))
+    for epoch in range(25):
+        assert warmup_lr(c, epoch) == opt.param_groups[0]["lr"], epoch
+        w.grad = torch.ones(2)
+        opt.step()
+        sched.step()
+    assert warmup_lr(c, 0) == 0.0 and warmup_lr(c, 10) == 1e-3
+
+
+def test_transformer_exact_resume_bit_for_bit(tmp_path):
+    """Trained 30 epochs in one go == trained 15 (inside the 20-step warm-up), then resumed to 30."""
+    from interp_grok import resume, rundir, train
+
+    full, half = tmp_path / "full", tmp_path / "half"
+    train(_tiny(), full, device="cpu", threads=1)
+    train(_tiny(epochs=15), half, device="cpu", threads=1)
+    resume(half, epochs=30, device="cpu", threads=1)
+    a = rundir.load_tensors(full / rundir.TRAIN_STATE)[0]
+    b = rundir.load_tensors(half / rundir.TRAIN_STATE)[0]
+    assert sorted(a) == sorted(b) and all(torch.equal(a[k], b[k]) for k in a)
+    assert {k for k in a if k.startswith("param.")} == {f"param.{n}" for n in PARAM_NAMES}
+    assert rundir.load_run(full).evals[-1] == rundir.load_run(half).evals[-1]
+
+
+def test_warmup_changes_the_run_and_frozen_biases_stay_zero(tmp_path):
+    from interp_grok import rundir, train
+
+    train(_tiny(epochs=10, biases=False), tmp_path / "frozen", device="cpu", threads=1)
+    train(_tiny(epochs=10, warmup_steps=0), tmp_path / "nowarm", device="cpu", threads=1)
+    frozen = rundir.load_tensors(tmp_path / "frozen" / rundir.TRAIN_STATE)[0]
+    assert frozen["param.b_in"].abs().max() == 0 and frozen["param.b_out"].abs().max() == 0
+    assert frozen["param.W_in"].abs().max() > 0
+    r0 = rundir.load_run(tmp_path / "nowarm")
+    # warm-up 0: the first step moves the weights; with warm-up its lr is 0, so only the moments move
+    assert not torch.equal(r0.params(1)["W_in"], r0.params(0)["W_in"])
+    train(_tiny(epochs=10, n_checkpoints=11), tmp_path / "warm", device="cpu", threads=1)
+    rw = rundir.load_run(tmp_path / "warm")
+    assert all(torch.equal(rw.params(1)[k], rw.params(0)[k]) for k in PARAM_NAMES)
+
+
+def test_transformer_runs_batch_like_solo_runs(tmp_path):
+    from interp_grok import rundir, train, train_batch
+
+    cs = [_tiny(seed=1, epochs=12), _tiny(weight_decay=0.3, noise_frac=0.2, data_seed=2, epochs=12, warmup_steps=0)]
+    outs = [tmp_path / "b0", tmp_path / "b1"]
+    train_batch(cs, outs, device="cpu", threads=1)
+    for c, o in zip(cs, outs):
+        solo = tmp_path / f"solo_{o.name}"
+        train(Config(**{**c.to_dict(), "checkpoint_epochs": []}).finalize(), solo, device="cpu", threads=1)
+        a = rundir.load_tensors(solo / rundir.TRAIN_STATE)[0]
+        b = rundir.load_tensors(o / rundir.TRAIN_STATE)[0]
+        for k in a:
+            torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6)
+
+
+def test_cli_transformer_train_resume_analyze_and_sweep(tmp_path):
+    """interp-grok train --model transformer (their split, warm-up, noise), --resume, analyze, and a
+    batched sweep: every command exits 0 and the run format holds the eleven weights."""
+    import json
+
+    from conftest import run_cli
+
+    from interp_grok import rundir
+
+    base = ["--model", "transformer", "--p", "11", "--d-model", "16", "--heads", "4", "--d-mlp", "24",
+            "--eval-every", "5", "--checkpoints", "8", "--lr", "0.003", "--warmup", "10", "--threads", "1"]
+    out = tmp_path / "t"
+    assert run_cli("train", *base, "--epochs", "20", "--noise", "2", "--split", "python_shuffle",
+                   "--data-seed", "0", "--out", out) == 0
+    assert run_cli("train", *base, "--epochs", "30", "--noise", "2", "--split", "python_shuffle",
+                   "--data-seed", "0", "--out", out, "--resume") == 0
+    cfg = json.loads((out / "config.json").read_text())
+    assert (cfg["model"], cfg["n_heads"], cfg["warmup_steps"], cfg["split"], cfg["eq_logit"], cfg["epochs"]) == (
+        "transformer", 4, 10, "python_shuffle", True, 30)
+    run = rundir.load_run(out)
+    assert run.dataset.train_idx.tolist() == python_shuffle_order(11, 0)[: math.floor(0.3 * 121)].tolist()
+    assert type(run.model(30)).__name__ == "Transformer"
+    assert run.params(30)["W_U"].shape == (16, 12)
+    assert run_cli("analyze", out) == 0
+    header = (out / "analysis" / "progress.csv").read_text().splitlines()[0].split(",")
+    assert {"norm_W_Q", "norm_W_pos", "norm_b_out", "gini_W_E", "train_noisy_memorized_frac"} <= set(header)
+    rows = (out / "analysis" / "progress.csv").read_text().splitlines()[1:]
+    assert len(rows) == len(run.checkpoint_epochs) and all("nan" not in r.split(",")[1:3] for r in rows)
+
+    sweep = tmp_path / "s"
+    assert run_cli("sweep", sweep, *base, "--epochs", "10", "--noise", "0,2", "--batch", "2", "--workers", "1") == 0
+    names = sorted(p.name for p in (sweep / "runs").iterdir())
+    assert len(names) == 2
+    for name in names:
+        r = rundir.load_run(sweep / "runs" / name)
+        assert r.config.model == "transformer" and rundir.read_train_state(r.path)[0] == 10
+    assert run_cli("analyze", sweep) == 0
