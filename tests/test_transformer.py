@@ -344,3 +344,23 @@ def test_init_is_theirs_bit_for_bit_and_training_follows_their_loop(tmp_path):
     assert a[0] == a[1]  # their warm-up: the first step has lr 0
     assert ((a - b).abs() / a).max().item() < 1e-5  # measured 1.9e-7 over these 40 epochs
     assert a[-1] < 0.9 * a[0]  # and it trained
+
+
+def test_runs_of_format_4_read_with_the_values_they_could_have(tiny_run, tmp_path):
+    import json
+    import shutil
+
+    from interp_grok import rundir
+
+    out = tmp_path / "v4"
+    shutil.copytree(tiny_run, out)
+    raw = json.loads((out / "config.json").read_text())
+    added = ("split", "n_heads", "eq_logit", "biases", "warmup_steps")
+    for k in added:
+        raw.pop(k)
+    (out / "config.json").write_text(json.dumps({**raw, "format_version": 4}))
+    c = rundir.load_run(out).config
+    assert (c.split, c.n_heads, c.eq_logit, c.biases, c.warmup_steps) == ("randperm", 4, True, True, 0)
+    (out / "config.json").write_text(json.dumps({**raw, "format_version": 5}))  # version 5 must have them
+    with pytest.raises(rundir.RunDirError, match="missing config keys split, n_heads, eq_logit, biases, warmup_steps"):
+        rundir.load_run(out)
