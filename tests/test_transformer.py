@@ -364,3 +364,42 @@ def test_runs_of_format_4_read_with_the_values_they_could_have(tiny_run, tmp_pat
     (out / "config.json").write_text(json.dumps({**raw, "format_version": 5}))  # version 5 must have them
     with pytest.raises(rundir.RunDirError, match="missing config keys split, n_heads, eq_logit, biases, warmup_steps"):
         rundir.load_run(out)
+
+
+@pytest.mark.parametrize("kw", [{}, {"eq_logit": False, "biases": False, "act": "gelu"}])
+def test_transformerlens_round_trip_gives_our_logits_on_the_full_grid(tmp_path, kw):
+    """ig.to_hooked_transformer(run, epoch): a TransformerLens model (TransformerBridge, TL >= 4)
+    whose last-position logits equal ours on every pair, all n_out of them, float32, to 1e-5 of
+    the largest logit; its cache has the usual hooks. Skips only without the optional extra."""
+    pytest.importorskip("transformer_lens")
+    import interp_grok as ig
+    from interp_grok import train
+
+    c = _tiny(epochs=20, warmup_steps=5, **kw)
+    train(c, tmp_path / "run", device="cpu", threads=1)
+    run = ig.load_run(tmp_path / "run")
+    model = ig.to_hooked_transformer(run, 20)
+    p = c.p
+    a, b = _pairs(p)
+    tokens = torch.stack([a, b, torch.full_like(a, p)], 1)
+    P = run.params(20)
+    want = batched_logits({k: v[None] for k, v in P.items()}, a[None], b[None], c.act, c.biases)[0]
+    with torch.no_grad():
+        logits, cache = model.run_with_cache(tokens)
+    got = logits[:, -1]
+    assert got.shape == want.shape == (p * p, p + 1 if c.eq_logit else p)
+    assert (got - want).abs().max().item() <= 1e-5 * want.abs().max().item()
+    torch.testing.assert_close(cache["blocks.0.attn.hook_pattern"].shape, torch.Size([p * p, 4, 3, 3]))
+    # its MLP activations at "=" are ours
+    hidden = getattr(torch.nn.functional, c.act)(grid_pre(P).reshape(p * p, -1))
+    torch.testing.assert_close(cache["blocks.0.mlp.hook_post"][:, -1], hidden, rtol=0, atol=1e-5)
+    with pytest.raises(ValueError, match="only transformer runs"):
+        ig.to_hooked_transformer(ig.load_run(_mlp_run(tmp_path)))
+
+
+def _mlp_run(tmp_path):
+    from interp_grok import train
+
+    out = tmp_path / "mlp"
+    train(Config(p=7, d_model=8, epochs=2, n_checkpoints=2).finalize(), out, device="cpu", threads=1)
+    return out

@@ -332,3 +332,43 @@ class TransformerFamily:
 
     def module(self, params: dict[str, torch.Tensor], config: Config) -> nn.Module:
         return Transformer(params, config.act, config.biases)
+
+
+def to_transformer_lens(params: dict[str, torch.Tensor], config: Config, device: str | torch.device = "cpu"):
+    """A TransformerLens model holding these weights, whose logits at every position are this
+    transformer's (so at "=" they are ``batched_logits``'s, all n_out of them).
+
+    TransformerLens 4 removed HookedTransformer; its replacement is a TransformerBridge around a
+    TL-native model (``TransformerBridge.boot_native``), with the same hook names (hook_embed,
+    blocks.0.attn.hook_pattern, blocks.0.mlp.hook_post, ...), ``run_with_cache`` and
+    ``run_with_hooks``. The weights go in through TransformerLens's own converter from the
+    HookedTransformer names this family already uses (``convert_tl_checkpoint``), with the biases
+    the architecture lacks (b_Q, b_K, b_V, b_O, b_U) set to zero, no normalization, standard
+    positional embeddings and a fixed init seed (its random init, overwritten, then never touches
+    the caller's global generator). Needs the optional extra: ``pip install 'interp-grok[lens]'``.
+    """
+    try:
+        from transformer_lens import TransformerBridge, TransformerBridgeConfig
+        from transformer_lens.utilities.tl_checkpoint_conversion import convert_tl_checkpoint
+    except ImportError as e:
+        raise ImportError("the TransformerLens export needs the optional extra transformer-lens>=4: "
+                          "pip install 'interp-grok[lens]'") from e
+    H, d, dh = params["W_Q"].shape
+    V_in, V_out = params["W_E"].shape[0], params["W_U"].shape[1]
+    cfg = TransformerBridgeConfig(n_layers=1, d_model=d, d_head=dh, n_heads=H, d_mlp=params["W_in"].shape[1],
+                                  d_vocab=V_in, d_vocab_out=V_out, n_ctx=N_CTX, act_fn=config.act,
+                                  normalization_type=None, positional_embedding_type="standard", seed=0)
+    zero = params["W_E"].new_zeros
+    b_in, b_out = (params["b_in"], params["b_out"]) if config.biases else (zero(params["b_in"].shape),
+                                                                            zero(params["b_out"].shape))
+    legacy = {"embed.W_E": params["W_E"], "pos_embed.W_pos": params["W_pos"],
+              **{f"blocks.0.attn.{k}": params[k] for k in ("W_Q", "W_K", "W_V", "W_O")},
+              "blocks.0.attn.b_Q": zero(H, dh), "blocks.0.attn.b_K": zero(H, dh), "blocks.0.attn.b_V": zero(H, dh),
+              "blocks.0.attn.b_O": zero(d),
+              "blocks.0.mlp.W_in": params["W_in"], "blocks.0.mlp.b_in": b_in,
+              "blocks.0.mlp.W_out": params["W_out"], "blocks.0.mlp.b_out": b_out,
+              "unembed.W_U": params["W_U"], "unembed.b_U": zero(V_out)}
+    bridge = TransformerBridge.boot_native(cfg, device=device)
+    bridge.load_state_dict(convert_tl_checkpoint({k: v.detach().clone() for k, v in legacy.items()}, cfg),
+                           strict=True)
+    return bridge.eval()
