@@ -253,6 +253,26 @@ def grid_pre(params: dict[str, torch.Tensor], biases: bool = True) -> torch.Tens
     return batched_logits(_stack(params), a[None], b[None], biases=biases, return_pre=True)[0].reshape(p, p, -1)
 
 
+def attention_scores(params: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The "=" query's attention scores (q . k / sqrt(d_head)), float64 [3, p, H]: row 0 on token t at
+    position 0 (a), row 1 on token t at position 1 (b); row 2 holds the score on "=" itself
+    (the same for every t). Per-token tables, since the query is the same for every pair."""
+    P = {k: v.to(torch.float64)[None] for k, v in params.items()}
+    S = _tables(P, True)["S"][0]  # [2p + 1, H]
+    p = (S.shape[0] - 1) // 2
+    return torch.stack([S[:p], S[p:2 * p], S[2 * p].expand(p, -1)])
+
+
+def attention_pattern(params: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The "=" position's attention on the full grid, float64 [p, p, H, 3] indexed (a, b, head,
+    key position a / b / "="): each head's softmax over the three scores; it sums to 1 over the last axis."""
+    S = attention_scores(params)
+    p, H = S.shape[1], S.shape[2]
+    scores = torch.stack([S[0][:, None].expand(p, p, H), S[1][None, :].expand(p, p, H),
+                          S[2][:1][None].expand(p, p, H)], -1)
+    return scores.softmax(-1)
+
+
 def neuron_curves(params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Each MLP neuron's effective input curve over each token and its output curve, [d_mlp, p] float64.
 
