@@ -32,9 +32,10 @@ alpha = softmax over (S0[a, h], S1[b, h], s2[h]),
     logits = relu(pre) @ (W_out @ W_U) + (x_eq + b_out) @ W_U + sum_h (the same with U tables)
 
 which is the three-position forward rearranged, not an approximation (tests/test_transformer.py
-checks it and its gradients against a plain transformer). Per example it costs 13 table rows (an
-embedding_bag with the attention weights as per-sample weights) plus the d_mlp x (p + 1) readout,
-about what the MLP family's step costs; the tables cost O(p d_model d_mlp) once per step.
+checks it and its gradients against a plain transformer). Since each head's three weights sum to
+1, the "=" terms fold into the constant (alpha2 = 1 - alpha0 - alpha1), so per example it costs
+2 n_heads + 1 = 9 table rows (an embedding_bag with the attention weights as per-sample weights)
+plus the d_mlp x (p + 1) readout; the tables cost O(p d_model d_mlp) once per step.
 
 **Where their code and TransformerLens's Grokking demo differ**, and what this family does:
 - output logits: theirs p + 1 (the "=" column is trained and dropped only in the analysis,
@@ -131,38 +132,44 @@ def _tables(P: dict[str, torch.Tensor], act_biases: bool) -> dict[str, torch.Ten
 
     S [K, 2p + 1, H]: attention scores of the "=" query (already / sqrt(d_head)) on the keys of
     token t at position 0 (rows 0..p-1), at position 1 (rows p..2p-1) and of "=" itself (row 2p).
-    TP [K, R, d_mlp] and TU [K, R, n_out], R = (2p + 1) H + 1: row (j * H + h) is head h's value of
-    key row j pushed through W_O and then W_in (TP) or W_U (TU); the last row is the constant
-    x_eq @ W_in + b_in (TP) and (x_eq + b_out) @ W_U (TU). W_L = W_out @ W_U [K, d_mlp, n_out].
+    TP [K, R, d_mlp] and TU [K, R, n_out], R = 2pH + 1: with V_j,h head h's value of key row j
+    pushed through W_O and then W_in (TP) or W_U (TU), row (j * H + h) is V_j,h - V_2p,h for the
+    token rows j < 2p, and the last row is the constant x_eq @ W_in + b_in + sum_h V_2p,h (TP),
+    (x_eq + b_out) @ W_U + sum_h V_2p,h (TU). Since each head's three attention weights sum to 1,
+    alpha_a V_a + alpha_b V_b + alpha_eq V_eq = V_eq + alpha_a (V_a - V_eq) + alpha_b (V_b - V_eq):
+    an example sums 2H + 1 rows instead of 3H + 1. W_L = W_out @ W_U [K, d_mlp, n_out].
     """
     W_E, W_pos = P["W_E"], P["W_pos"]
     K, V_in, d = W_E.shape
     p = V_in - 1
-    dh = P["W_Q"].shape[3]
+    H, dh = P["W_Q"].shape[1], P["W_Q"].shape[3]
     x_eq = W_E[:, p] + W_pos[:, 2]  # [K, d]: the "=" position's residual, the same for every pair
     X = torch.cat([W_E[:, :p] + W_pos[:, 0, None], W_E[:, :p] + W_pos[:, 1, None], x_eq[:, None]], 1)  # [K, 2p+1, d]
     q = torch.einsum("kd,khde->khe", x_eq, P["W_Q"])
     kq = torch.einsum("khde,khe->khd", P["W_K"], q) / math.sqrt(dh)  # W_K q per head: scores are X @ kq
     S = torch.bmm(X, kq.transpose(1, 2))  # [K, 2p+1, H]
     v = torch.einsum("ktd,khde->kthe", X, P["W_V"])  # [K, 2p+1, H, dh]
+    v = torch.cat([v[:, :2 * p] - v[:, 2 * p:], v[:, 2 * p:]], 1)  # token rows relative to "=" (linear in v)
     b_in, b_out = (P["b_in"], P["b_out"]) if act_biases else (P["b_in"] * 0, P["b_out"] * 0)
     W_OI = torch.einsum("khed,kdm->khem", P["W_O"], P["W_in"])  # [K, H, dh, d_mlp]
     W_OU = torch.einsum("khed,kdv->khev", P["W_O"], P["W_U"])  # [K, H, dh, n_out]
-    TP = torch.einsum("kthe,khem->kthm", v, W_OI).reshape(K, -1, W_OI.shape[-1])
-    TU = torch.einsum("kthe,khev->kthv", v, W_OU).reshape(K, -1, W_OU.shape[-1])
-    TP = torch.cat([TP, (torch.bmm(x_eq[:, None], P["W_in"])[:, 0] + b_in)[:, None]], 1)
-    TU = torch.cat([TU, torch.bmm((x_eq + b_out)[:, None], P["W_U"])], 1)
+    TP = torch.einsum("kthe,khem->kthm", v, W_OI)  # [K, 2p+1, H, d_mlp]
+    TU = torch.einsum("kthe,khev->kthv", v, W_OU)
+    c_P = torch.bmm(x_eq[:, None], P["W_in"])[:, 0] + b_in + TP[:, 2 * p].sum(1)
+    c_U = torch.bmm((x_eq + b_out)[:, None], P["W_U"])[:, 0] + TU[:, 2 * p].sum(1)
+    TP = torch.cat([TP[:, :2 * p].reshape(K, 2 * p * H, -1), c_P[:, None]], 1)
+    TU = torch.cat([TU[:, :2 * p].reshape(K, 2 * p * H, -1), c_U[:, None]], 1)
     return {"S": S, "TP": TP, "TU": TU, "W_L": torch.bmm(P["W_out"], P["W_U"])}
 
 
 def _rows_and_weights(S: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """For K models on pairs a, b (int64 [K, n]): the 3H + 1 table rows each example sums (into
-    the K models' tables stacked as one [K * R, .] table) and their weights (the attention
-    weights, then 1 for the constant row), each [K * n, 3H + 1]."""
+    """For K models on pairs a, b (int64 [K, n]): the 2H + 1 table rows each example sums (into
+    the K models' tables stacked as one [K * R, .] table, R = 2pH + 1) and their weights (the
+    attention weights on a and on b, then 1 for the constant row), each [K * n, 2H + 1]."""
     K, n = a.shape
     rows_S, H = S.shape[1], S.shape[2]
     p = (rows_S - 1) // 2
-    R = rows_S * H + 1
+    R = 2 * p * H + 1
     k = torch.arange(K, device=a.device)[:, None]
     flat = S.reshape(K * rows_S, H)
     # index_select (backward: index_add_) rather than advanced indexing (a sorting index_put_)
@@ -172,10 +179,9 @@ def _rows_and_weights(S: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> tupl
     alpha = torch.stack([s_a, s_b, s_eq], 1).softmax(dim=1)  # [K n, 3, H]: over the three key positions
     heads = torch.arange(H, device=a.device)
     base = (k * R).expand(K, n).reshape(-1, 1)
-    rows = torch.cat([
-        base + a.reshape(-1, 1) * H + heads, base + (b.reshape(-1, 1) + p) * H + heads,
-        base + 2 * p * H + heads, base + (R - 1)], 1)
-    weights = torch.cat([alpha.reshape(K * n, 3 * H), alpha.new_ones(K * n, 1)], 1)
+    rows = torch.cat([base + a.reshape(-1, 1) * H + heads, base + (b.reshape(-1, 1) + p) * H + heads,
+                      base + (R - 1)], 1)
+    weights = torch.cat([alpha[:, :2].reshape(K * n, 2 * H), alpha.new_ones(K * n, 1)], 1)
     return rows, weights
 
 
