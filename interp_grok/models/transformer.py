@@ -71,7 +71,9 @@ from .mlp import batched_cross_entropy
 PARAM_NAMES = ("W_E", "W_pos", "W_K", "W_Q", "W_V", "W_O", "W_in", "b_in", "W_out", "b_out", "W_U")
 N_CTX = 3  # a, b, "="
 _ACTS = {"relu": F.relu, "gelu": F.gelu}
-TL_INIT_RANGE = 0.8  # TransformerLens's default initializer_range is 0.8 / sqrt(d_model)
+# TransformerLens's default initializer_range is 0.8 / sqrt(d_model) (transformer-lens 4.3.0,
+# model_bridge/sources/native/init.py:98-102, "matches the legacy TL scheme ... the grokking demo")
+TL_INIT_RANGE = 0.8
 
 
 def param_shapes(config: Config) -> dict[str, tuple[int, ...]]:
