@@ -1,0 +1,193 @@
+"""Correct-and-resume end to end on a tiny run: relabel, resume, and the controls that must be exact."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from conftest import TINY, run_cli
+from safetensors.torch import load_file
+
+from interp_grok import rundir
+from interp_grok.analysis.audit import AUDIT_SCORES
+from interp_grok.analysis.correction import audit_checkpoint, best_score, relabel_run
+from interp_grok.analysis.pipeline import analyze_run
+from interp_grok.train import TrainError, resume
+
+SHORT = [a if a != "120" else "60" for a in TINY]
+
+
+@pytest.fixture(scope="module")
+def parent(tmp_path_factory):
+    out = tmp_path_factory.mktemp("relabel") / "parent"
+    assert run_cli("train", *SHORT, "--noise", "2", "--out", out) == 0
+    return out
+
+
+def _mid(run) -> int:
+    return run.checkpoint_epochs[len(run.checkpoint_epochs) // 2]
+
+
+def test_audit_checkpoint_tabulates_every_score(parent):
+    run = rundir.load_run(parent)
+    E = _mid(run)
+    a = audit_checkpoint(run, E)
+    n = run.dataset.train_idx.numel()
+    assert tuple(a.scores) == AUDIT_SCORES and all(s.shape == (n,) for s in a.scores.values())
+    assert a.key_freq_source == f"logit_outlier at epoch {E}"
+    assert len(a.rows) == len(AUDIT_SCORES) * a.budgets.numel()
+    full = [r for r in a.rows if r["budget"] == n]
+    assert all(r["recall"] == pytest.approx(1.0) for r in full)  # flagging everything finds every noisy label
+    assert a.is_noisy.any() and not a.is_noisy.all()
+    assert best_score(a, 5) in AUDIT_SCORES
+    with pytest.raises(rundir.RunDirError, match="no checkpoint at epoch"):
+        audit_checkpoint(run, E + 1 if E + 1 not in run.checkpoint_epochs else 10**6)
+
+
+def test_relabel_continue_records_its_parent_and_resumes(parent, tmp_path):
+    run = rundir.load_run(parent)
+    E = _mid(run)
+    out = tmp_path / "child"
+    r = relabel_run(parent, out, epoch=E, budget=6, score="loss")
+    child = rundir.load_run(out)
+    rel = child.dataset.relabel
+    # exactly the flagged pairs changed, to the recorded labels, and the record says so
+    assert torch.equal(rel["relabel_idx"], r.pairs.sort().values) and rel["relabel_idx"].numel() == 6
+    assert torch.equal(child.dataset.noisy_labels[rel["relabel_idx"]], rel["relabel_new"])
+    assert torch.equal(run.dataset.noisy_labels[rel["relabel_idx"]], rel["relabel_old"])
+    other = torch.ones(11 * 11, dtype=torch.bool)
+    other[rel["relabel_idx"]] = False
+    assert torch.equal(child.dataset.noisy_labels[other], run.dataset.noisy_labels[other])
+    assert torch.equal(child.dataset.train_idx, run.dataset.train_idx)
+    assert r.n_changed == int((rel["relabel_old"] != rel["relabel_new"]).sum())
+    rec = child.provenance[rundir.PARENT]
+    assert rec["run"] == str(parent.resolve()) and rec["epoch"] == E and rec["budget"] == 6
+    assert rec["start_epoch"] == E and rec["adam_step_origin"] == E and rec["optimizer"] == "reset"
+    assert rec["checkpoint_sha256"] == rundir.file_sha256(rundir.checkpoint_path(parent, E))
+    assert child.checkpoint_epochs == [E] and [e["epoch"] for e in child.evals] == [E]
+    assert child.config == run.config
+    # the new run's checkpoint at E is the parent's weights
+    for k, v in run.params(E).items():
+        assert torch.equal(child.params(E)[k], v)
+    res = resume(out, threads=1)
+    assert res.start_epoch == E and res.final["epoch"] == run.config.epochs
+    child = rundir.load_run(out)
+    assert child.checkpoint_epochs == [e for e in run.config.checkpoint_epochs if e >= E]
+    epochs, _ = rundir.train_losses(child.metrics)
+    assert epochs == list(range(E, run.config.epochs))
+    assert resume(out, threads=1).final["epoch"] == run.config.epochs  # finished: a second resume is a no-op
+    an = analyze_run(child)
+    assert an.epochs.tolist() == child.checkpoint_epochs
+
+
+def test_budget_zero_with_the_parents_optimizer_is_the_parent_continued_bit_for_bit(parent, tmp_path):
+    run = rundir.load_run(parent)
+    final = run.config.epochs
+    child = tmp_path / "unchanged"
+    r = relabel_run(parent, child, epoch=final, budget=0, optimizer="keep")
+    assert r.n_changed == 0 and r.pairs.numel() == 0
+    twin = tmp_path / "twin"
+    import shutil
+
+    shutil.copytree(parent, twin)
+    resume(twin, epochs=final + 20, threads=1)
+    resume(child, epochs=final + 20, threads=1)
+    a = load_file(rundir.checkpoint_path(twin, final + 20))
+    b = load_file(rundir.checkpoint_path(child, final + 20))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    a, b = load_file(twin / rundir.TRAIN_STATE), load_file(child / rundir.TRAIN_STATE)
+    assert set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_from_scratch_at_budget_zero_retrains_the_parent_exactly(parent, tmp_path):
+    run = rundir.load_run(parent)
+    out = tmp_path / "scratch0"
+    relabel_run(parent, out, epoch=_mid(run), budget=0, mode="scratch")
+    assert rundir.load_run(out).checkpoint_epochs == []
+    resume(out, threads=1)
+    for e in run.checkpoint_epochs:
+        a, b = load_file(rundir.checkpoint_path(parent, e)), load_file(rundir.checkpoint_path(out, e))
+        assert all(torch.equal(a[k], b[k]) for k in a), e
+    rec = rundir.load_run(out).provenance[rundir.PARENT]
+    assert rec["start_epoch"] == 0 and rec["optimizer"] == "init"
+
+
+def test_a_reset_optimizer_continues_like_a_fresh_adam(parent, tmp_path):
+    """Continuing with --optimizer reset is a fresh AdamW on the parent's weights and the new labels:
+    a plain loop from there reaches the next checkpoint's weights."""
+    from interp_grok.models import family
+    from interp_grok.train import _make_optimizer
+
+    run = rundir.load_run(parent)
+    E = _mid(run)
+    out = tmp_path / "reset"
+    relabel_run(parent, out, epoch=E, budget=5)
+    state = load_file(out / rundir.TRAIN_STATE)
+    assert set(state) == {f"param.{k}" for k in run.shapes}  # no moments: AdamW starts at step 0
+    resume(out, threads=1)
+    child = rundir.load_run(out)
+    e1 = child.checkpoint_epochs[1]
+    fam, c, ds = family(run.config), run.config, child.dataset
+    leaves = {k: torch.nn.Parameter(v.clone()) for k, v in run.params(E).items()}
+    opt = _make_optimizer([leaves], [c])
+    tr = ds.train_idx
+    a, b, y = tr[None] // c.p, tr[None] % c.p, ds.noisy_labels[tr][None]
+    for _ in range(e1 - E):
+        loss = fam.batched_loss({k: v.unsqueeze(0) for k, v in leaves.items()}, a, b, y, torch.tensor([tr.numel()]), c)
+        loss.sum().backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    for k, v in child.params(e1).items():
+        assert torch.allclose(leaves[k].detach(), v, rtol=0, atol=1e-6), k
+        assert not torch.equal(v, run.params(e1)[k])  # not the parent's own continuation
+    later = load_file(out / rundir.TRAIN_STATE)
+    n = next(iter(later[k] for k in later if k.startswith("step."))).item()
+    assert n == run.config.epochs - E
+
+
+def test_relabel_refuses_bad_requests(parent, tmp_path):
+    run = rundir.load_run(parent)
+    E = _mid(run)
+    with pytest.raises(TrainError, match="optimizer state at epoch"):
+        relabel_run(parent, tmp_path / "x", epoch=E, budget=1, optimizer="keep")
+    with pytest.raises(TrainError, match="another directory"):
+        relabel_run(parent, parent, epoch=E, budget=1)
+    with pytest.raises(ValueError, match="budget must be in"):
+        relabel_run(parent, tmp_path / "y", epoch=E, budget=10**6)
+    with pytest.raises(ValueError, match="score must be"):
+        relabel_run(parent, tmp_path / "y", epoch=E, budget=1, score="vibes")
+    relabel_run(parent, tmp_path / "z", epoch=E, budget=1)
+    with pytest.raises(TrainError, match="already exists"):
+        relabel_run(parent, tmp_path / "z", epoch=E, budget=1)
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
+def test_a_tampered_relabel_record_is_refused(parent, tmp_path):
+    out = tmp_path / "t"
+    relabel_run(parent, out, epoch=_mid(rundir.load_run(parent)), budget=4)
+    t = load_file(out / rundir.DATASET)
+    t["relabel_new"] = (t["relabel_new"] + 1) % 11
+    rundir.save_tensors(out / rundir.DATASET, t, {"p": 11})
+    with pytest.raises(rundir.RunDirError, match="relabel_new differs"):
+        rundir.load_run(out)
+
+
+def test_cli_relabel_then_resume(parent, tmp_path, capsys):
+    run = rundir.load_run(parent)
+    E = _mid(run)
+    out = tmp_path / "cli"
+    assert run_cli("relabel", parent, "--epoch", E, "--budget", "10%", "--score", "best", "--out", out) == 0
+    text = capsys.readouterr().out
+    n_train = run.dataset.train_idx.numel()
+    assert f"relabelled {round(0.1 * n_train)} of {n_train} training examples" in text
+    assert f"interp-grok train --resume --out {out}" in text
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["provenance"][rundir.PARENT]["score_requested"] == "best"
+    assert run_cli("train", "--resume", "--out", out) == 0
+    assert rundir.load_run(out).checkpoint_epochs[-1] == run.config.epochs
+    assert run_cli("relabel", parent, "--epoch", E, "--budget", "lots", "--out", tmp_path / "b") == 2
+    assert "expected a number of examples" in capsys.readouterr().err
+    assert run_cli("relabel", parent, "--epoch", E + 10**6, "--budget", "1", "--out", tmp_path / "c") == 1
+    assert "no checkpoint at epoch" in capsys.readouterr().err
+    assert not (tmp_path / "c").exists()
