@@ -219,3 +219,71 @@ def test_flag_picks_the_top_and_breaks_ties_by_position():
     assert flag(score, 3).tolist() == [1, 2, 3]  # of the tied 2s, position 2 before 4
     with pytest.raises(ValueError, match="budget"):
         flag(score, 6)
+
+
+# ------------------------------------------------------------------ the per-checkpoint measures
+
+
+def _mlp_run(params: dict[str, torch.Tensor], p: int):
+    from types import SimpleNamespace
+
+    from interp_grok.config import Config
+    from interp_grok.data import make_dataset
+
+    d_model, d_mlp = params["W_in"].shape
+    config = Config(p=p, noise_n=2, d_model=d_model, d_mlp=d_mlp, train_frac=0.5)
+    return SimpleNamespace(config=config, dataset=make_dataset(config))
+
+
+def test_measures_on_a_network_that_predicts_the_clean_label_everywhere():
+    """known_models.fourier_mlp computes (a + b) mod p through frequencies 3 and 7 and ignores the
+    noisy labels: its restricted logits predict every anti-diagonal right (extraction 1 everywhere),
+    the given label is the argmax exactly on the clean-labelled examples (margin > 0 there, < 0 on
+    the noisy ones), and the restricted prediction disagrees exactly with the noisy labels: both
+    of those scores rank every noisy example first (R-precision 1)."""
+    from known_models import fourier_mlp
+
+    from interp_grok.analysis.measures import Checkpoint, measure_row
+
+    p = 23
+    params = {k: v.float() for k, v in fourier_mlp(p, [3, 7]).items()}
+    run = _mlp_run(params, p)
+    row = measure_row(Checkpoint(params, run, torch.tensor([3, 7])))
+    assert row["train_noisy_corrected_frac"] == 1.0
+    for col in ("extraction_acc_test", "extraction_acc_train_noisy", "extraction_acc_train_clean"):
+        assert row[col] == 1.0
+    assert row["extraction_diagonals"] == p
+    assert row["audit_rprec_restricted_disagree"] == 1.0 and row["audit_rprec_margin"] == 1.0
+
+
+def test_measures_when_the_network_memorizes_and_the_circuit_knows():
+    """fourier_plus_lookup: the Fourier circuit plus one lookup neuron per training pair writing its
+    noisy label. The network outputs every noisy label (memorized 1, corrected 0); the lookup
+    neurons' restricted part, whose spread is checked here to stay below the circuit's restricted
+    margin on every pair, cannot move the restricted argmax, so extraction stays exactly 1 on the
+    noisy training pairs."""
+    from known_models import fourier_mlp, fourier_plus_lookup
+
+    from interp_grok.analysis.measures import Checkpoint, measure_row
+    from interp_grok.models.mlp import grid_logits
+
+    p, keys = 23, torch.tensor([3, 7])
+    run0 = _mlp_run({k: v.float() for k, v in fourier_mlp(p, [3, 7]).items()}, p)
+    ds = run0.dataset
+    tr = ds.train_idx
+    params = {k: v.float() for k, v in fourier_plus_lookup(p, [3, 7], tr, ds.noisy_labels[tr], size=16.0).items()}
+    run = _mlp_run(params, p)
+    assert torch.equal(run.dataset.noisy_labels, ds.noisy_labels)  # the same draw
+    circuit = grid_logits({k: v.float() for k, v in fourier_mlp(p, [3, 7]).items()}).double()
+    full = grid_logits(params).double()
+    R_circuit = restricted_logits(circuit, keys).reshape(p * p, p)
+    R_lookup = restricted_logits(full - circuit, keys).reshape(p * p, p)
+    top2 = R_circuit.topk(2, dim=-1).values
+    # the premise: on every pair the lookup part's spread over the classes is below the circuit's
+    # margin, so R[clean] - R[c] >= margin - spread > 0 for every other class c
+    spread = R_lookup.max(-1).values - R_lookup.min(-1).values
+    assert (spread < top2[:, 0] - top2[:, 1]).all()
+    row = measure_row(Checkpoint(params, run, keys))
+    assert row["train_noisy_memorized_frac"] == 1.0 and row["train_noisy_corrected_frac"] == 0.0
+    assert row["extraction_acc_train_noisy"] == 1.0 and row["extraction_acc_test"] == 1.0
+    assert row["audit_rprec_restricted_disagree"] == 1.0
