@@ -326,7 +326,9 @@ def _cmd_analyze(args) -> int:
     import torch
 
     from .analysis import analyze_run_dir, x_value_columns
-    from .plotting import draw_all
+    from .analysis.correction import audit_path, read_audit
+    from .plotting import draw_all, plot_audit, save_figure
+    from .rundir import AUDIT_FIGURE
 
     if args.threshold is not None and args.key_rule == "W_E_norm" and not 0.0 < args.threshold <= 1.0:
         raise ConfigError(f"threshold must be in (0, 1] for --key-rule W_E_norm (got {args.threshold})")
@@ -348,7 +350,13 @@ def _cmd_analyze(args) -> int:
         if args.no_figures:
             return []
         xs = x_value_columns(run.dataset.noise, run.config.noise_kind)
-        return draw_all(an, an.summary["noise_floor"], xs, out / "figures", run_name=str(run.path))
+        figures = draw_all(an, an.summary["noise_floor"], xs, out / "figures", run_name=str(run.path))
+        audit_png = out / "figures" / AUDIT_FIGURE
+        if audit_path(run.path).exists():
+            figures.append(save_figure(plot_audit(read_audit(run.path), str(run.path)), audit_png, close=True))
+        else:
+            audit_png.unlink(missing_ok=True)  # no noisy training labels now: no stale curves
+        return figures
 
     try:
         run, an, out, figures = analyze_run_dir(
@@ -494,6 +502,13 @@ def _print_summary(run, an, out: Path, figures: list[Path], wall: float) -> None
     print(f"restricted loss {f['restricted_loss']:.4g} (clean labels {f['restricted_loss_clean']:.4g}), "
           f"excluded loss {f['excluded_loss']:.4g}; key terms explain {100 * f['key_fve']:.1f}% of the logit "
           f"variance")
+    last = an.rows[-1]
+    if "extraction_acc_test" in last:
+        print(f"extraction accuracy (restricted logits vs clean labels): test {last['extraction_acc_test']:.3f} "
+              f"(full logits {f['test_acc_clean']:.3f}), noisy-labelled train {last['extraction_acc_train_noisy']:.3f} "
+              f"(full logits {f['train_noisy_corrected_frac']:.3f}); {int(last['extraction_diagonals'])} of "
+              f"{run.config.p} anti-diagonals a + b = s right")
+    _print_audit(run)
     pr = s.get("pruning")
     if pr and pr["n_silenced"]:
         c = pr["control"]["train_noisy_memorized_frac"]
@@ -503,6 +518,25 @@ def _print_summary(run, an, out: Path, figures: list[Path], wall: float) -> None
               f"{c['mean']:.3f} +- {c['sd']:.3f}), clean test acc {pr['full']['test_acc_clean']:.3f} -> "
               f"{pr['ipr_pruned']['test_acc_clean']:.3f} (control {pr['control']['test_acc_clean']['mean']:.3f})")
     print(f"wrote {out}/" + (f" and {len(figures)} figures in {out / 'figures'}/" if figures else ""))
+
+
+def _print_audit(run) -> None:
+    """The audit table at two budgets: 4 % of the training set (Ashraf's) and B = n_noisy."""
+    from .analysis.correction import audit_path, read_audit
+
+    if not audit_path(run.path).exists():
+        return
+    rows = read_audit(run.path)
+    n_train = run.dataset.train_idx.numel()
+    n_noisy = int(run.dataset.is_noisy[run.dataset.train_idx].sum())
+    small = min({r["budget"] for r in rows}, key=lambda b: abs(b - 0.04 * n_train))
+    print(f"label audit at epoch {rows[0]['epoch']} ({audit_path(run.path)}; random precision "
+          f"{rows[0]['baseline_precision']:.3f}):")
+    print(f"  {'score':<20} {'P@' + str(small):>8} {'R@' + str(small):>8} {'P=R@' + str(n_noisy):>10}")
+    for score in dict.fromkeys(r["score"] for r in rows):
+        at = {r["budget"]: r for r in rows if r["score"] == score}
+        print(f"  {score:<20} {at[small]['precision']:>8.3f} {at[small]['recall']:>8.3f} "
+              f"{at[n_noisy]['precision']:>10.3f}")
 
 
 # ------------------------------------------------------------------ relabel

@@ -80,6 +80,7 @@ _TMP_RE = re.compile(r"^\.(.+)\.[A-Za-z0-9_]{8}\.tmp$")  # atomic_write_bytes' t
 # the figures `interp-grok analyze` draws (interp_grok.plotting.draw_all); nothing else there is ours
 FIGURE_FILES = tuple(f"{n}.png" for n in ("losses", "spectrum_heatmap", "spectrum_final", "restricted_excluded",
                                           "weight_norms", "memorization", "audit"))
+AUDIT_FIGURE = "audit.png"  # the audit's curves (plotting.plot_audit), drawn when audit.csv exists
 _MAX_JSON_BYTES = 64 << 20  # config.json / summary.json / manifest.json are kilobytes
 
 

@@ -191,3 +191,39 @@ def test_cli_relabel_then_resume(parent, tmp_path, capsys):
     assert run_cli("relabel", parent, "--epoch", E + 10**6, "--budget", "1", "--out", tmp_path / "c") == 1
     assert "no checkpoint at epoch" in capsys.readouterr().err
     assert not (tmp_path / "c").exists()
+
+
+def test_analyze_writes_the_audit_table_and_its_figure(parent, tmp_path, capsys):
+    import shutil
+
+    from interp_grok import plotting
+    from interp_grok.analysis.correction import AUDIT_CSV_COLUMNS, read_audit
+    from interp_grok.analysis.pipeline import read_analysis
+
+    run_dir = tmp_path / "analyzed"
+    shutil.copytree(parent, run_dir)
+    assert run_cli("analyze", run_dir) == 0
+    text = capsys.readouterr().out
+    assert "label audit at epoch" in text and "extraction accuracy (restricted logits vs clean labels)" in text
+    path = run_dir / "analysis" / rundir.AUDIT_CSV
+    assert path.read_text().splitlines()[0] == ",".join(AUDIT_CSV_COLUMNS)
+    rows = read_audit(run_dir)
+    run = rundir.load_run(run_dir)
+    an = read_analysis(run)
+    final = run.checkpoint_epochs[-1]
+    # the table is audit_checkpoint's at the final checkpoint, with the analysis' keys and first fits
+    direct = audit_checkpoint(run, final, key_freqs=an.key_freqs, first_fit=an.first_fit_epoch)
+    assert len(rows) == len(direct.rows) and {r["epoch"] for r in rows} == {final}
+    for got, want in zip(rows, direct.rows):
+        assert got["score"] == want["score"] and got["budget"] == want["budget"]
+        assert got["precision"] == pytest.approx(want["precision"], rel=1e-12)
+    # progress.csv's R-precision at the final checkpoint is the table's at B = n_noisy
+    n_noisy = int(direct.is_noisy.sum())
+    for score in ("loss", "margin", "restricted_disagree", "restricted_nll"):
+        at = next(r for r in rows if r["score"] == score and r["budget"] == n_noisy)
+        assert an.column(f"audit_rprec_{score}")[-1].item() == pytest.approx(at["precision"], rel=1e-12)
+    assert (run_dir / "analysis" / "figures" / "audit.png").read_bytes()[:4] == b"\x89PNG"
+    fig = plotting.plot_audit(rows, "r")
+    assert len(fig.axes) == 2 and len(fig.axes[0].lines) == len(AUDIT_SCORES) + 1  # + the random baseline
+    # a run's own files: `train --overwrite` may clear it
+    assert rundir.foreign_entries(run_dir) == []

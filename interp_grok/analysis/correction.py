@@ -27,6 +27,8 @@ relabel_old, relabel_new: the labels before and after; its noise already gives t
 
 from __future__ import annotations
 
+import csv
+import io
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -114,6 +116,55 @@ def audit_checkpoint(run: rundir.Run, epoch: int, *, key_freqs: torch.Tensor | l
     budgets = audit_budgets(tr.numel(), int(is_noisy.sum())) if budgets is None else torch.as_tensor(budgets)
     return Audit(epoch, keys, source, given, is_noisy, r_pred, scores, budgets,
                  audit_table(scores, is_noisy, budgets))
+
+
+AUDIT_CSV_COLUMNS = ("epoch", "score", "budget", "budget_frac", "hits", "precision", "recall", "baseline_precision",
+                     "baseline_recall", "lift")
+
+
+def audit_run(run: rundir.Run, an) -> Audit | None:
+    """The audit `interp-grok analyze` writes: at the last analyzed checkpoint still on disk, with
+    the analysis' key frequencies and first-fit epochs (an: pipeline.Analysis); None when no
+    analyzed checkpoint is on disk or the run has no training label noise to find."""
+    on_disk = sorted(set(an.epochs.tolist()) & set(run.checkpoint_epochs))
+    if not on_disk or not run.dataset.is_noisy[run.dataset.train_idx].any():
+        return None
+    epoch = on_disk[-1]
+    fit = (an.memo["pred"].to(torch.int64) == run.dataset.noisy_labels[run.dataset.train_idx])
+    upto = an.epochs <= epoch
+    first_fit = first_fit_epoch(fit[upto], an.epochs[upto])
+    return audit_checkpoint(run, epoch, key_freqs=an.key_freqs, first_fit=first_fit)
+
+
+def audit_path(run_path: Path) -> Path:
+    return Path(run_path) / rundir.ANALYSIS_DIR / rundir.AUDIT_CSV
+
+
+def write_audit(run: rundir.Run, audit: Audit | None) -> Path | None:
+    """Write RUN/analysis/audit.csv (one row per score and budget, AUDIT_CSV_COLUMNS) atomically;
+    with no audit, remove a stale one. Returns the path written (None if none)."""
+    path = audit_path(run.path)
+    if audit is None:
+        path.unlink(missing_ok=True)
+        return None
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=AUDIT_CSV_COLUMNS, lineterminator="\n")
+    w.writeheader()
+    for r in audit.rows:
+        w.writerow({"epoch": audit.epoch, **{k: (repr(v) if isinstance(v, float) else v) for k, v in r.items()}})
+    rundir.atomic_write_text(path, buf.getvalue())
+    return path
+
+
+def read_audit(run_path: Path) -> list[dict]:
+    """audit.csv's rows (numbers as int / float); RunDirError naming the file if it is missing or malformed."""
+    path = audit_path(run_path)
+    try:
+        rows = list(csv.DictReader(io.StringIO(rundir.read_regular(path).decode("utf-8"))))
+        return [{k: (v if k == "score" else int(v) if k in ("epoch", "budget") else float(v)) for k, v in r.items()}
+                for r in rows]
+    except (UnicodeDecodeError, ValueError, TypeError, csv.Error) as e:
+        raise rundir.RunDirError(f"{path}: not an audit table ({e})") from None
 
 
 def best_score(audit: Audit, budget: int) -> str:
