@@ -317,6 +317,14 @@ def _prepare_resume(out: Path, epochs: int | None) -> _Resume:
         start, state = rundir.read_train_state(out, shapes)
     else:
         start, state = 0, None  # a creation killed before its first state: start over
+    if rundir.PARENT in prov:
+        # a run made from another's checkpoint: starting over would silently drop what it was made
+        # from (the parent's weights, or the relabelled dataset, which make_dataset cannot redraw)
+        has_dataset = (out / rundir.DATASET).exists() or (out / rundir.DATASET).is_symlink()
+        if (state is None and rundir.history_start(prov) > 0) or not has_dataset:
+            raise rundir.RunDirError(f"{out}: made by `interp-grok relabel` but its creation did not finish (no "
+                                     f"{rundir.TRAIN_STATE if has_dataset else rundir.DATASET}); rerun the relabel "
+                                     "command with --overwrite")
     records = rundir.read_metrics(out)
     kept = check_state(out, stored, start, state, records, history_start=rundir.history_start(prov),
                        adam_step_origin=rundir.adam_step_origin(prov))

@@ -227,3 +227,19 @@ def test_analyze_writes_the_audit_table_and_its_figure(parent, tmp_path, capsys)
     assert len(fig.axes) == 2 and len(fig.axes[0].lines) == len(AUDIT_SCORES) + 1  # + the random baseline
     # a run's own files: `train --overwrite` may clear it
     assert rundir.foreign_entries(run_dir) == []
+
+
+@pytest.mark.parametrize(("mode", "remove"), [("continue", rundir.TRAIN_STATE), ("continue", rundir.DATASET),
+                                              ("scratch", rundir.DATASET)])
+def test_a_relabel_killed_before_it_finished_is_not_resumed_as_something_else(parent, tmp_path, mode, remove):
+    """A creation cut short would otherwise resume as a plain retrain (state missing: epoch 0;
+    dataset missing: the parent's labels redrawn from the config)."""
+    out = tmp_path / "cut"
+    relabel_run(parent, out, epoch=_mid(rundir.load_run(parent)), budget=3, mode=mode)
+    (out / remove).unlink()
+    if remove == rundir.TRAIN_STATE:
+        rundir.checkpoint_path(out, _mid(rundir.load_run(parent))).unlink()  # killed before the checkpoint too
+    with pytest.raises(rundir.RunDirError, match="creation did not finish"):
+        resume(out, threads=1)
+    relabel_run(parent, out, epoch=_mid(rundir.load_run(parent)), budget=3, mode=mode, overwrite=True)
+    assert resume(out, threads=1).final["epoch"] == rundir.load_run(parent).config.epochs
