@@ -243,3 +243,22 @@ def test_a_relabel_killed_before_it_finished_is_not_resumed_as_something_else(pa
         resume(out, threads=1)
     relabel_run(parent, out, epoch=_mid(rundir.load_run(parent)), budget=3, mode=mode, overwrite=True)
     assert resume(out, threads=1).final["epoch"] == rundir.load_run(parent).config.epochs
+
+
+def test_relabel_of_a_uniform_noise_quadratic_run(tmp_path):
+    """Doshi et al.'s family and noise kind: relabelling every training example at initialization
+    gives clean (uncorrupted) pairs labels off their clean one, which the dataset check allows for
+    relabelled pairs only; the new run resumes."""
+    parent = tmp_path / "q"
+    args = [a if a != "120" else "20" for a in TINY]
+    assert run_cli("train", *args, "--model", "quadratic", "--noise-kind", "uniform", "--noise-frac", "0.3",
+                   "--d-mlp", "32", "--out", parent) == 0
+    run = rundir.load_run(parent)
+    n = run.dataset.train_idx.numel()
+    out = tmp_path / "q_fix"
+    r = relabel_run(parent, out, epoch=0, budget=n, score="restricted_nll")
+    ds = rundir.load_run(out).dataset
+    off = (ds.noisy_labels != ds.clean_labels) & ~ds.corrupted
+    assert off.any()  # the premise: some uncorrupted pair now has a shifted label ...
+    assert torch.isin(torch.nonzero(off).flatten(), r.pairs).all()  # ... and only relabelled ones
+    assert resume(out, threads=1).final["epoch"] == run.config.epochs
