@@ -478,17 +478,25 @@ def read_config(run: Path) -> tuple[Config, dict]:
 PARENT = "relabelled_from"  # the provenance key of a run made from another's checkpoint (analysis.correction)
 
 
+def _lineage_epoch(provenance: dict, key: str) -> int:
+    parent = provenance.get(PARENT) or {}
+    v = parent.get(key, 0) if isinstance(parent, dict) else None
+    if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+        raise RunDirError(f"{CONFIG}: provenance.{PARENT}.{key} must be an integer >= 0 (got {v!r})")
+    return v
+
+
 def history_start(provenance: dict) -> int:
     """The epoch a run's own history (metrics, checkpoints) begins at: 0, or for a run continued
     from another run's checkpoint, that checkpoint's epoch."""
-    return int((provenance.get(PARENT) or {}).get("start_epoch", 0))
+    return _lineage_epoch(provenance, "start_epoch")
 
 
 def adam_step_origin(provenance: dict) -> int:
     """The epoch at which the run's AdamW step count was 0 (its moments zero): 0, or the start
     epoch of a run continued from another's checkpoint with a fresh optimizer. A train state at
     epoch e holds step e - adam_step_origin."""
-    return int((provenance.get(PARENT) or {}).get("adam_step_origin", 0))
+    return _lineage_epoch(provenance, "adam_step_origin")
 
 
 # ---------------------------------------------------------------- dataset

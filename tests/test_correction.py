@@ -262,3 +262,13 @@ def test_relabel_of_a_uniform_noise_quadratic_run(tmp_path):
     assert off.any()  # the premise: some uncorrupted pair now has a shifted label ...
     assert torch.isin(torch.nonzero(off).flatten(), r.pairs).all()  # ... and only relabelled ones
     assert resume(out, threads=1).final["epoch"] == run.config.epochs
+
+
+def test_a_malformed_lineage_record_is_one_line(parent, tmp_path, capsys):
+    out = tmp_path / "bad"
+    relabel_run(parent, out, epoch=_mid(rundir.load_run(parent)), budget=2)
+    cfg = json.loads((out / "config.json").read_text())
+    cfg["provenance"][rundir.PARENT]["start_epoch"] = "soon"
+    (out / "config.json").write_text(json.dumps(cfg))
+    assert run_cli("train", "--resume", "--out", out) == 1
+    assert "start_epoch must be an integer >= 0" in capsys.readouterr().err
