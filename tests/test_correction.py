@@ -272,3 +272,30 @@ def test_a_malformed_lineage_record_is_one_line(parent, tmp_path, capsys):
     (out / "config.json").write_text(json.dumps(cfg))
     assert run_cli("train", "--resume", "--out", out) == 1
     assert "start_epoch must be an integer >= 0" in capsys.readouterr().err
+
+
+def test_first_fit_comes_from_the_stored_analysis_on_a_trimmed_run(parent, tmp_path):
+    import shutil
+
+    from interp_grok.analysis.correction import first_fit_upto, train_fit_history
+    from interp_grok.analysis.memorization import first_fit_epoch
+    from interp_grok.analysis.pipeline import write_analysis
+
+    run_dir = tmp_path / "trim"
+    shutil.copytree(parent, run_dir)
+    run = rundir.load_run(run_dir)
+    E = _mid(run)
+    full = first_fit_epoch(*reversed(train_fit_history(run, E)))  # every checkpoint up to E on disk
+    ff, src = first_fit_upto(run, E)
+    assert src.startswith("checkpoints on disk") and torch.equal(ff, full)
+    write_analysis(run, analyze_run(run))
+    ff, src = first_fit_upto(rundir.load_run(run_dir), E)
+    assert src.startswith("analysis") and torch.equal(ff, full)
+    for e in run.checkpoint_epochs:
+        if 0 < e < E:
+            rundir.checkpoint_path(run_dir, e).unlink()  # trimmed: the analysis keeps those rows
+    trimmed = rundir.load_run(run_dir)
+    ff, src = first_fit_upto(trimmed, E)
+    assert src.startswith("analysis") and torch.equal(ff, full)
+    r = relabel_run(run_dir, tmp_path / "fix", epoch=E, budget=3, score="first_fit_early")
+    assert r.record["first_fit_from"].startswith("analysis")

@@ -67,6 +67,27 @@ class Audit:
         return audit_curve(self.scores[score], self.is_noisy, torch.tensor([budget]))["precision"][0].item()
 
 
+def first_fit_upto(run: rundir.Run, epoch: int) -> tuple[torch.Tensor, str]:
+    """(first-fit epoch per training example, where it came from), using only checkpoints up to
+    ``epoch``: from the run's stored analysis when it holds at least every such checkpoint on disk
+    (a trimmed run keeps its analysis' rows of checkpoints no longer there), else from the
+    checkpoints on disk (train_fit_history)."""
+    from .pipeline import read_analysis  # pipeline imports this module: read lazily
+
+    on_disk = [e for e in run.checkpoint_epochs if e <= epoch]
+    try:
+        an = read_analysis(run)
+    except rundir.RunDirError:
+        an = None
+    if an is not None:
+        upto = an.epochs <= epoch
+        if set(on_disk) <= set(an.epochs[upto].tolist()):
+            fit = an.memo["pred"][upto].to(torch.int64) == run.dataset.noisy_labels[run.dataset.train_idx]
+            return first_fit_epoch(fit, an.epochs[upto]), f"analysis ({int(upto.sum())} checkpoints)"
+    epochs, fit = train_fit_history(run, epoch)
+    return first_fit_epoch(fit, epochs), f"checkpoints on disk ({len(on_disk)})"
+
+
 def train_fit_history(run: rundir.Run, upto: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(epochs int64 [T], fit bool [T, n_train]): whether each training example's given label is
     the prediction, at every checkpoint on disk up to ``upto``."""
@@ -87,7 +108,8 @@ def audit_checkpoint(run: rundir.Run, epoch: int, *, key_freqs: torch.Tensor | l
     key_freqs: the restricted logits' frequencies; None chooses them at this checkpoint by the
     logit-outlier rule (circuits.logit_key_frequencies, the analysis' default rule), so that an
     audit at epoch E uses nothing from after E. first_fit: per training example (as
-    memorization.first_fit_epoch); None computes it from the checkpoints on disk up to ``epoch``.
+    memorization.first_fit_epoch); None computes it from the checkpoints on disk up to ``epoch``
+    (on a trimmed run pass first_fit_upto's, which reads the stored analysis).
     budgets: None gives audit.audit_budgets.
     """
     if epoch not in run.checkpoint_epochs:
@@ -238,7 +260,10 @@ def relabel_run(parent: Path | str, out: Path | str, *, epoch: int, budget: int,
         if start != epoch:
             raise TrainError(f"--optimizer keep needs the parent's saved optimizer state at epoch {epoch}, but "
                              f"{run.path / rundir.TRAIN_STATE} is at epoch {start}; use --optimizer reset")
-    audit = audit_checkpoint(run, epoch, key_freqs=key_freqs, budgets=torch.tensor([budget]))
+    if epoch not in run.checkpoint_epochs:
+        audit_checkpoint(run, epoch)  # the one-line error naming the checkpoints there are
+    first_fit, first_fit_from = first_fit_upto(run, epoch)
+    audit = audit_checkpoint(run, epoch, key_freqs=key_freqs, first_fit=first_fit, budgets=torch.tensor([budget]))
     chosen = best_score(audit, budget) if score == BEST else score
     pos = flag(audit.scores[chosen], budget)
     pairs = run.dataset.train_idx[pos]
@@ -264,6 +289,7 @@ def relabel_run(parent: Path | str, out: Path | str, *, epoch: int, budget: int,
         "budget_frac": budget / n_train,
         "key_freqs": audit.key_freqs.tolist(),
         "key_freq_source": audit.key_freq_source,
+        "first_fit_from": first_fit_from,
         "new_label": "argmax of the restricted logits at the checkpoint",
         "n_relabelled": budget,
         "n_noisy_flagged": int(audit.is_noisy[pos].sum()),
