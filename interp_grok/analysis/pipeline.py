@@ -12,6 +12,9 @@
     manifest.json               written last: the sha256 of the four files above, the settings
                                 the rows were computed with (key frequencies, dataset, analysis
                                 version) and the sha256 of each row's checkpoint
+    audit.csv                   the label audit at the last analyzed checkpoint on disk
+                                (analyze_run_dir writes it: correction.audit_run, write_audit;
+                                derived, like the figures, not in the manifest)
     figures/*.png               drawn by interp_grok.plotting
 
 The manifest makes the four files one analysis: read_analysis refuses files that do not match
