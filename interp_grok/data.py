@@ -35,6 +35,9 @@ class Dataset:
     # uniform noise only: bool [p*p], the pairs whose label was redrawn (None for additive noise,
     # whose datasets stay byte-for-byte what they were)
     corrupted: torch.Tensor | None = None
+    # a relabelled run only (analysis.correction): relabel_idx (pair indices), relabel_old and
+    # relabel_new (the labels before and after), int64 [m] each; the noise already holds the new labels
+    relabel: dict[str, torch.Tensor] | None = None
 
     @property
     def a(self) -> torch.Tensor:
@@ -65,7 +68,7 @@ class Dataset:
         out = {"noise": self.noise, "train_idx": self.train_idx, "test_idx": self.test_idx}
         if self.corrupted is not None:
             out["corrupted"] = self.corrupted
-        return out
+        return out | (self.relabel or {})
 
 
 def sample_noise(
