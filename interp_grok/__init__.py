@@ -127,6 +127,26 @@ from .train import TrainError, resume, resume_batch, train, train_batch
 
 __version__ = "0.1.0"
 
+
+def to_hooked_transformer(run: Run, epoch: int | None = None, device: str = "cpu"):
+    """The checkpoint of a transformer run at ``epoch`` (default: its last) as a TransformerLens
+    model: hooks, ``run_with_cache``, activation patching, on tokens [batch, 3] = (a, b, p).
+
+    TransformerLens >= 4 has no HookedTransformer class any more: this returns its replacement, a
+    TransformerBridge around a TL-native model holding the run's weights
+    (models.transformer.to_transformer_lens). Its logits at the last position are the run's, all
+    of them (the "=" column too, unless the run has eq_logit false); tests check them on the full
+    grid. Needs the optional extra: ``pip install 'interp-grok[lens]'``.
+    """
+    from .models.transformer import to_transformer_lens
+
+    if run.config.model != "transformer":
+        raise ValueError(f"{run.path}: a {run.config.model} run; only transformer runs have a TransformerLens form")
+    epochs = run.checkpoint_epochs
+    epoch = epochs[-1] if epoch is None else epoch
+    return to_transformer_lens(run.params(epoch), run.config, device)
+
+
 __all__ = [
     "extraction_accuracy", "correct_diagonals", "audit_scores", "expected_hits", "audit_curve", "audit_budgets",
     "audit_table", "flag", "AUDIT_SCORES", "Audit", "audit_checkpoint", "audit_run", "read_audit", "relabel_run",
@@ -148,5 +168,5 @@ __all__ = [
     "transition_epochs",
     "SweepResults",
     "analyze_sweep", "load_sweep",
-    "FAMILIES", "ModelFamily", "family", "gromov_solution",
+    "FAMILIES", "ModelFamily", "family", "gromov_solution", "to_hooked_transformer",
 ]

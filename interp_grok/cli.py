@@ -64,6 +64,15 @@ def _default_threads() -> int:
 
 # ------------------------------------------------------------------ train
 
+def _bool(text: str) -> bool:
+    t = text.strip().lower()
+    if t in ("true", "1", "yes", "on"):
+        return True
+    if t in ("false", "0", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
 # (flag, Config field, type, help)
 _TRAIN_FLAGS = [
     ("--p", "p", int, "modulus; tokens are 0..p-1 (>= 2)"),
@@ -77,18 +86,28 @@ _TRAIN_FLAGS = [
      "test labels clean; --noise and --p-bin unused; Doshi et al. 2024)"),
     ("--train-frac", "train_frac", float, "fraction of the p^2 pairs used for training, in (0, 1)"),
     ("--data-seed", "data_seed", int, "seed of the noise and the train/test split"),
+    ("--split", "split", str, "how the pairs are split: randperm (torch.randperm from --data-seed) or "
+     "python_shuffle (Nanda et al.'s random.seed(--data-seed) + random.shuffle of the a-major pairs)"),
     ("--seed", "seed", int, "seed of the model initialization"),
-    ("--model", "model", str, "model family: mlp (the seed's embedding + ReLU MLP, cross-entropy) or quadratic "
-     "(Doshi et al.'s one-hot MLP with x^2 activation and MSE loss; width --d-mlp, no --d-model or --act)"),
+    ("--model", "model", str, "model family: mlp (the seed's embedding + ReLU MLP, cross-entropy), quadratic "
+     "(Doshi et al.'s one-hot MLP with x^2 activation and MSE loss; width --d-mlp, no --d-model or --act) or "
+     "transformer (Nanda et al.'s one-layer transformer on (a, b, =), cross-entropy)"),
     ("--d-model", "d_model", int, "embedding width"),
     ("--d-mlp", "d_mlp", int, "hidden width (0: 4 * d_model)"),
     ("--act", "act", str, "hidden activation: relu or gelu"),
+    ("--heads", "n_heads", int, "transformer: attention heads (d_head = d_model / heads)"),
+    ("--eq-logit", "eq_logit", _bool, "transformer: true (an output logit for the '=' token too, p + 1 in all, "
+     "Nanda et al.) or false (p logits, TransformerLens's demo)"),
+    ("--biases", "biases", _bool, "transformer: true (the MLP's b_in, b_out trained, Nanda et al.) or false "
+     "(frozen at zero, TransformerLens's demo)"),
     ("--init", "init", str, "initialization: normal_fan_in, or torch_default (PyTorch's nn.Embedding / "
      "nn.Linear defaults, as the seed notebook's SimpleMLP)"),
     ("--init-scale", "init_scale", float, "every initial weight multiplied by this (> 0)"),
     ("--lr", "lr", float, "AdamW learning rate"),
     ("--weight-decay", "weight_decay", float, "AdamW weight decay"),
     ("--adam-eps", "adam_eps", float, "AdamW eps"),
+    ("--warmup", "warmup_steps", int, "linear learning-rate warm-up over this many steps, lr 0 at the first "
+     "(Nanda et al.: 10; 0: none)"),
     ("--loss-dtype", "loss_dtype", str, "dtype of the log-softmax: float64 or float32"),
     ("--epochs", "epochs", int, "full-batch optimizer steps (>= 1)"),
     ("--checkpoints", "n_checkpoints", int, "about how many log-spaced checkpoints to save (>= 2)"),
@@ -190,6 +209,8 @@ def _warn_noise(cmd: str, config: Config) -> None:
 
 
 def _flag_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
     if isinstance(value, (tuple, list)):
         return "-".join(_flag_value(v) for v in value)
     return f"{value:g}" if isinstance(value, float) else str(value)

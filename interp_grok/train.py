@@ -155,6 +155,15 @@ def trained_threads(prov: dict) -> int | None:
     return n if isinstance(n, int) and not isinstance(n, bool) and n >= 1 else None
 
 
+def warmup_lr(config: Config, epoch: int) -> float:
+    """The learning rate of the step taken at ``epoch`` (0-based) under a linear warm-up:
+    lr * min(epoch / warmup_steps, 1), so the first step has lr 0. This is Nanda et al.'s
+    LambdaLR(lambda step: min(step / 10, 1)), stepped after every optimizer step
+    (progress-measures-paper transformers.py:471, 507-508), computed the same way (base lr times
+    the factor). A function of the epoch alone, so a resume needs no scheduler state."""
+    return config.lr * min(epoch / config.warmup_steps, 1)
+
+
 def _make_optimizer(leaves: list[dict[str, torch.Tensor]], configs: list[Config]) -> torch.optim.AdamW:
     """AdamW over K models: one param group each, with that run's lr, weight decay, betas and eps
     (the fused kernel runs group by group, so each model gets exactly the solo update)."""
@@ -351,7 +360,8 @@ def _prepare_resume(out: Path, epochs: int | None) -> _Resume:
 # ------------------------------------------------------------------ batches
 
 # what the runs of one batch must share: the shape of the stacked model and the schedule
-BATCH_KEYS = ("model", "p", "d_model", "d_mlp", "act", "epochs", "eval_every", "loss_dtype", "checkpoint_epochs")
+BATCH_KEYS = ("model", "p", "d_model", "d_mlp", "act", "n_heads", "eq_logit", "biases", "epochs", "eval_every",
+              "loss_dtype", "checkpoint_epochs")
 
 
 def check_batchable(configs: list[Config]) -> None:
@@ -613,6 +623,7 @@ def _run_batch(configs: list[Config], outs: list[Path], datasets: list[Dataset],
     losses = torch.empty(K, max(1, min(c0.eval_every, 1 << 16, end - start)), dtype=torch.float64, device=dev)
     ckpt_epochs = set(c0.checkpoint_epochs)
     flushed = start  # train losses for epochs < flushed are on disk
+    warm = [(g, c) for g, c in zip(opt.param_groups, configs) if c.warmup_steps > 0]  # none: lr never touched
 
     def stacked() -> dict[str, torch.Tensor]:
         if K == 1:
@@ -639,6 +650,8 @@ def _run_batch(configs: list[Config], outs: list[Path], datasets: list[Dataset],
             loss_k = fam.batched_loss(stacked(), a, b_, y, n_k, c0)
             losses[:, epoch - flushed] = loss_k.detach()
             loss_k.sum().backward()
+            for group, c in warm:  # linear warm-up, as Nanda et al.'s LambdaLR (see warmup_lr)
+                group["lr"] = warmup_lr(c, epoch)
             opt.step()
             opt.zero_grad(set_to_none=True)
             at_epoch(epoch + 1)
