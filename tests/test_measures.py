@@ -37,12 +37,15 @@ def _header(path: Path) -> list[str]:
                                      SWEEPS / "doshi-grid" / "runs" / "xi0.1_tf0.1_wd0"])  # quadratic, uniform
 def test_columns_are_the_committed_files(run_dir):
     """progress.csv's columns, from the registered measures, are those of the committed analyses
-    (written before the measures were split into functions): the split changed no file. The measures
-    registered since (NEWER) append their columns after them (none for the quadratic family)."""
+    (written before the measures were split into functions): the split changed no file. The
+    measures registered since (extraction, label_audit; the Numerics groups, NEWER, for classifier
+    families only) append their columns after them."""
     config, _ = rundir.read_config(run_dir)
     run = SimpleNamespace(config=config, dataset=make_dataset(config))
+    committed = _header(run_dir / "analysis" / "progress.csv")
+    since = [*measures.EXTRACTION_COLUMNS, *(measures.audit_column(s) for s in measures.AUDIT_RPREC_SCORES)]
     newer = [c for m in measures.MEASURES if m.name in NEWER for c in m.columns(run)]
-    assert measures.columns(run) == _header(run_dir / "analysis" / "progress.csv") + newer
+    assert measures.columns(run) == committed + since + newer
     assert bool(newer) == (config.model == "mlp")
 
 

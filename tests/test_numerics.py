@@ -170,18 +170,18 @@ def test_cli_refuses_stablemax_for_the_quadratic_model(tmp_path, capsys):
 
 
 def test_runs_without_the_new_keys_load_with_the_defaults(tiny_run, tmp_path):
-    """A format-4 run (before loss and optimizer were settings): its model's loss and adamw."""
+    """A format-5 run (before loss and optimizer were settings): its model's loss and adamw."""
     out = tmp_path / "v4"
     shutil.copytree(tiny_run, out)
     raw = json.loads((out / "config.json").read_text())
     for k in ("loss", "optimizer"):
         raw.pop(k)
-    (out / "config.json").write_text(json.dumps({**raw, "format_version": 4}))
+    (out / "config.json").write_text(json.dumps({**raw, "format_version": 5}))
     c = rundir.load_run(out).config
     assert (c.loss, c.optimizer) == ("cross_entropy", "adamw")
-    (out / "config.json").write_text(json.dumps({**raw, "format_version": 4, "model": "quadratic", "d_mlp": 32}))
+    (out / "config.json").write_text(json.dumps({**raw, "format_version": 5, "model": "quadratic", "d_mlp": 32}))
     assert rundir.read_config(out)[0].loss == "mse"
-    (out / "config.json").write_text(json.dumps({**raw, "format_version": 5}))  # version 5 must have them
+    (out / "config.json").write_text(json.dumps({**raw, "format_version": 6}))  # version 6 must have them
     with pytest.raises(rundir.RunDirError, match="missing config keys loss, optimizer"):
         rundir.load_run(out)
 
@@ -264,7 +264,7 @@ def test_new_settings_are_recorded_and_resume_bit_identically(tmp_path):
     assert run_cli("train", *TINY, *NEW, "--out", full) == 0
     cfg = json.loads((full / "config.json").read_text())
     assert (cfg["loss"], cfg["loss_dtype"], cfg["optimizer"], cfg["format_version"]) == (
-        "stablemax", "float32", "orthoadamw", 5)
+        "stablemax", "float32", "orthoadamw", 6)
     assert run_cli("train", *[a if a != "120" else "60" for a in TINY], *NEW, "--out", half) == 0
     assert run_cli("train", "--resume", "--out", half, "--epochs", "120") == 0
     a, b = _final_state(half), _final_state(full)
