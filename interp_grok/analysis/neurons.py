@@ -84,6 +84,54 @@ def _metrics(params: dict[str, torch.Tensor], act: str, labels: tuple[torch.Tens
     return {k: float(m[k]) for k in PRUNING_METRICS}
 
 
+def _ablate_and_metrics(act: str, labels: tuple[torch.Tensor, ...], model: ModelFamily | None,
+                        config: Config | None):
+    if model is not None and config is not None:  # any model family: its curves, ablation and outputs
+        def metrics(ps: dict[str, torch.Tensor]) -> dict[str, float]:
+            m = evaluate(ps, config, *labels)
+            return {k: float(m[k]) for k in PRUNING_METRICS}
+
+        return model.ablate_neurons, metrics
+    return ablate_neurons, lambda ps: _metrics(ps, act, labels)
+
+
+def largest(sizes: torch.Tensor, k: int) -> torch.Tensor:
+    """bool [d_mlp]: the k neurons of largest size (ties by index, as norm_matched_controls ranks)."""
+    if not 0 <= k <= sizes.numel():
+        raise ValueError(f"k must be in 0..{sizes.numel()} (got {k})")
+    keep = torch.zeros(sizes.numel(), dtype=torch.bool)
+    keep[torch.argsort(sizes, stable=True)[sizes.numel() - k:]] = True
+    return keep
+
+
+@torch.no_grad()
+def size_ranked_pruning(params: dict[str, torch.Tensor], act: str, noisy_labels: torch.Tensor,
+                        clean_labels: torch.Tensor, train_idx: torch.Tensor, test_idx: torch.Tensor, *,
+                        threshold: float = PERIODIC_IPR, model: ModelFamily | None = None,
+                        config: Config | None = None) -> dict:
+    """IPR pruning against pruning by size alone: keep the K periodic neurons (IPR >= threshold),
+    or keep the K largest (``neuron_sizes``), silencing the rest either way.
+
+    When the periodic neurons are the largest ones, the size-quantile control of
+    ``pruning_experiment`` can only reshuffle neurons inside the top bin; keeping the K largest
+    is the comparison that holds size fixed at its extreme. Returns ``n_periodic`` (K),
+    ``n_periodic_among_largest`` (how many of the K periodic neurons are among the K largest) and
+    the PRUNING_METRICS of ``full``, ``ipr_pruned`` and ``largest_kept``.
+    """
+    ablate, metrics = _ablate_and_metrics(act, (noisy_labels, clean_labels, train_idx, test_idx), model, config)
+    periodic = neuron_ipr(params, model) >= threshold
+    top = largest(neuron_sizes(params, model), int(periodic.sum()))
+    return {
+        "ipr_threshold": threshold,
+        "n_neurons": int(periodic.numel()),
+        "n_periodic": int(periodic.sum()),
+        "n_periodic_among_largest": int((periodic & top).sum()),
+        "full": metrics(params),
+        "ipr_pruned": metrics(ablate(params, periodic)),
+        "largest_kept": metrics(ablate(params, top)),
+    }
+
+
 @torch.no_grad()
 def pruning_experiment(params: dict[str, torch.Tensor], act: str, noisy_labels: torch.Tensor,
                        clean_labels: torch.Tensor, train_idx: torch.Tensor, test_idx: torch.Tensor, *,
@@ -99,18 +147,7 @@ def pruning_experiment(params: dict[str, torch.Tensor], act: str, noisy_labels: 
     memorized labels far more than the control does, the memorization lives in those neurons;
     if the control forgets as much, pruning only shows that removing neurons removes fit.
     """
-    labels = (noisy_labels, clean_labels, train_idx, test_idx)
-    if model is not None and config is not None:  # any model family: its curves, ablation and outputs
-        ablate = model.ablate_neurons
-
-        def metrics(ps: dict[str, torch.Tensor]) -> dict[str, float]:
-            m = evaluate(ps, config, *labels)
-            return {k: float(m[k]) for k in PRUNING_METRICS}
-    else:
-        ablate = ablate_neurons
-
-        def metrics(ps: dict[str, torch.Tensor]) -> dict[str, float]:
-            return _metrics(ps, act, labels)
+    ablate, metrics = _ablate_and_metrics(act, (noisy_labels, clean_labels, train_idx, test_idx), model, config)
     low = neuron_ipr(params, model) < threshold
     draws = norm_matched_controls(neuron_sizes(params, model), low, n_draws, seed, n_bins)
     per_draw = [metrics(ablate(params, ~d)) for d in draws]
