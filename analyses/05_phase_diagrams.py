@@ -403,7 +403,8 @@ def by_epoch(path) -> dict[int, dict]:
 for a, b in (("n4-init/runs/xi0.3_a1", "n4-xi-wd-lr/runs/xi0.3_lr0.01_wd1"),
              ("n4-init/runs/xi1_a1", "n4-xi-wd-lr/runs/xi1_lr0.01_wd1"),
              ("n4-xi-wd-lr/runs/xi1_lr0.001_wd1", "noise-tf/runs/n4_tf0.3_s0")):
-    pa, pb = by_epoch(SWEEP_RUNS / a / "analysis" / "progress.csv"), by_epoch(SWEEP_RUNS / b / "analysis" / "progress.csv")
+    pa = by_epoch(SWEEP_RUNS / a / "analysis" / "progress.csv")
+    pb = by_epoch(SWEEP_RUNS / b / "analysis" / "progress.csv")
     common = sorted(set(pa) & set(pb))
     same = sum(all(pa[e][k] == pb[e][k] for k in SAME) for e in common)
     print(f"{a} vs {b}: {same} of {len(common)} common checkpoints identical in {len(SAME)} columns")

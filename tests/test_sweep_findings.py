@@ -423,7 +423,7 @@ def test_pruning_by_ipr_against_keeping_the_largest_neurons():
 def test_trajectories_that_invert_and_memorize_again():
     found = {}
     for sweep in ("doshi-grid", "n4-xi-wd-lr"):
-        for name, r in rows(sweep).items():
+        for name in rows(sweep):
             prog = progress(sweep, name)
             ph = run_phases([p["epoch"] for p in prog], prog)["phases"]
             top = max(prog, key=lambda p: p["train_noisy_corrected_frac"])
