@@ -369,6 +369,8 @@ def test_phase_rule_v2_against_v1_on_every_sweep():
     assert [round(last[k], 3) for k in ("train_clean_acc", "train_noisy_memorized_frac", "train_noisy_corrected_frac",
                                         "test_acc_clean")] == [0.925, 0.165, 0.374, 0.431]
     assert round(progress("doshi-grid", "xi0.3_tf0.3_wd20")[-1]["train_noisy_memorized_frac"], 3) == 0.837
+    grid = rows("doshi-grid")  # against their rule: v2 agrees on the first, disagrees on the second
+    assert [grid[n]["doshi_phase"] for n in ("xi0.5_tf0.7_wd20", "xi0.3_tf0.3_wd20")] == ["forgetting", "memorization"]
 
 
 def test_corrected_statements_of_section_2():
