@@ -285,7 +285,7 @@ wd1 = SWEEP_RUNS / "n4-xi-wd-lr" / "runs" / "xi0.1_lr0.01_wd1"
 cfg, _ = rundir.read_config(wd1)
 ds = make_dataset(cfg)
 _, compact = rundir.read_compact(rundir.compact_path(wd1, 3000), cfg.p, cfg.d_model, cfg.d_mlp)
-sr = size_ranked_pruning(compact, cfg.act, ds.noisy_labels, ds.clean_labels, ds.train_idx, ds.test_idx)
+sr = size_ranked_pruning(compact, cfg, ds.noisy_labels, ds.clean_labels, ds.train_idx, ds.test_idx)
 print(f"xi0.1_lr0.01_wd1: {sr['n_periodic_among_largest']} of its {sr['n_periodic']} periodic neurons are among its "
       f"{sr['n_periodic']} largest")
 for what in ("full", "ipr_pruned", "largest_kept"):

@@ -411,7 +411,7 @@ def test_pruning_by_ipr_against_keeping_the_largest_neurons():
     cfg, _ = rundir.read_config(wd1)
     ds = make_dataset(cfg)
     _, P = rundir.read_compact(rundir.compact_path(wd1, 3000), cfg.p, cfg.d_model, cfg.d_mlp)
-    sr = size_ranked_pruning(P, cfg.act, ds.noisy_labels, ds.clean_labels, ds.train_idx, ds.test_idx)
+    sr = size_ranked_pruning(P, cfg, ds.noisy_labels, ds.clean_labels, ds.train_idx, ds.test_idx)
     committed = summary("n4-xi-wd-lr", "xi0.1_lr0.01_wd1")["pruning"]
     for k in ("full", "ipr_pruned"):  # the kept weights give back the committed analysis's numbers
         for m, v in committed[k].items():

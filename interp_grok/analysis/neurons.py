@@ -13,9 +13,9 @@ from __future__ import annotations
 import torch
 
 from ..config import Config
-from ..evaluation import evaluate, grid_metrics
-from ..models import ModelFamily
-from ..models.mlp import ablate_neurons, neuron_curves
+from ..evaluation import evaluate
+from ..models import ModelFamily, family
+from ..models.mlp import neuron_curves
 from .fourier import ipr
 
 PERIODIC_IPR = 0.5  # a neuron is "periodic" when its IPR is at least this (a square wave scores 2/3)
@@ -79,22 +79,6 @@ def norm_matched_controls(sizes: torch.Tensor, silenced: torch.Tensor, n_draws: 
     return out
 
 
-def _metrics(params: dict[str, torch.Tensor], act: str, labels: tuple[torch.Tensor, ...]) -> dict[str, float]:
-    m = grid_metrics(params, act, *labels)
-    return {k: float(m[k]) for k in PRUNING_METRICS}
-
-
-def _ablate_and_metrics(act: str, labels: tuple[torch.Tensor, ...], model: ModelFamily | None,
-                        config: Config | None):
-    if model is not None and config is not None:  # any model family: its curves, ablation and outputs
-        def metrics(ps: dict[str, torch.Tensor]) -> dict[str, float]:
-            m = evaluate(ps, config, *labels)
-            return {k: float(m[k]) for k in PRUNING_METRICS}
-
-        return model.ablate_neurons, metrics
-    return ablate_neurons, lambda ps: _metrics(ps, act, labels)
-
-
 def largest(sizes: torch.Tensor, k: int) -> torch.Tensor:
     """bool [d_mlp]: the k neurons of largest size (ties by index, as norm_matched_controls ranks)."""
     if not 0 <= k <= sizes.numel():
@@ -105,12 +89,12 @@ def largest(sizes: torch.Tensor, k: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def size_ranked_pruning(params: dict[str, torch.Tensor], act: str, noisy_labels: torch.Tensor,
+def size_ranked_pruning(params: dict[str, torch.Tensor], config: Config, noisy_labels: torch.Tensor,
                         clean_labels: torch.Tensor, train_idx: torch.Tensor, test_idx: torch.Tensor, *,
-                        threshold: float = PERIODIC_IPR, model: ModelFamily | None = None,
-                        config: Config | None = None) -> dict:
+                        threshold: float = PERIODIC_IPR) -> dict:
     """IPR pruning against pruning by size alone: keep the K periodic neurons (IPR >= threshold),
-    or keep the K largest (``neuron_sizes``), silencing the rest either way.
+    or keep the K largest (``neuron_sizes``), silencing the rest either way (as pruning_experiment,
+    through the family of ``config``).
 
     When the periodic neurons are the largest ones, the size-quantile control of
     ``pruning_experiment`` can only reshuffle neurons inside the top bin; keeping the K largest
@@ -118,7 +102,12 @@ def size_ranked_pruning(params: dict[str, torch.Tensor], act: str, noisy_labels:
     ``n_periodic_among_largest`` (how many of the K periodic neurons are among the K largest) and
     the PRUNING_METRICS of ``full``, ``ipr_pruned`` and ``largest_kept``.
     """
-    ablate, metrics = _ablate_and_metrics(act, (noisy_labels, clean_labels, train_idx, test_idx), model, config)
+    model = family(config)
+
+    def metrics(ps: dict[str, torch.Tensor]) -> dict[str, float]:
+        m = evaluate(ps, config, noisy_labels, clean_labels, train_idx, test_idx)
+        return {k: float(m[k]) for k in PRUNING_METRICS}
+
     periodic = neuron_ipr(params, model) >= threshold
     top = largest(neuron_sizes(params, model), int(periodic.sum()))
     return {
@@ -127,27 +116,35 @@ def size_ranked_pruning(params: dict[str, torch.Tensor], act: str, noisy_labels:
         "n_periodic": int(periodic.sum()),
         "n_periodic_among_largest": int((periodic & top).sum()),
         "full": metrics(params),
-        "ipr_pruned": metrics(ablate(params, periodic)),
-        "largest_kept": metrics(ablate(params, top)),
+        "ipr_pruned": metrics(model.ablate_neurons(params, periodic)),
+        "largest_kept": metrics(model.ablate_neurons(params, top)),
     }
 
 
 @torch.no_grad()
-def pruning_experiment(params: dict[str, torch.Tensor], act: str, noisy_labels: torch.Tensor,
+def pruning_experiment(params: dict[str, torch.Tensor], config: Config, noisy_labels: torch.Tensor,
                        clean_labels: torch.Tensor, train_idx: torch.Tensor, test_idx: torch.Tensor, *,
                        threshold: float = PERIODIC_IPR, n_draws: int = CONTROL_DRAWS, seed: int = CONTROL_SEED,
-                       n_bins: int = NORM_BINS, model: ModelFamily | None = None,
-                       config: Config | None = None) -> dict:
+                       n_bins: int = NORM_BINS) -> dict:
     """Silence the neurons with IPR < threshold, and as a control size-matched random sets.
 
-    Returns a JSON-ready dict: the settings; ``full``, ``ipr_pruned`` (metrics of PRUNING_METRICS,
-    grid_metrics' definitions); ``control`` ({metric: {mean, sd, min, max}} over the draws, sd
-    with n - 1, 0 for one draw) and ``control_draws`` ({metric: [one value per draw]}). Silencing
-    zeroes the neuron's W_out row (model.ablate_neurons). If pruning low-IPR neurons forgets the
-    memorized labels far more than the control does, the memorization lives in those neurons;
-    if the control forgets as much, pruning only shows that removing neurons removes fit.
+    The model family of ``config`` (models.family) gives the neurons' curves, how a neuron is
+    silenced (its ablate_neurons: the MLP zeroes the neuron's W_out row) and the outputs the
+    metrics are read from (evaluation.evaluate). Returns a JSON-ready dict: the settings; ``full``,
+    ``ipr_pruned`` (metrics of PRUNING_METRICS); ``control`` ({metric: {mean, sd, min, max}} over
+    the draws, sd with n - 1, 0 for one draw) and ``control_draws`` ({metric: [one value per
+    draw]}). If pruning low-IPR neurons forgets the memorized labels far more than the control
+    does, the memorization lives in those neurons; if the control forgets as much, pruning only
+    shows that removing neurons removes fit.
     """
-    ablate, metrics = _ablate_and_metrics(act, (noisy_labels, clean_labels, train_idx, test_idx), model, config)
+    labels = (noisy_labels, clean_labels, train_idx, test_idx)
+    model = family(config)
+
+    def metrics(ps: dict[str, torch.Tensor]) -> dict[str, float]:
+        m = evaluate(ps, config, *labels)
+        return {k: float(m[k]) for k in PRUNING_METRICS}
+
+    ablate = model.ablate_neurons
     low = neuron_ipr(params, model) < threshold
     draws = norm_matched_controls(neuron_sizes(params, model), low, n_draws, seed, n_bins)
     per_draw = [metrics(ablate(params, ~d)) for d in draws]
