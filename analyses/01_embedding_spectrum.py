@@ -14,6 +14,7 @@
 # %%
 import torch
 
+import interp_grok as ig
 from interp_grok import key_frequencies, key_set_is_flat, plotting
 from interp_grok.reference import figures_dir, load_reference_runs
 
@@ -56,3 +57,16 @@ for n, (_run, an) in runs.items():
     damping = torch.cos(torch.pi * strict.double() / p).abs() ** n
     print(f"    threshold 0.5: {strict.tolist()}; label damping |cos(pi k/p)|^{n} there: "
           f"{[round(d, 3) for d in damping.tolist()]}")
+
+# %% [markdown]
+# summary.json's `key_freq_share_of_W_E_norm2` divides by the sum of N_k² over k = 1..48, which
+# leaves out W_E's constant Fourier row. Its share of the whole ‖W_E‖² (the basis is orthonormal,
+# so that is the Frobenius norm), from the final float32 weights:
+
+# %%
+for n, (run, an) in runs.items():
+    W = run.params(run.checkpoint_epochs[-1])["W_E"].double()
+    N = ig.frequency_norms(W)
+    k = an.key_freqs
+    print(f"n = {n}: key share of the non-constant part {an.summary['key_freq_share_of_W_E_norm2']:.5f}, of the "
+          f"whole ||W_E||^2 {(N[k - 1].pow(2).sum() / W.pow(2).sum()).item():.5f}")

@@ -254,3 +254,24 @@ def test_periodic_neurons_are_the_largest_so_ipr_pruning_is_size_pruning():
     counts = {e: int((ig.neuron_ipr(n0.compact(e)) >= 0.5).sum()) for e in (10_000, 10_500, 20_000)}
     assert counts == {10_000: 83, 10_500: 121, 20_000: 511}
     assert not [e for e in n0.compact_epochs if 10_500 < e < 20_000]
+
+
+def test_key_share_with_and_without_the_constant_row():
+    """summary.json's key_freq_share_of_W_E_norm2 leaves W_E's constant Fourier row out of the
+    denominator (docs/measurements.md); n = 0's key frequencies carry 98.9 % of ||W_E||^2 either way."""
+    from interp_grok.analysis.fourier import frequency_norms
+
+    run = _load(0)
+    an = read_analysis(run)
+    W = run.params(20_000)["W_E"].double()
+    N = frequency_norms(W)
+    k = an.key_freqs
+    assert an.summary["key_freq_share_of_W_E_norm2"] == pytest.approx((N[k - 1].pow(2).sum() / N.pow(2).sum()).item())
+    whole = (N[k - 1].pow(2).sum() / W.pow(2).sum()).item()
+    assert whole < an.summary["key_freq_share_of_W_E_norm2"] and round(whole, 3) == 0.989
+    for n in (2, 4, 8):
+        run, an = _load(n), read_analysis(_load(n))
+        W = run.params(40_000)["W_E"].double()
+        N = frequency_norms(W)
+        gap = an.summary["key_freq_share_of_W_E_norm2"] - (N[an.key_freqs - 1].pow(2).sum() / W.pow(2).sum()).item()
+        assert 0 < gap < 2e-4, n
