@@ -58,8 +58,13 @@ def test_reference_run_is_a_valid_trimmed_run(n):
     assert len(an.rows) >= 100  # the analysis of the full run is kept
     # the final checkpoint in full, ~20 compact ones from init to the end, landmarks included
     assert run.checkpoint_epochs == [an.epochs.tolist()[-1]]
-    assert run.compact_epochs == build.compact_epochs(an) and 18 <= len(run.compact_epochs) <= 24
-    assert set(build.choose_checkpoints(an).values()) <= set(run.compact_epochs) <= set(an.epochs.tolist())
+    # (chosen by build.py from the version-1 analysis; its excluded-loss landmark used the W_E-norm keys)
+    assert 18 <= len(run.compact_epochs) <= 24 and set(run.compact_epochs) <= set(an.epochs.tolist())
+    chosen = build.choose_checkpoints(an)
+    assert {chosen[k] for k in chosen if k != "mid_circuit_formation"} <= set(run.compact_epochs)
+    # re-analyzed at the current version (checkpoints/reanalyze.py): the default key rule, a manifest
+    assert an.verified and an.key_freq_source["name"] == "logit_outlier"
+    assert {int(r["epoch"]) for r in an.rows if not math.isnan(r["key_fve"])} == set(run.compact_epochs)
     # the stored analysis and the trainer's metrics agree with a recomputation from the weights
     final = run.checkpoint_epochs[-1]
     m = _measure(run, final, an.key_freqs)
@@ -95,14 +100,17 @@ def test_n0_groks_through_four_key_frequencies():
     run = _load(0)
     an = read_analysis(run)
     keys = an.key_freqs
-    chosen = build.choose_checkpoints(an)
+    chosen = build.choose_checkpoints(an) | {"mid_circuit_formation": 3_839}  # as build.py chose it (README)
     init, memorized, mid, general, final = (_measure(run, chosen[k], keys) for k in (
         "init", "end_of_memorization", "mid_circuit_formation", "after_generalization", "final"))
     sq = {r["epoch"]: r["sum_sq_weights"] for r in an.rows}  # Σθ² needs the five weights: from the analysis
     mid["sum_sq_weights"], final["sum_sq_weights"] = sq[chosen["mid_circuit_formation"]], sq[chosen["final"]]
     # the final model is a perfect generalizer with a sparse spectrum
     assert final["test_acc_clean"] == 1.0 and final["train_acc"] == 1.0
-    assert final["key_freqs"].tolist() == keys.tolist() and len(keys) == 4
+    # the W_E-norm rule finds the four frequencies of the embedding; the logit-outlier rule (the
+    # analysis' key set) finds them and ten more in the logits
+    assert final["key_freqs"].tolist() == [1, 6, 27, 40] and set(final["key_freqs"].tolist()) <= set(keys.tolist())
+    assert keys.tolist() == [1, 2, 3, 4, 5, 6, 11, 12, 16, 17, 23, 27, 40, 43]
     assert final["key_share"] > 0.98 and final["gini"] > 0.7
     # restricted loss at most the full loss; removing the key frequencies leaves ~chance
     assert final["restricted"] <= final["full_loss_all"]
@@ -164,9 +172,10 @@ def test_n2_memorizes_every_noisy_label_while_a_low_frequency_circuit_grows():
     # same projection of a pure lookup table of the noisy labels gets (0.70 vs 0.46 here) ...
     restricted, control = _restricted_vs_control(run, final, torch.tensor([1, 4, 11]))
     assert restricted > control + 0.2
-    # ... while over the flat default key set, memorization alone explains it (0.77 vs 0.89)
-    restricted_flat, control_flat = _restricted_vs_control(run, final, an.key_freqs)
+    # ... while over the flat W_E-norm key set, memorization alone explains it (0.77 vs 0.89)
+    restricted_flat, control_flat = _restricted_vs_control(run, final, ig.key_frequencies(m["N"]))
     assert restricted_flat < control_flat
+    assert an.key_freqs.tolist() == [1, 4, 11]  # the analysis' key set (logit-outlier rule): the three peaks
 
 
 @pytest.mark.parametrize("n", [4, 8])
@@ -258,7 +267,8 @@ def test_periodic_neurons_are_the_largest_so_ipr_pruning_is_size_pruning():
 
 def test_key_share_with_and_without_the_constant_row():
     """summary.json's key_freq_share_of_W_E_norm2 leaves W_E's constant Fourier row out of the
-    denominator (docs/measurements.md); n = 0's key frequencies carry 98.9 % of ||W_E||^2 either way."""
+    denominator (docs/measurements.md); n = 0's four W_E-norm key frequencies carry 98.9 % of
+    ||W_E||^2 either way, its 14 logit-outlier ones (the analysis' key set) 99.1 %."""
     from interp_grok.analysis.fourier import frequency_norms
 
     run = _load(0)
@@ -268,10 +278,30 @@ def test_key_share_with_and_without_the_constant_row():
     k = an.key_freqs
     assert an.summary["key_freq_share_of_W_E_norm2"] == pytest.approx((N[k - 1].pow(2).sum() / N.pow(2).sum()).item())
     whole = (N[k - 1].pow(2).sum() / W.pow(2).sum()).item()
-    assert whole < an.summary["key_freq_share_of_W_E_norm2"] and round(whole, 3) == 0.989
+    assert whole < an.summary["key_freq_share_of_W_E_norm2"] and round(whole, 3) == 0.991
+    k4 = ig.key_frequencies(N)
+    assert k4.tolist() == [1, 6, 27, 40]
+    assert round((N[k4 - 1].pow(2).sum() / N.pow(2).sum()).item(), 3) == round(
+        (N[k4 - 1].pow(2).sum() / W.pow(2).sum()).item(), 3) == 0.989
     for n in (2, 4, 8):
         run, an = _load(n), read_analysis(_load(n))
         W = run.params(40_000)["W_E"].double()
         N = frequency_norms(W)
         gap = an.summary["key_freq_share_of_W_E_norm2"] - (N[an.key_freqs - 1].pow(2).sum() / W.pow(2).sum()).item()
         assert 0 < gap < 2e-4, n
+
+
+def test_restricted_accuracy_over_the_analysis_key_sets_against_the_control():
+    """docs/findings.md §8: the logit-outlier key sets' restricted clean-label accuracy (from the
+    compact form of the final checkpoint, as analyses/02 computes it) against the lookup table's."""
+    from interp_grok.analysis.circuits import lookup_table_logits, restricted_accuracy
+
+    got = {}
+    for n in (2, 4, 8):
+        run = _load(n)
+        an, ds = read_analysis(run), run.dataset
+        logits = ig.grid_logits(run.compact(40_000), run.config.act)
+        table = lookup_table_logits(run.config.p, ds.train_idx, ds.noisy_labels)
+        got[n] = (len(an.key_freqs), round(restricted_accuracy(logits, an.key_freqs, ds.clean_labels), 3),
+                  round(restricted_accuracy(table, an.key_freqs, ds.clean_labels, ties="expected"), 3))
+    assert got == {2: (3, 0.701, 0.464), 4: (10, 0.505, 0.680), 8: (5, 0.402, 0.443)}
