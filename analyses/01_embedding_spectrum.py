@@ -72,4 +72,5 @@ for n, (run, an) in runs.items():
     k, k25 = an.key_freqs, key_frequencies(N)
     print(f"n = {n}: key share of the non-constant part {an.summary['key_freq_share_of_W_E_norm2']:.5f}, of the "
           f"whole ||W_E||^2 {(N[k - 1].pow(2).sum() / W.pow(2).sum()).item():.5f}; W_E-norm keys: "
-          f"{(N[k25 - 1].pow(2).sum() / N.pow(2).sum()).item():.5f} / {(N[k25 - 1].pow(2).sum() / W.pow(2).sum()).item():.5f}")
+          f"{(N[k25 - 1].pow(2).sum() / N.pow(2).sum()).item():.5f} / "
+          f"{(N[k25 - 1].pow(2).sum() / W.pow(2).sum()).item():.5f}")
