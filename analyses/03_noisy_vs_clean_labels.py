@@ -108,7 +108,7 @@ for n, (run, _an) in all_runs.items():
 # against keeping the K periodic ones.
 
 # %%
-from interp_grok.analysis.neurons import size_ranked_pruning  # noqa: E402
+from interp_grok import size_ranked_pruning  # noqa: E402
 
 for n, (run, _an) in all_runs.items():
     if n == 0:

@@ -274,12 +274,10 @@ for name, res in sweeps.items():
 # neurons are the largest ones. The run's final weights are kept in compact float16 form
 # (`runs/xi0.1_lr0.01_wd1/compact/`, from a retraining whose progress.csv is identical to the
 # committed one, cell for cell); its labels are regenerated from config.json
-# (`interp_grok.data.make_dataset`). Keep the K largest neurons against the K periodic ones.
+# (`interp_grok.make_dataset`). Keep the K largest neurons against the K periodic ones.
 
 # %%
-from interp_grok import rundir  # noqa: E402
-from interp_grok.analysis.neurons import size_ranked_pruning  # noqa: E402
-from interp_grok.data import make_dataset  # noqa: E402
+from interp_grok import make_dataset, rundir, size_ranked_pruning  # noqa: E402
 
 wd1 = SWEEP_RUNS / "n4-xi-wd-lr" / "runs" / "xi0.1_lr0.01_wd1"
 cfg, _ = rundir.read_config(wd1)
