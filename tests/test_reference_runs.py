@@ -305,3 +305,18 @@ def test_restricted_accuracy_over_the_analysis_key_sets_against_the_control():
         got[n] = (len(an.key_freqs), round(restricted_accuracy(logits, an.key_freqs, ds.clean_labels), 3),
                   round(restricted_accuracy(table, an.key_freqs, ds.clean_labels, ties="expected"), 3))
     assert got == {2: (3, 0.701, 0.464), 4: (10, 0.505, 0.680), 8: (5, 0.402, 0.443)}
+
+
+def test_n0_restricted_and_excluded_loss_at_the_kept_checkpoints():
+    """docs/findings.md §5, with the analysis' 14 logit-outlier key frequencies (analyses/02 prints them)."""
+    an = read_analysis(_load(0))
+    rows = {r["epoch"]: r for r in an.rows}
+    kept = [e for e, r in rows.items() if not math.isnan(r["excluded_loss"])]
+    assert [round(rows[e]["restricted_loss"], 2) for e in (122, 1500)] == [4.37, 3.00]
+    assert round(rows[10_000]["restricted_loss"], 4) == 0.0072 and round(rows[10_000]["excluded_loss"], 1) == 2.9
+    after = [e for e in kept if e >= 122]
+    assert min(after, key=lambda e: rows[e]["excluded_loss"]) == 1500
+    assert f"{rows[1500]['excluded_loss']:.2g}" == "6.8e-06"
+    assert f"{rows[20_000]['restricted_loss']:.2g}" == "3.1e-07" and round(rows[20_000]["excluded_loss"], 2) == 4.44
+    noisy = {n: read_analysis(_load(n)).rows[-1]["excluded_loss"] for n in (2, 4, 8)}  # §8
+    assert [round(noisy[n], 2) for n in (2, 4, 8)] == [1.85, 0.41, 0.14]
