@@ -60,7 +60,7 @@ for n, (_run, an) in runs.items():
     print(f"    the analysis' key set ({an.key_freq_source.get('name')}): {an.key_freqs.tolist()}")
 
 # %% [markdown]
-# summary.json's `key_freq_share_of_W_E_norm2` (for the analysis' key set) divides by the sum of
+# summary.json's `key_freq_share_of_nonconstant_W_E_norm2` (for the analysis' key set) divides by the sum of
 # N_k² over k = 1..48, which leaves out W_E's constant Fourier row. Its share of the whole ‖W_E‖²
 # (the basis is orthonormal, so that is the Frobenius norm), from the final float32 weights, for
 # the analysis' key set and for the W_E-norm rule's:
@@ -70,7 +70,8 @@ for n, (run, an) in runs.items():
     W = run.params(run.checkpoint_epochs[-1])["W_E"].double()
     N = ig.frequency_norms(W)
     k, k25 = an.key_freqs, key_frequencies(N)
-    print(f"n = {n}: key share of the non-constant part {an.summary['key_freq_share_of_W_E_norm2']:.5f}, of the "
+    share = an.summary["key_freq_share_of_nonconstant_W_E_norm2"]
+    print(f"n = {n}: key share of the non-constant part {share:.5f}, of the "
           f"whole ||W_E||^2 {(N[k - 1].pow(2).sum() / W.pow(2).sum()).item():.5f}; W_E-norm keys: "
           f"{(N[k25 - 1].pow(2).sum() / N.pow(2).sum()).item():.5f} / "
           f"{(N[k25 - 1].pow(2).sum() / W.pow(2).sum()).item():.5f}")

@@ -266,7 +266,7 @@ def test_periodic_neurons_are_the_largest_so_ipr_pruning_is_size_pruning():
 
 
 def test_key_share_with_and_without_the_constant_row():
-    """summary.json's key_freq_share_of_W_E_norm2 leaves W_E's constant Fourier row out of the
+    """summary.json's key_freq_share_of_nonconstant_W_E_norm2 leaves W_E's constant Fourier row out of the
     denominator (docs/measurements.md); n = 0's four W_E-norm key frequencies carry 98.9 % of
     ||W_E||^2 either way, its 14 logit-outlier ones (the analysis' key set) 99.1 %."""
     from interp_grok.analysis.fourier import frequency_norms
@@ -276,9 +276,10 @@ def test_key_share_with_and_without_the_constant_row():
     W = run.params(20_000)["W_E"].double()
     N = frequency_norms(W)
     k = an.key_freqs
-    assert an.summary["key_freq_share_of_W_E_norm2"] == pytest.approx((N[k - 1].pow(2).sum() / N.pow(2).sum()).item())
+    share = an.summary["key_freq_share_of_nonconstant_W_E_norm2"]
+    assert share == pytest.approx((N[k - 1].pow(2).sum() / N.pow(2).sum()).item())
     whole = (N[k - 1].pow(2).sum() / W.pow(2).sum()).item()
-    assert whole < an.summary["key_freq_share_of_W_E_norm2"] and round(whole, 3) == 0.991
+    assert whole < an.summary["key_freq_share_of_nonconstant_W_E_norm2"] and round(whole, 3) == 0.991
     k4 = ig.key_frequencies(N)
     assert k4.tolist() == [1, 6, 27, 40]
     assert round((N[k4 - 1].pow(2).sum() / N.pow(2).sum()).item(), 3) == round(
@@ -287,7 +288,8 @@ def test_key_share_with_and_without_the_constant_row():
         run, an = _load(n), read_analysis(_load(n))
         W = run.params(40_000)["W_E"].double()
         N = frequency_norms(W)
-        gap = an.summary["key_freq_share_of_W_E_norm2"] - (N[an.key_freqs - 1].pow(2).sum() / W.pow(2).sum()).item()
+        whole_n = (N[an.key_freqs - 1].pow(2).sum() / W.pow(2).sum()).item()
+        gap = an.summary["key_freq_share_of_nonconstant_W_E_norm2"] - whole_n
         assert 0 < gap < 2e-4, n
 
 

@@ -365,7 +365,7 @@ def summarize(run: rundir.Run, an: Analysis) -> dict:
     return {
         "key_freqs": an.key_freqs.tolist(),
         "key_freq_source": an.key_freq_source,
-        "key_freq_share_of_W_E_norm2": share,
+        "key_freq_share_of_nonconstant_W_E_norm2": share,
         "gini_over": "the floor(p/2) per-frequency norms N_k of W_E",
         "noise_floor": noise_floor(c.noise_n, c.p_bin, c.p, c.noise_frac, c.noise_kind),
         "final_epoch": int(an.epochs[-1]),
