@@ -28,8 +28,9 @@ where "M >= tau" holds when there is no noisy training label (M is NaN: F is the
 training fit). That is rule "v2" (DEFAULT_PHASE_RULE). Rule "v1", the one fixed before the sweeps
 were first analyzed, read "G < tau: memorization" without looking at M, so a network that had
 inverted and then lost its test accuracy (clean labels still fit, noisy ones neither memorized nor
-corrected) was called memorization; it stays selectable (``rule="v1"``) to compare with. Under v1
-"an earlier phase other than confusion or forgetting" is the same as "F >= tau earlier".
+corrected) was called memorization; it stays selectable (``rule="v1"``) to compare with. Under v1,
+where every checkpoint with F >= tau gets another phase, "an earlier phase other than confusion or
+forgetting" is v1's "F >= tau at an earlier checkpoint".
 
 A run's transition epochs are read off its trajectory (see ``transition_epochs``), and its final
 phase counts as settled when every checkpoint in the last SETTLE_FRACTION of its epochs has it.
