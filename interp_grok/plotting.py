@@ -519,6 +519,41 @@ def save_figure(fig: Figure, path: Path | str, close: bool = False) -> Path:
     return Path(path)
 
 
+AUDIT_STYLE = {"loss": ("C0", "-"), "margin": ("C1", "-"), "first_fit_late": ("C2", "--"),
+               "first_fit_early": ("C2", ":"), "restricted_disagree": ("C3", "--"), "restricted_nll": ("C3", "-")}
+
+
+def plot_audit(rows: list[dict], run_name: str = "", *, fig: Figure | SubFigure | None = None) -> Figure:
+    """The label audit's curves: precision and recall of each score against the budget (as a
+    fraction of the training set), with the random baseline; ``rows`` as audit.audit_table gives
+    them (or analysis.correction.read_audit reads from RUN/analysis/audit.csv). Ties counted in
+    expectation (audit.expected_hits)."""
+    with _style():
+        fig, (ax_p, ax_r) = _panels(fig, 2, (10, 4))
+        scores = list(dict.fromkeys(r["score"] for r in rows))
+        for name in scores:
+            rs = sorted((r for r in rows if r["score"] == name), key=lambda r: r["budget"])
+            color, ls = AUDIT_STYLE.get(name, (None, "-"))
+            x = [r["budget_frac"] for r in rs]
+            ax_p.plot(x, [r["precision"] for r in rs], color=color, ls=ls, marker=".", label=name)
+            ax_r.plot(x, [r["recall"] for r in rs], color=color, ls=ls, marker=".", label=name)
+        if rows:
+            rs = sorted((r for r in rows if r["score"] == scores[0]), key=lambda r: r["budget"])
+            x = [r["budget_frac"] for r in rs]
+            ax_p.plot(x, [r["baseline_precision"] for r in rs], color="0.4", ls=":", label="random (noisy fraction)")
+            ax_r.plot(x, [r["baseline_recall"] for r in rs], color="0.4", ls=":", label="random (B / n)")
+        for ax, what in ((ax_p, "precision (flagged that are noisy)"), (ax_r, "recall (noisy that are flagged)")):
+            ax.set_xscale("log")
+            ax.set_xlabel("budget B / n_train (log axis)")
+            ax.set_ylabel(what)
+            ax.set_ylim(-0.02, 1.02)
+        ax_p.legend(loc="best")
+        epoch = f" at epoch {rows[0]['epoch']}" if rows and "epoch" in rows[0] else ""
+        fig.suptitle(_title(run_name, f"label audit{epoch}: the top-B training examples by each score"),
+                     fontsize=11)
+    return _root(fig)
+
+
 def draw_all(an: Analysis, floor: dict, xs: list[int], out_dir: Path, run_name: str = "") -> list[Path]:
     """The standard figures of one run, written to out_dir and closed (what `interp-grok analyze`
     draws); returns their paths."""

@@ -82,7 +82,7 @@ def test_outputs(analyzed):
     assert float(rows[-1]["excluded_loss"]) == pytest.approx(
         excluded_loss(logits, keys, ds.noisy_labels, ds.train_idx).item())
     figs = sorted(p.name for p in (a / "figures").glob("*.png"))
-    assert figs == ["losses.png", "memorization.png", "restricted_excluded.png", "spectrum_final.png",
+    assert figs == ["audit.png", "losses.png", "memorization.png", "restricted_excluded.png", "spectrum_final.png",
                     "spectrum_heatmap.png", "weight_norms.png"]
     assert all((a / "figures" / f).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for f in figs)
 

@@ -69,7 +69,7 @@ def test_cli_console_script_renders_headless(tiny_run, tmp_path):
     res = subprocess.run([str(Path(sys.executable).parent / "interp-grok"), "analyze", str(out)], env=env,
                          capture_output=True, text=True)
     assert res.returncode == 0, res.stderr[-1000:]
-    assert len(list((out / "analysis" / "figures").glob("*.png"))) == 6
+    assert len(list((out / "analysis" / "figures").glob("*.png"))) == 7  # draw_all's six and the audit's
 
 
 def test_panels_compose_into_a_users_figure(tiny_an):

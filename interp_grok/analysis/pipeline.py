@@ -12,6 +12,9 @@
     manifest.json               written last: the sha256 of the four files above, the settings
                                 the rows were computed with (key frequencies, dataset, analysis
                                 version) and the sha256 of each row's checkpoint
+    audit.csv                   the label audit at the last analyzed checkpoint on disk
+                                (analyze_run_dir writes it: correction.audit_run, write_audit;
+                                derived, like the figures, not in the manifest)
     figures/*.png               drawn by interp_grok.plotting
 
 The manifest makes the four files one analysis: read_analysis refuses files that do not match
@@ -45,6 +48,7 @@ from .circuits import (
     logit_frequency_power,
     logit_key_frequencies,
 )
+from .correction import audit_run, write_audit
 from .fourier import KEY_FREQ_RULE, KEY_FREQ_THRESHOLD, frequency_norms, key_frequencies, key_set_is_flat
 from .measures import Checkpoint, columns, headline_columns, measure_row
 from .memorization import first_fit_epoch, forgetting_events
@@ -557,6 +561,7 @@ def analyze_run_dir(
                          force=force,
                          drop_missing=drop_missing, progress=progress)
         out = write_analysis(run, an)
+        write_audit(run, audit_run(run, an))  # derived from the analysis, like the figures
         figures = draw(run, an, out) if draw is not None else []
     return run, an, out, figures
 
