@@ -11,7 +11,8 @@ current default key rule (`pipeline.DEFAULT_KEY_RULE`, read at the final checkpo
 
 - final checkpoint: every column, from the exact float32 weights (`pipeline.analyze_checkpoint`);
 - compact checkpoints: the columns the stored analysis lacks and the key-dependent ones
-  (restricted / excluded losses, key_fve; every measure but `weights`, which needs W_in, W_out
+  (restricted / excluded losses, key_fve, extraction accuracy, the restricted-logit audit scores;
+  every measure but `weights`, which needs W_in, W_out
   and W_U apart), from the float16 compact form; the other columns as stored (float32);
 - other checkpoints: the stored columns that do not depend on the key set; NaN in the others
   (and in logit_power / excluded_loss_by_key), unless the key set is unchanged.
@@ -48,8 +49,8 @@ from interp_grok.analysis.pipeline import (
 from interp_grok.models import family
 
 # the progress.csv columns whose value depends on the key set (measurements.md §3, §3b)
-KEY_DEPENDENT_MEASURES = ("restricted_excluded", "circuits_by_label", "excluded_by_x")
-KEY_DEPENDENT_EXTRA = ("key_fve",)
+KEY_DEPENDENT_MEASURES = ("restricted_excluded", "circuits_by_label", "excluded_by_x", "extraction")
+KEY_DEPENDENT_EXTRA = ("key_fve", "audit_rprec_restricted_disagree", "audit_rprec_restricted_nll")
 
 
 def key_dependent(run: rundir.Run) -> set[str]:
