@@ -88,7 +88,14 @@ from .memorization import (
     shift_kl,
     shift_within,
 )
-from .neurons import PERIODIC_IPR, neuron_ipr, neuron_sizes, norm_matched_controls, pruning_experiment
+from .neurons import (
+    PERIODIC_IPR,
+    neuron_ipr,
+    neuron_sizes,
+    norm_matched_controls,
+    pruning_experiment,
+    size_ranked_pruning,
+)
 from .phases import (
     PHASES,
     TRANSITIONS,
@@ -129,7 +136,7 @@ __all__ = [
     "example_stats", "predicted_shift", "shift_distribution", "shift_kl", "shift_within", "first_fit_epoch",
     "forgetting_events", "fraction_by_noise",
     # neurons
-    "neuron_ipr", "neuron_sizes", "norm_matched_controls", "pruning_experiment", "PERIODIC_IPR",
+    "neuron_ipr", "neuron_sizes", "norm_matched_controls", "pruning_experiment", "size_ranked_pruning", "PERIODIC_IPR",
     # phases
     "phase_trajectory", "transition_epochs", "settled", "run_phases", "doshi_phase_trajectory", "PHASES",
     "TRANSITIONS",
