@@ -110,3 +110,20 @@ def test_doshi_forgetting_comes_after_another_phase():
 
     assert doshi_phase_trajectory([0.2, 0.66, 0.12], [0.0, 1.0, 0.07], 0.35) == [
         "confusion", "full_inversion", "forgetting"]  # their wd = 20 run: inverted at 300, lost by 2000
+
+
+def test_last_quarter_change_reads_the_settling_window():
+    """docs/xi1-window.md's stationarity: over the checkpoints at or after 0.75 x the last epoch."""
+    from interp_grok.analysis.phases import last_quarter_change
+
+    epochs = [0, 100, 500, 740, 750, 800, 900, 1000]
+    flat = last_quarter_change(epochs, [0, 0.1, 0.5, 0.9, 0.90, 0.95, 0.91, 0.91])
+    assert flat["delta"] == pytest.approx(0.01) and flat["range"] == pytest.approx(0.05) and flat["stationary"]
+    rising = last_quarter_change(epochs, [0, 0, 0, 0, 0.5, 0.6, 0.7, 0.8])
+    assert rising["delta"] == pytest.approx(0.3) and not rising["stationary"]
+    wobbly = last_quarter_change(epochs, [0, 0, 0, 0, 0.5, 0.6, 0.4, 0.5])  # back where it began, but spread 0.2
+    assert wobbly["delta"] == 0.0 and wobbly["range"] == pytest.approx(0.2) and not wobbly["stationary"]
+    gone = last_quarter_change(epochs, [0.0] * 4 + [math.nan] * 4)
+    assert math.isnan(gone["delta"]) and not gone["stationary"]
+    with pytest.raises(ValueError):
+        last_quarter_change([0, 1], [0.0])

@@ -100,6 +100,7 @@ from .phases import (
     PHASES,
     TRANSITIONS,
     doshi_phase_trajectory,
+    last_quarter_change,
     phase_trajectory,
     run_phases,
     settled,
@@ -138,7 +139,7 @@ __all__ = [
     # neurons
     "neuron_ipr", "neuron_sizes", "norm_matched_controls", "pruning_experiment", "size_ranked_pruning", "PERIODIC_IPR",
     # phases
-    "phase_trajectory", "transition_epochs", "settled", "run_phases", "doshi_phase_trajectory", "PHASES",
+    "phase_trajectory", "transition_epochs", "settled", "run_phases", "doshi_phase_trajectory", "last_quarter_change", "PHASES",
     "TRANSITIONS",
     # frames (pandas)
     "analysis_frame", "memorization_frame", "runs_frame",

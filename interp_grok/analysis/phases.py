@@ -55,7 +55,7 @@ PHASE_RULES = ("v2", "v1")
 DEFAULT_PHASE_RULE = "v2"
 
 __all__ = ["DEFAULT_PHASE_RULE", "MEASURES", "PHASES", "PHASE_RULES", "PHASE_THRESHOLD", "SETTLE_FRACTION",
-           "TRANSITIONS", "doshi_phase_trajectory",
+           "STATIONARY_DELTA", "STATIONARY_RANGE", "TRANSITIONS", "doshi_phase_trajectory", "last_quarter_change",
            "phase_trajectory",
            "run_phases", "settled", "transition_epochs"]
 
@@ -151,6 +151,29 @@ def settled(epochs, phases: list[str], fraction: float = SETTLE_FRACTION) -> boo
         return False
     start = e[-1] * (1.0 - fraction)
     return all(ph == phases[-1] for ep, ph in zip(e, phases) if ep >= start)
+
+
+# docs/xi1-window.md's readout, fixed before its runs were analyzed: a column is stationary over the
+# last quarter when it moved by at most STATIONARY_DELTA from its start and spanned at most STATIONARY_RANGE
+STATIONARY_DELTA = 0.02
+STATIONARY_RANGE = 0.05
+
+
+def last_quarter_change(epochs, values, fraction: float = SETTLE_FRACTION) -> dict[str, float | bool]:
+    """How a column moved over the last ``fraction`` of the epochs (the window ``settled`` reads):
+    ``delta`` = its final value minus its value at the first checkpoint of the window, ``range`` =
+    max - min over the window's checkpoints, ``stationary`` = |delta| <= STATIONARY_DELTA and
+    range <= STATIONARY_RANGE. NaN values are skipped; all NaN gives NaN and not stationary."""
+    e, v = _f64(epochs).tolist(), _f64(values).tolist()
+    if len(e) != len(v) or not e:
+        raise ValueError(f"epochs and values must be non-empty and of one length (got {len(e)} and {len(v)})")
+    start = e[-1] * (1.0 - fraction)
+    window = [x for ep, x in zip(e, v) if ep >= start and not math.isnan(x)]
+    if not window:
+        return {"delta": math.nan, "range": math.nan, "stationary": False}
+    delta, span = window[-1] - window[0], max(window) - min(window)
+    return {"delta": delta, "range": span,
+            "stationary": abs(delta) <= STATIONARY_DELTA and span <= STATIONARY_RANGE}
 
 
 def run_phases(epochs, rows: list[dict], tau: float = PHASE_THRESHOLD, rule: str = DEFAULT_PHASE_RULE) -> dict:
