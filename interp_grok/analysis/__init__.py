@@ -139,8 +139,8 @@ __all__ = [
     # neurons
     "neuron_ipr", "neuron_sizes", "norm_matched_controls", "pruning_experiment", "size_ranked_pruning", "PERIODIC_IPR",
     # phases
-    "phase_trajectory", "transition_epochs", "settled", "run_phases", "doshi_phase_trajectory", "last_quarter_change", "PHASES",
-    "TRANSITIONS",
+    "phase_trajectory", "transition_epochs", "settled", "run_phases", "doshi_phase_trajectory", "last_quarter_change",
+    "PHASES", "TRANSITIONS",
     # frames (pandas)
     "analysis_frame", "memorization_frame", "runs_frame",
     # pipeline
