@@ -21,7 +21,7 @@ T checkpoints, n_train training examples; pairs (a, b) are flat in a-major order
   restricted_accuracy, lookup_table_logits (the memorization control), tie_credit,
   logit_frequency_power, logit_key_frequencies, key_fve, excluded_loss_by_frequency
                                                                    (interp_grok.analysis.circuits)
-  neuron_ipr, neuron_sizes, norm_matched_controls, pruning_experiment
+  neuron_ipr, neuron_sizes, norm_matched_controls, pruning_experiment, size_ranked_pruning
                                                                    (interp_grok.analysis.neurons)
   shift_distribution, shift_kl, shift_within                       (interp_grok.analysis.memorization)
   softmax_collapse_fraction, zero_loss_fraction, top_logit_gap, descent_weight_cosines,
@@ -95,7 +95,7 @@ from .analysis.memorization import (
     shift_kl,
     shift_within,
 )
-from .analysis.neurons import neuron_ipr, neuron_sizes, norm_matched_controls, pruning_experiment
+from .analysis.neurons import neuron_ipr, neuron_sizes, norm_matched_controls, pruning_experiment, size_ranked_pruning
 from .analysis.numerics import (
     descent_weight_cosines,
     loss_spikes,
@@ -164,7 +164,7 @@ __all__ = [
     "RelabelResult",
     "lookup_table_logits", "restricted_accuracy", "tie_credit", "logit_frequency_power", "logit_key_frequencies",
     "key_fve", "excluded_loss_by_frequency", "neuron_ipr", "neuron_sizes", "norm_matched_controls",
-    "pruning_experiment", "shift_distribution", "shift_kl", "shift_within",
+    "pruning_experiment", "size_ranked_pruning", "shift_distribution", "shift_kl", "shift_within",
     "ablate_neurons", "Analysis", "analysis_frame", "analyze_run", "checkpoint_schedule", "compact_params",
     "Config", "ConfigError", "cross_entropy", "Dataset", "example_stats", "excluded_logits", "excluded_loss",
     "figures_dir", "first_fit_epoch", "fit_matrix", "forgetting_events", "fourier_basis", "fraction_by_noise",

@@ -514,8 +514,9 @@ def _print_summary(run, an, out: Path, figures: list[Path], wall: float) -> None
         print(f"key frequencies: {len(keys)} of {run.config.p // 2} frequencies ({how}): a flat spectrum, none "
               f"stands out at this threshold; Gini {f['gini_W_E']:.3f}")
     else:
-        print(f"key frequencies: {keys} ({how}); they carry {100 * s['key_freq_share_of_W_E_norm2']:.1f}% "
-              f"of ||W_E||^2; Gini {f['gini_W_E']:.3f}")
+        share = s["key_freq_share_of_nonconstant_W_E_norm2"]
+        print(f"key frequencies: {keys} ({how}); they carry {100 * share:.1f}% of the non-constant part of "
+              f"||W_E||^2; Gini {f['gini_W_E']:.3f}")
     from .models import family
 
     if run.config.noise_kind == "uniform":  # only training labels are corrupted: the test labels are clean

@@ -103,10 +103,19 @@ def _floor_lines(ax, floor: dict, labels: bool = True) -> None:
                    label=f"-log P(X=0) = {floor['nll_clean']:.3f}: Bayes loss vs clean labels" if labels else None)
 
 
+def _xy(an: Analysis, col: str) -> tuple[np.ndarray, np.ndarray]:
+    """A progress column against the epochs, without its NaN rows: a column measured at fewer
+    checkpoints (e.g. a trimmed run's key-dependent columns, only where weights are kept) is drawn
+    as a line through the checkpoints that have it, not as isolated invisible segments."""
+    e, v = an.epochs.numpy(), an.column(col).numpy()
+    keep = ~np.isnan(v)
+    return e[keep], v[keep]
+
+
 def _lines(ax, an: Analysis, specs: list[tuple[str, str, str, str]]) -> None:
     """One line per (progress column, label, color, linestyle) against the checkpoint epochs."""
     for col, label, color, ls in specs:
-        ax.plot(an.epochs.numpy(), an.column(col).numpy(), color=color, ls=ls, label=label)
+        ax.plot(*_xy(an, col), color=color, ls=ls, label=label)
 
 
 def _freqs(keys, limit: int = 10) -> str:
@@ -285,7 +294,7 @@ def plot_compare(analyses: dict[str, Analysis], columns: list[tuple[str, str]], 
         fig, axes = _panels(fig, len(columns), (4.2 * len(columns) + 1, 3.8))
         for ax, (col, ylabel) in zip(axes, columns):
             for i, (label, an) in enumerate(analyses.items()):
-                ax.plot(an.epochs.numpy(), an.column(col).numpy(), color=f"C{i}", label=label)
+                ax.plot(*_xy(an, col), color=f"C{i}", label=label)
                 if floors and label in floors:
                     ax.axhline(floors[label], color=f"C{i}", ls=":", lw=1)
             if logy:

@@ -89,7 +89,14 @@ from .memorization import (
     shift_kl,
     shift_within,
 )
-from .neurons import PERIODIC_IPR, neuron_ipr, neuron_sizes, norm_matched_controls, pruning_experiment
+from .neurons import (
+    PERIODIC_IPR,
+    neuron_ipr,
+    neuron_sizes,
+    norm_matched_controls,
+    pruning_experiment,
+    size_ranked_pruning,
+)
 from .numerics import (
     descent_weight_cosines,
     loss_spikes,
@@ -102,6 +109,7 @@ from .phases import (
     PHASES,
     TRANSITIONS,
     doshi_phase_trajectory,
+    last_quarter_change,
     phase_trajectory,
     run_phases,
     settled,
@@ -138,10 +146,10 @@ __all__ = [
     "example_stats", "predicted_shift", "shift_distribution", "shift_kl", "shift_within", "first_fit_epoch",
     "forgetting_events", "fraction_by_noise",
     # neurons
-    "neuron_ipr", "neuron_sizes", "norm_matched_controls", "pruning_experiment", "PERIODIC_IPR",
+    "neuron_ipr", "neuron_sizes", "norm_matched_controls", "pruning_experiment", "size_ranked_pruning", "PERIODIC_IPR",
     # phases
-    "phase_trajectory", "transition_epochs", "settled", "run_phases", "doshi_phase_trajectory", "PHASES",
-    "TRANSITIONS",
+    "phase_trajectory", "transition_epochs", "settled", "run_phases", "doshi_phase_trajectory", "last_quarter_change",
+    "PHASES", "TRANSITIONS",
     # frames (pandas)
     "analysis_frame", "memorization_frame", "runs_frame",
     # pipeline

@@ -336,13 +336,14 @@ def landmarks(an: Analysis) -> dict[str, int | None]:
     memorized: first checkpoint fitting >= 99 % of the training labels (noisy ones included).
     peak_weight_norm: checkpoint of the largest sum of squared weights.
     excluded_min: checkpoint of the smallest excluded loss at or after memorization — where the
-    circuit starts to carry the training fit (Nanda's circuit formation begins).
+    circuit starts to carry the training fit (Nanda's circuit formation begins); checkpoints
+    without an excluded loss (NaN) are skipped.
     generalized: first checkpoint with clean test accuracy >= 95 %.
     """
     epochs = an.epochs.tolist()
     memorized = next((r["epoch"] for r in an.rows if r["train_acc"] >= 0.99), None)
     sq = an.column("sum_sq_weights")
-    excl = an.column("excluded_loss")
+    excl = an.column("excluded_loss").nan_to_num(nan=math.inf)  # NaN: not measured there (a trimmed run)
     start = epochs.index(memorized) if memorized is not None else 0
     return {
         "memorized": memorized,
@@ -369,7 +370,7 @@ def summarize(run: rundir.Run, an: Analysis) -> dict:
     return {
         "key_freqs": an.key_freqs.tolist(),
         "key_freq_source": an.key_freq_source,
-        "key_freq_share_of_W_E_norm2": share,
+        "key_freq_share_of_nonconstant_W_E_norm2": share,
         "gini_over": "the floor(p/2) per-frequency norms N_k of W_E",
         "noise_floor": noise_floor(c.noise_n, c.p_bin, c.p, c.noise_frac, c.noise_kind),
         "final_epoch": int(an.epochs[-1]),
