@@ -144,6 +144,27 @@ def test_mlp_family_trains_with_the_configured_loss():
     assert torch.equal(got, stablemax_cross_entropy(mlp_logits(P, a, b), y))
 
 
+def test_the_transformer_family_trains_with_the_configured_loss():
+    """The loss is shared, not the MLP's: the transformer's batched_loss with loss stablemax is their
+    StableMax formula on the plain three-position transformer's logits (all p + 1 columns), with the
+    same gradients."""
+    from known_models import plain_transformer
+
+    from interp_grok.models.transformer import PARAM_NAMES as T_NAMES
+
+    c = Config(model="transformer", p=7, d_model=16, n_heads=4, d_mlp=24, noise_n=0, loss="stablemax").finalize()
+    fam = family(c)
+    P = {k: v.double().requires_grad_(True) for k, v in fam.init_params(c, torch.Generator().manual_seed(0)).items()}
+    i = torch.arange(49)
+    a, b = i // 7, i % 7
+    y = (a + b) % 7
+    got = fam.batched_loss({k: P[k][None] for k in T_NAMES}, a[None], b[None], y[None], torch.tensor([49]), c)[0]
+    want = _their_stablemax_ce(plain_transformer(P, a, b)[:, 2], y)
+    torch.testing.assert_close(got, want)
+    for x, z in zip(torch.autograd.grad(got, list(P.values())), torch.autograd.grad(want, list(P.values()))):
+        torch.testing.assert_close(x, z)
+
+
 # ------------------------------------------------------------------ settings
 
 
