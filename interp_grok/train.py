@@ -82,6 +82,12 @@ def memory_needed(config: Config) -> int:
     return 4 * n_params * 6 + max(noise, step, grid)
 
 
+def disk_needed(config: Config) -> int:
+    """Bytes a finished run of ``config`` takes on disk, roughly: its checkpoints, train state and dataset."""
+    n_params = sum(math.prod(s) for s in family(config).param_shapes(config).values())
+    return 4 * n_params * (len(config.checkpoint_epochs) + 3) + 8 * config.p**2 * 3
+
+
 def check_resources(config: Config, out: Path) -> None:
     """TrainError, before anything is written, if the run cannot fit this machine's memory or
     its checkpoints the free disk at ``out``."""
@@ -94,8 +100,7 @@ def check_resources(config: Config, out: Path) -> None:
         raise TrainError(f"this run needs about {need / 2**30:.1f} GiB of memory, more than 80 % of this "
                          f"machine's {total / 2**30:.1f} GiB (p={config.p}, d_model={config.d_model}, "
                          f"d_mlp={config.d_mlp}, noise_n={config.noise_n})")
-    n_params = sum(math.prod(s) for s in family(config).param_shapes(config).values())
-    disk = 4 * n_params * (len(config.checkpoint_epochs) + 3) + 8 * config.p**2 * 3
+    disk = disk_needed(config)
     where = Path(out).absolute()
     while not where.exists():
         where = where.parent
