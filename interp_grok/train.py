@@ -537,9 +537,15 @@ class _Book:
         if is_eval:
             rec = self.evaluate(params)
             if not (math.isfinite(rec["train_loss"]) and math.isfinite(rec["sum_sq_weights"])):
-                self.error = (f"{self.out}: training diverged by epoch {epoch} (train loss {rec['train_loss']:.4g}, "
-                              f"sum of squared weights {rec['sum_sq_weights']:.4g}); nothing after epoch {flushed} "
-                              f"was written and the last saved state is at epoch {self.last_state}; try a smaller --lr")
+                what = (f"train loss {rec['train_loss']:.4g}, sum of squared weights {rec['sum_sq_weights']:.4g}")
+                if epoch == 0:  # the initial weights themselves: nothing was trained, no state was saved
+                    self.error = (f"{self.out}: the initial weights already give a non-finite loss ({what}); nothing "
+                                  "was trained and no train state was saved; try a smaller --init-scale")
+                else:
+                    saved = (f"the last saved state is at epoch {self.last_state}"
+                             if (self.out / rundir.TRAIN_STATE).exists() else "no train state was saved")
+                    self.error = (f"{self.out}: training diverged by epoch {epoch} ({what}); nothing after epoch "
+                                  f"{flushed} was written and {saved}; try a smaller --lr or --init-scale")
                 return
             recs.append({"kind": "eval", "epoch": epoch, **rec})
             self.final = {"epoch": epoch, **rec}
