@@ -91,7 +91,7 @@ print(f"{'n':>3} {'silence':>10} {'neurons':>8} {'':>8} {'memorized':>18} {'corr
 for n, (run, _an) in all_runs.items():
     ds, params = run.dataset, run.params(run.checkpoint_epochs[-1])
     for threshold in (0.1, 0.5):
-        pr = pruning_experiment(params, run.config.act, ds.noisy_labels, ds.clean_labels, ds.train_idx,
+        pr = pruning_experiment(params, run.config, ds.noisy_labels, ds.clean_labels, ds.train_idx,
                                 ds.test_idx, threshold=threshold)
         label = f"IPR < {threshold}"
         print(f"{n:>3} {label:>10} {pr['n_silenced']:>8} {'full':>8} "

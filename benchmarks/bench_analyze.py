@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from interp_grok import rundir
-from interp_grok.analysis.pipeline import analyze_run, write_analysis, x_value_columns
+from interp_grok.analysis import analyze_run, write_analysis, x_value_columns
 from interp_grok.cli import _default_threads
 from interp_grok.config import Config
 from interp_grok.data import make_dataset

@@ -27,7 +27,9 @@ T checkpoints, n_train training examples; pairs (a, b) are flat in a-major order
   grid_metrics, metrics_from_logits, sum_sq_weights, weight_norms  (interp_grok.evaluation)
   noise_floor, noise_pmf                                           (interp_grok.noise)
 - whole-run analysis: analyze_run, write_analysis, read_analysis, Analysis, landmarks,
-  fit_matrix, x_value_columns, x_column                            (interp_grok.analysis.pipeline)
+  fit_matrix                                                       (interp_grok.analysis.pipeline)
+- per-checkpoint measures: x_value_columns, x_column; the registry is
+  interp_grok.analysis.measures (MEASURES, @measure, Checkpoint)   (interp_grok.analysis.measures)
 - phases under noise: phase_trajectory, doshi_phase_trajectory, transition_epochs, run_phases,
   settled, PHASES                                                  (interp_grok.analysis.phases)
 - sweeps: load_sweep (SweepResults: rows of SWEEP/analysis/table.csv, to_frame(), run(name),
@@ -61,6 +63,7 @@ from .analysis.circuits import (
 )
 from .analysis.fourier import fourier_basis, frequency_norms, gini, ipr, key_frequencies, key_set_is_flat
 from .analysis.frames import analysis_frame, memorization_frame, runs_frame
+from .analysis.measures import x_column, x_value_columns
 from .analysis.memorization import (
     example_stats,
     first_fit_epoch,
@@ -80,8 +83,6 @@ from .analysis.pipeline import (
     landmarks,
     read_analysis,
     write_analysis,
-    x_column,
-    x_value_columns,
 )
 from .config import Config, ConfigError, checkpoint_schedule
 from .data import Dataset, make_dataset

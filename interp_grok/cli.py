@@ -330,7 +330,7 @@ def _add_analyze_parser(sub) -> None:
 def _cmd_analyze(args) -> int:
     import torch
 
-    from .analysis.pipeline import analyze_run_dir, x_value_columns
+    from .analysis import analyze_run_dir, x_value_columns
     from .plotting import draw_all
 
     if args.threshold is not None and args.key_rule == "W_E_norm" and not 0.0 < args.threshold <= 1.0:

@@ -67,12 +67,17 @@ def evaluate(
         "sum_sq_weights": sum_sq_weights(params).item()}
 
 
+def per_example_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Per-example float64 NLL of log_softmax, [n], for logits [n, C] of any model family."""
+    return -logits.to(torch.float64).log_softmax(-1).gather(-1, labels[:, None])[:, 0]
+
+
 def example_losses(logits: torch.Tensor, labels: torch.Tensor, loss: str = "cross_entropy") -> torch.Tensor:
     """Per-example float64 loss [n] of logits [n, C]: cross_entropy (NLL of log_softmax) or mse
     (mean over the C classes of (z - onehot(label))^2, so its mean over examples is nn.MSELoss)."""
-    z = logits.to(torch.float64)
     if loss == "cross_entropy":
-        return -z.log_softmax(-1).gather(-1, labels[:, None])[:, 0]
+        return per_example_cross_entropy(logits, labels)
+    z = logits.to(torch.float64)
     if loss == "mse":
         return (z - torch.nn.functional.one_hot(labels, z.shape[-1]).to(torch.float64)).square().mean(-1)
     raise ValueError(f"loss must be cross_entropy or mse (got {loss!r})")

@@ -26,7 +26,8 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure, SubFigure
 
 from .analysis.fourier import KEY_FREQ_RULE, key_set_is_flat
-from .analysis.pipeline import Analysis, x_column
+from .analysis.measures import x_column
+from .analysis.pipeline import Analysis
 from .models.mlp import PARAM_NAMES
 from .rundir import atomic_write_bytes
 

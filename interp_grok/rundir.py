@@ -299,6 +299,23 @@ def require_run_dir(path: Path) -> Path:
     return path
 
 
+def own_subdir(run: Path, *parts: str, create: bool = True) -> Path:
+    """run/parts..., created where missing (unless not ``create``); RunDirError if any part already
+    there is a symlink or not a directory. Everything a run writes lies below its directory: a subdirectory that is a
+    link (say analysis/ -> elsewhere) would carry the writes out of it, so it is refused, not followed."""
+    path = Path(run)
+    for part in parts:
+        path = path / part
+        if path.is_symlink():
+            raise RunDirError(f"{path}: is a symbolic link (to {os.readlink(path)}); interp-grok writes only inside "
+                              f"the run directory: remove the link, or copy the run")
+        if path.exists() and not path.is_dir():
+            raise RunDirError(f"{path}: not a directory (interp-grok writes a folder here); move it away")
+        if create:
+            path.mkdir(exist_ok=True)
+    return path
+
+
 _TOP_FILES = (CONFIG, DATASET, METRICS, TRAIN_STATE, LOCK, ANALYSIS_LOCK)
 # what a run writes, as (is this file name ours?, {subdirectory: its own layout})
 _Layout = tuple[Callable[[str], bool], dict]
@@ -497,6 +514,7 @@ def read_dataset(run: Path, p: int) -> dict[str, torch.Tensor]:
 
 
 def write_checkpoint(run: Path, epoch: int, params: dict[str, torch.Tensor]) -> None:
+    own_subdir(run, CHECKPOINT_DIR)
     tensors = {k: v.detach().to(torch.float32) for k, v in params.items()}
     save_tensors(checkpoint_path(run, epoch), tensors, {"epoch": epoch, "format_version": FORMAT_VERSION})
 

@@ -316,6 +316,7 @@ class _Resume:
 def _prepare_resume(out: Path, epochs: int | None) -> _Resume:
     """Check everything on disk against each other (the caller holds the run's lock); write nothing."""
     stored, prov = rundir.read_config(out)
+    rundir.own_subdir(out, rundir.CHECKPOINT_DIR, create=False)  # a linked checkpoints/ would write elsewhere
     shapes = family(stored).param_shapes(stored)
     if (out / rundir.TRAIN_STATE).exists() or (out / rundir.TRAIN_STATE).is_symlink():
         start, state = rundir.read_train_state(out, shapes)

@@ -13,7 +13,8 @@ from interp_grok.analysis.circuits import (
     sum_direction_basis,
 )
 from interp_grok.analysis.fourier import frequency_norms, key_frequencies
-from interp_grok.models.mlp import grid_logits, per_example_cross_entropy
+from interp_grok.evaluation import per_example_cross_entropy
+from interp_grok.models.mlp import grid_logits
 
 
 def _labels(p):

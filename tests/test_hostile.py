@@ -320,6 +320,49 @@ def test_every_error_names_its_file(tmp_path, capsys):
     check(capsys, run_cli("train", *SMALL, "--out", f), 2, f"{f} exists and is not a directory")
 
 
+# ---------------------------------------------------------------- writes that would leave the run
+
+
+def test_a_wide_binomial_noise_trains_and_analyzes(tmp_path, capsys):
+    """n = 2000: C(n, j) overflows a float, so the noise pmf is computed in log space (it was an
+    OverflowError traceback); train and analyze both work and the noise floor is a distribution."""
+    out = tmp_path / "wide"
+    assert run_cli("train", *SMALL, "--noise", "2000", "--out", out) == 0
+    assert run_cli("analyze", out, "--no-figures") == 0
+    floor = json.loads((out / rundir.ANALYSIS_DIR / rundir.SUMMARY).read_text())["noise_floor"]
+    assert 0 < floor["p_zero"] < 1 and floor["entropy"] > 0
+
+
+@pytest.mark.parametrize("linked", [rundir.ANALYSIS_DIR, f"{rundir.ANALYSIS_DIR}/{rundir.FIGURES_DIR}"])
+def test_a_linked_analysis_folder_is_refused_and_nothing_written_through_it(tiny_run, tmp_path, capsys, linked):
+    """An analysis/ (or analysis/figures/) that is a symbolic link to a folder outside the run:
+    `analyze` names the link and exits 1; the folder it points to stays as it was."""
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run, ignore=shutil.ignore_patterns("analysis"))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "mine.txt").write_text("keep")
+    (run / linked).parent.mkdir(parents=True, exist_ok=True)
+    (run / linked).symlink_to(elsewhere, target_is_directory=True)
+    before = snapshot(run)
+    check(capsys, run_cli("analyze", run), 1, "is a symbolic link")
+    assert sorted(p.name for p in elsewhere.iterdir()) == ["mine.txt"]
+    assert snapshot(run) == before
+
+
+def test_a_linked_checkpoints_folder_is_refused_on_resume(tmp_path, capsys):
+    """The same for training: a resume whose checkpoints/ became a link writes no checkpoint through it."""
+    run = tmp_path / "run"
+    assert run_cli("train", *SMALL, "--out", run) == 0
+    elsewhere = tmp_path / "elsewhere"
+    shutil.move(run / rundir.CHECKPOINT_DIR, elsewhere)
+    (run / rundir.CHECKPOINT_DIR).symlink_to(elsewhere, target_is_directory=True)
+    outside = snapshot(elsewhere)
+    capsys.readouterr()
+    check(capsys, run_cli("train", "--resume", "--epochs", "6", "--out", run), 1, "is a symbolic link")
+    assert snapshot(elsewhere) == outside
+
+
 # ================================================================ sweeps (issue 20: sweeps that cannot lie)
 # A sweep counts a run as done only when it is its grid point's run, writes nothing outside SWEEP_DIR,
 # and answers every damaged input with one line naming it. Tiny runs, trained in-process.

@@ -13,6 +13,7 @@ from interp_grok.analysis.neurons import (
     norm_matched_controls,
     pruning_experiment,
 )
+from interp_grok.config import Config
 from interp_grok.models.mlp import grid_logits
 
 
@@ -53,7 +54,9 @@ def test_pruning_low_ipr_neurons_forgets_exactly_the_lookup_table():
     assert (ipr[:n0] > 0.999).all() and ipr[n0:].tolist() == pytest.approx([1 / (p // 2 + 1)] * 12)
     assert (grid_logits(params).reshape(p * p, p).argmax(-1)[train] == noisy[train]).all()
 
-    out = pruning_experiment(params, "relu", noisy, clean, train, test, n_draws=6, seed=3)
+    d_model, d_mlp = params["W_in"].shape
+    config = Config(p=p, d_model=d_model, d_mlp=d_mlp)  # the MLP family, ReLU: pruning asks it
+    out = pruning_experiment(params, config, noisy, clean, train, test, n_draws=6, seed=3)
     assert out["n_silenced"] == 12 and out["n_neurons"] == n0 + 12 and out["ipr_threshold"] == PERIODIC_IPR
     assert out["full"] == {"test_acc_clean": 1.0, "train_clean_acc": 1.0, "train_noisy_memorized_frac": 1.0,
                            "train_noisy_corrected_frac": 0.0}

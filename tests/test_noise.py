@@ -24,3 +24,26 @@ def test_no_noise_and_folding():
     pmf = noise_pmf(4, 0.5, 3)
     assert pmf.tolist() == pytest.approx([6 / 16 + 0, 4 / 16 + 1 / 16, 1 / 16 + 4 / 16])
     assert pmf.sum().item() == pytest.approx(1.0)
+
+
+def test_noise_pmf_of_a_large_n_is_exact_to_rounding():
+    """Past EXACT_BINOMIAL_N the binomial coefficient overflows a float (`--noise 2000` once ended
+    in an OverflowError): the log-space terms match exact rational arithmetic, and the pmf stays a
+    distribution for q = 0, 1/2, 1 and a skewed q."""
+    from fractions import Fraction
+
+    from interp_grok.noise import EXACT_BINOMIAL_N, _log_space_binomial_pmf
+
+    n = 2000
+    assert n > EXACT_BINOMIAL_N
+    for q in (Fraction(1, 2), Fraction(1, 5)):
+        got = _log_space_binomial_pmf(n, float(q))
+        for j in (0, 1, 400, 1000, 1999, 2000):
+            exact = float(Fraction(math.comb(n, j)) * q**j * (1 - q) ** (n - j))
+            assert got[j].item() == pytest.approx(exact, rel=1e-11, abs=1e-300)
+    for q in (0.0, 0.5, 1.0, 0.2):
+        pmf = noise_pmf(n, q, 97)
+        assert pmf.sum().item() == pytest.approx(1.0, abs=1e-14) and (pmf >= 0).all()
+    assert noise_pmf(n, 0.0, 97)[(-(n // 2)) % 97].item() == 1.0  # X = -n/2 surely
+    # near the centre the folded pmf of a wide binomial is nearly flat: p_zero -> 1/p
+    assert noise_floor(100_000, 0.5, 97)["p_zero"] == pytest.approx(1 / 97, rel=1e-6)

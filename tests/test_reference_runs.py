@@ -209,7 +209,7 @@ def test_pruning_low_ipr_neurons_against_a_size_matched_control():
 
     run = _load(4)
     ds = run.dataset
-    pr = pruning_experiment(run.params(40_000), "relu", ds.noisy_labels, ds.clean_labels, ds.train_idx, ds.test_idx)
+    pr = pruning_experiment(run.params(40_000), run.config, ds.noisy_labels, ds.clean_labels, ds.train_idx, ds.test_idx)
     full, cut, ctl = pr["full"], pr["ipr_pruned"], pr["control"]
     assert pr["n_silenced"] == 479
     assert (round(cut["train_clean_acc"], 3), round(cut["train_noisy_memorized_frac"], 3),
@@ -225,7 +225,7 @@ def test_pruning_low_ipr_neurons_against_a_size_matched_control():
                     8: (482, 0.208, 0.149, 0.231, 0.160, 0.050, 0.019)}.items():
         run = _load(n)
         ds = run.dataset
-        pr = pruning_experiment(run.params(40_000), "relu", ds.noisy_labels, ds.clean_labels, ds.train_idx,
+        pr = pruning_experiment(run.params(40_000), run.config, ds.noisy_labels, ds.clean_labels, ds.train_idx,
                                 ds.test_idx)
         cut, ctl = pr["ipr_pruned"], pr["control"]
         keys = ("train_noisy_memorized_frac", "train_noisy_corrected_frac", "train_clean_acc", "test_acc_clean")

@@ -7,6 +7,9 @@ This subpackage owns two things:
   spectrum (``circuits``), memorization of noisy versus clean labels per example (``memorization``),
   per-neuron IPR and the pruning test with its control (``neurons``), phases under label noise
   (``phases``), and pandas views of the results (``frames``, pandas optional);
+- the per-checkpoint measures (``measures``): each group of progress.csv columns is one
+  function registered with ``@measure``, reading a ``Checkpoint`` whose shared intermediates
+  (grid logits, restricted and excluded log-probabilities, neuron curves) are computed once;
 - the whole-run pipeline (``pipeline``): every checkpoint of a run through those measurements
   (``analyze_run`` -> ``Analysis``) and RUN/analysis/ on disk (``write_analysis``,
   ``read_analysis``, ``analyze_run_dir``, ``is_current``, ``ANALYSIS_VERSION``).
@@ -48,6 +51,16 @@ from .fourier import (
     key_set_is_flat,
 )
 from .frames import analysis_frame, memorization_frame, runs_frame
+from .measures import (
+    MEASURES,
+    Checkpoint,
+    Measure,
+    excluded_x_column,
+    measure,
+    measure_row,
+    x_column,
+    x_value_columns,
+)
 from .memorization import (
     example_stats,
     first_fit_epoch,
@@ -76,7 +89,6 @@ from .pipeline import (
     analyze_checkpoint,
     analyze_run,
     analyze_run_dir,
-    excluded_x_column,
     fit_matrix,
     is_current,
     landmarks,
@@ -85,8 +97,6 @@ from .pipeline import (
     stored_epochs,
     summarize,
     write_analysis,
-    x_column,
-    x_value_columns,
 )
 
 __all__ = [
@@ -112,4 +122,6 @@ __all__ = [
     "Analysis", "analyze_run", "analyze_checkpoint", "analyze_run_dir", "is_current", "write_analysis",
     "read_analysis", "analysis_dir", "stored_epochs", "summarize", "landmarks", "fit_matrix", "x_value_columns",
     "x_column", "excluded_x_column", "progress_columns", "PROGRESS_COLUMNS", "ANALYSIS_VERSION",
+    # measures (the per-checkpoint columns)
+    "MEASURES", "Measure", "Checkpoint", "measure", "measure_row",
 ]

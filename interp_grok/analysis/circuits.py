@@ -18,7 +18,7 @@ import math
 
 import torch
 
-from ..models.mlp import per_example_cross_entropy
+from ..evaluation import per_example_cross_entropy
 
 
 def sum_direction_basis(p: int, freqs: torch.Tensor) -> torch.Tensor:

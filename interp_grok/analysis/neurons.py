@@ -13,9 +13,9 @@ from __future__ import annotations
 import torch
 
 from ..config import Config
-from ..evaluation import evaluate, grid_metrics
-from ..models import ModelFamily
-from ..models.mlp import ablate_neurons, neuron_curves
+from ..evaluation import evaluate
+from ..models import ModelFamily, family
+from ..models.mlp import neuron_curves
 from .fourier import ipr
 
 PERIODIC_IPR = 0.5  # a neuron is "periodic" when its IPR is at least this (a square wave scores 2/3)
@@ -79,38 +79,30 @@ def norm_matched_controls(sizes: torch.Tensor, silenced: torch.Tensor, n_draws: 
     return out
 
 
-def _metrics(params: dict[str, torch.Tensor], act: str, labels: tuple[torch.Tensor, ...]) -> dict[str, float]:
-    m = grid_metrics(params, act, *labels)
-    return {k: float(m[k]) for k in PRUNING_METRICS}
-
-
 @torch.no_grad()
-def pruning_experiment(params: dict[str, torch.Tensor], act: str, noisy_labels: torch.Tensor,
+def pruning_experiment(params: dict[str, torch.Tensor], config: Config, noisy_labels: torch.Tensor,
                        clean_labels: torch.Tensor, train_idx: torch.Tensor, test_idx: torch.Tensor, *,
                        threshold: float = PERIODIC_IPR, n_draws: int = CONTROL_DRAWS, seed: int = CONTROL_SEED,
-                       n_bins: int = NORM_BINS, model: ModelFamily | None = None,
-                       config: Config | None = None) -> dict:
+                       n_bins: int = NORM_BINS) -> dict:
     """Silence the neurons with IPR < threshold, and as a control size-matched random sets.
 
-    Returns a JSON-ready dict: the settings; ``full``, ``ipr_pruned`` (metrics of PRUNING_METRICS,
-    grid_metrics' definitions); ``control`` ({metric: {mean, sd, min, max}} over the draws, sd
-    with n - 1, 0 for one draw) and ``control_draws`` ({metric: [one value per draw]}). Silencing
-    zeroes the neuron's W_out row (model.ablate_neurons). If pruning low-IPR neurons forgets the
-    memorized labels far more than the control does, the memorization lives in those neurons;
-    if the control forgets as much, pruning only shows that removing neurons removes fit.
+    The model family of ``config`` (models.family) gives the neurons' curves, how a neuron is
+    silenced (its ablate_neurons: the MLP zeroes the neuron's W_out row) and the outputs the
+    metrics are read from (evaluation.evaluate). Returns a JSON-ready dict: the settings; ``full``,
+    ``ipr_pruned`` (metrics of PRUNING_METRICS); ``control`` ({metric: {mean, sd, min, max}} over
+    the draws, sd with n - 1, 0 for one draw) and ``control_draws`` ({metric: [one value per
+    draw]}). If pruning low-IPR neurons forgets the memorized labels far more than the control
+    does, the memorization lives in those neurons; if the control forgets as much, pruning only
+    shows that removing neurons removes fit.
     """
     labels = (noisy_labels, clean_labels, train_idx, test_idx)
-    if model is not None and config is not None:  # any model family: its curves, ablation and outputs
-        ablate = model.ablate_neurons
+    model = family(config)
 
-        def metrics(ps: dict[str, torch.Tensor]) -> dict[str, float]:
-            m = evaluate(ps, config, *labels)
-            return {k: float(m[k]) for k in PRUNING_METRICS}
-    else:
-        ablate = ablate_neurons
+    def metrics(ps: dict[str, torch.Tensor]) -> dict[str, float]:
+        m = evaluate(ps, config, *labels)
+        return {k: float(m[k]) for k in PRUNING_METRICS}
 
-        def metrics(ps: dict[str, torch.Tensor]) -> dict[str, float]:
-            return _metrics(ps, act, labels)
+    ablate = model.ablate_neurons
     low = neuron_ipr(params, model) < threshold
     draws = norm_matched_controls(neuron_sizes(params, model), low, n_draws, seed, n_bins)
     per_draw = [metrics(ablate(params, ~d)) for d in draws]

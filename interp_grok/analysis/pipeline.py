@@ -36,51 +36,23 @@ import torch
 
 from .. import rundir
 from ..config import ConfigError
-from ..evaluation import metrics_from_logits, sum_sq_weights, weight_norms
 from ..models import family
-from ..models.mlp import PARAM_NAMES
-from ..noise import noise_floor, noise_pmf
+from ..noise import noise_floor
 from .circuits import (
     LOGIT_KEY_RULE,
     LOGIT_KEY_Z,
-    centered_logit_power,
     excluded_loss_by_frequency,
     logit_frequency_power,
     logit_key_frequencies,
-    project_sum_frequencies,
 )
-from .fourier import (
-    KEY_FREQ_RULE,
-    KEY_FREQ_THRESHOLD,
-    frequency_norms,
-    gini,
-    ipr,
-    key_frequencies,
-    key_set_is_flat,
-)
-from .memorization import (
-    example_stats,
-    first_fit_epoch,
-    forgetting_events,
-    fraction_by_noise,
-    shift_distribution,
-    shift_kl,
-    shift_within,
-)
-from .neurons import PERIODIC_IPR, pruning_experiment
+from .fourier import KEY_FREQ_RULE, KEY_FREQ_THRESHOLD, frequency_norms, key_frequencies, key_set_is_flat
+from .measures import Checkpoint, columns, headline_columns, measure_row
+from .memorization import first_fit_epoch, forgetting_events
+from .neurons import pruning_experiment
 
-PROGRESS_COLUMNS = [
-    "epoch", "train_loss", "test_loss", "test_acc_noisy", "test_acc_clean", "train_clean_acc",
-    "train_noisy_memorized_frac", "train_noisy_corrected_frac", "restricted_loss",
-    "restricted_loss_clean", "excluded_loss", "sum_sq_weights", "gini_W_E",
-    "key_fve", "gini_W_L", "ipr_mean", "n_periodic", "shift_kl", "shift_within1",
-]
-EXTRA_COLUMNS = [
-    "train_acc", "train_loss_clean", "test_loss_clean", "excluded_loss_clean",
-    *[f"norm_{k}" for k in PARAM_NAMES],
-    "restricted_loss_train_clean", "restricted_loss_train_noisy", "restricted_loss_train_noisy_vs_clean",
-    "excluded_loss_train_clean", "excluded_loss_train_noisy", "excluded_loss_train_noisy_vs_clean",
-]
+# "epoch" and the headline columns (summary.json's final values); progress.csv's full column list,
+# which depends on the run, is progress_columns(run): every registered measure's (measures.py)
+PROGRESS_COLUMNS = ["epoch", *headline_columns()]
 # key-frequency rules of analyze_run / `interp-grok analyze --key-rule`: name -> (description, default threshold)
 KEY_RULES = {
     "logit_outlier": (LOGIT_KEY_RULE, LOGIT_KEY_Z),
@@ -168,38 +140,9 @@ class Analysis:
                 + (f"; {len(self.bad_checkpoints)} bad checkpoints" if self.bad_checkpoints else "") + ")")
 
 
-def x_value_columns(noise: torch.Tensor, kind: str = "additive") -> list[int]:
-    """The nonzero noise values present, whose memorized fraction gets its own column (none for
-    uniform noise, whose shift is a uniform draw: one column per residue would say nothing)."""
-    if kind == "uniform":
-        return []
-    return [x for x in sorted(noise.unique().tolist()) if x != 0]
-
-
-def x_column(x: int) -> str:
-    return f"train_noisy_memorized_frac_x{x:+d}"
-
-
 def progress_columns(run: rundir.Run) -> list[str]:
-    """progress.csv's columns for this run, in file order (the per-X ones depend on its noise)."""
-    xs = x_value_columns(run.dataset.noise, run.config.noise_kind)
-    # the weight-norm columns are the model family's (EXTRA_COLUMNS has the MLP's)
-    extra = [k for k in EXTRA_COLUMNS if not k.startswith("norm_")] + [
-        f"norm_{k}" for k in family(run.config).param_names]
-    return PROGRESS_COLUMNS + extra + [x_column(x) for x in xs] + [excluded_x_column(x) for x in xs]
-
-
-def excluded_x_column(x: int) -> str:
-    """Excluded loss (noisy labels) over the noisy-labelled training examples with this X."""
-    return f"excluded_loss_train_noisy_x{x:+d}"
-
-
-def _nan_mean(x: torch.Tensor) -> float:
-    return x.mean().item() if x.numel() else math.nan
-
-
-def _mean_nll(log_probs: torch.Tensor, labels: torch.Tensor) -> float:
-    return -log_probs.gather(-1, labels[:, None]).mean().item()
+    """progress.csv's columns for this run, in file order (measures.columns)."""
+    return columns(run)
 
 
 @torch.no_grad()
@@ -208,59 +151,13 @@ def analyze_checkpoint(
 ) -> tuple[dict, torch.Tensor, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """(progress row, N_k of W_E, per-training-example stats, per-frequency arrays) for one set of
     weights. The last holds logit_power [floor(p/2)] and excluded_by_key [n_keys] (float64)."""
-    ds, p = run.dataset, run.config.p
-    noisy, clean, tr, te = ds.noisy_labels, ds.clean_labels, ds.train_idx, ds.test_idx
-    fam = family(run.config)
-    logits = fam.grid_logits(params, run.config)  # [p, p, p] indexed a, b, c
-    flat = logits.reshape(p * p, p)
-    flat64 = flat.to(torch.float64)
-    norms = frequency_norms(fam.embedding(params))  # the MLP's W_E; the quadratic family's U
-    row = metrics_from_logits(flat, noisy, clean, tr, te, loss=fam.loss)
-    # the same quantities as circuits.restricted_loss / excluded_loss, projecting only once
-    proj = project_sum_frequencies(logits, key_freqs).reshape(p * p, p)
-    restricted = (proj + flat64.mean(0)).log_softmax(-1)
-    excluded = (flat64 - proj)[tr].log_softmax(-1)
-    r_noisy = -restricted.gather(-1, noisy[:, None])[:, 0]  # [p * p]
-    r_clean = -restricted.gather(-1, clean[:, None])[:, 0]
-    e_noisy = -excluded.gather(-1, noisy[tr][:, None])[:, 0]  # [n_train]
-    e_clean = -excluded.gather(-1, clean[tr][:, None])[:, 0]
-    noisy_tr = ds.is_noisy[tr]
-    power = logit_frequency_power(logits)
-    total = centered_logit_power(logits).item()
-    curves = fam.neuron_curves(params)
-    neuron_ipr = (ipr(curves["in_a"]) + ipr(curves["in_b"])) / 2  # neurons.neuron_ipr, curves computed once
-    pmf = noise_pmf(run.config.noise_n, run.config.p_bin, p, run.config.noise_frac, run.config.noise_kind)
-    q = shift_distribution(flat[te].argmax(-1), te // p, te % p, p)
-    row |= {
-        "restricted_loss": r_noisy.mean().item(),
-        "restricted_loss_clean": r_clean.mean().item(),
-        "excluded_loss": e_noisy.mean().item(),
-        "excluded_loss_clean": e_clean.mean().item(),
-        "sum_sq_weights": sum_sq_weights(params).item(),
-        "gini_W_E": gini(norms).item(),
-        "key_fve": power[key_freqs - 1].sum().item() / total if total > 0 else math.nan,
-        "gini_W_L": gini(frequency_norms(curves["out"].T)).item(),  # spectrum over the output class
-        "ipr_mean": neuron_ipr.mean().item(),
-        "n_periodic": float((neuron_ipr >= PERIODIC_IPR).sum()),
-        "shift_kl": shift_kl(q, pmf),
-        "shift_within1": shift_within(q, 1),
-        "restricted_loss_train_clean": _nan_mean(r_noisy[tr][~noisy_tr]),
-        "restricted_loss_train_noisy": _nan_mean(r_noisy[tr][noisy_tr]),
-        "restricted_loss_train_noisy_vs_clean": _nan_mean(r_clean[tr][noisy_tr]),
-        "excluded_loss_train_clean": _nan_mean(e_noisy[~noisy_tr]),
-        "excluded_loss_train_noisy": _nan_mean(e_noisy[noisy_tr]),
-        "excluded_loss_train_noisy_vs_clean": _nan_mean(e_clean[noisy_tr]),
-        **weight_norms(params),
-    }
-    stats = example_stats(flat[tr], noisy[tr], clean[tr])
-    x_tr = ds.noise[tr]
-    by_x = fraction_by_noise((stats["pred"] == noisy[tr])[noisy_tr], x_tr[noisy_tr])
-    for x in x_value_columns(ds.noise, run.config.noise_kind):
-        row[x_column(x)] = by_x.get(x, math.nan)
-        row[excluded_x_column(x)] = _nan_mean(e_noisy[noisy_tr & (x_tr == x)])
-    spectra = {"logit_power": power,
-               "excluded_by_key": excluded_loss_by_frequency(logits, key_freqs, noisy, tr)}
-    return row, norms, stats, spectra
+    c = Checkpoint(params, run, key_freqs)
+    row = measure_row(c)
+    row = {k: row[k] for k in columns(run) if k in row}  # file order
+    spectra = {"logit_power": c.power,
+               "excluded_by_key": excluded_loss_by_frequency(c.logits, key_freqs, run.dataset.noisy_labels,
+                                                             run.dataset.train_idx)}
+    return row, c.norms, c.stats, spectra
 
 
 def analyze_run(
@@ -343,11 +240,12 @@ def analyze_run(
                 f"{len(run.checkpoint_epochs)} checkpoints on disk, or analyze a copy")
         if same and not force:
             on_disk = set(run.checkpoint_epochs)
+            wanted = set(progress_columns(run))
             for i, e in enumerate(previous.epochs.tolist()):
                 recorded = previous.checkpoint_sha256.get(e)
                 if e not in on_disk:
                     reuse[e] = i  # a trimmed run's row: kept as computed
-                elif recorded is not None:
+                elif recorded is not None and wanted <= previous.rows[i].keys():  # else: a measure added since
                     try:
                         if rundir.file_sha256(rundir.checkpoint_path(run.path, e)) == recorded:
                             reuse[e] = i  # same settings, same bytes: the same row
@@ -405,8 +303,7 @@ def analyze_run(
     an.summary = summarize(run, an)
     ds = run.dataset
     an.summary["pruning"] = {"epoch": final, **pruning_experiment(
-        final_params, run.config.act, ds.noisy_labels, ds.clean_labels, ds.train_idx, ds.test_idx,
-        model=family(run.config), config=run.config)}
+        final_params, run.config, ds.noisy_labels, ds.clean_labels, ds.train_idx, ds.test_idx)}
     an.n_reused = n_reused
     _attach_examples(run, an)
     return an
@@ -494,8 +391,7 @@ def write_analysis(run: rundir.Run, an: Analysis) -> Path:
     hold the analysis lock (`interp-grok analyze` does: rundir.locked(run.path, ...,
     rundir.ANALYSIS_LOCK)).
     """
-    out = analysis_dir(run.path)
-    out.mkdir(parents=True, exist_ok=True)
+    out = rundir.own_subdir(run.path, rundir.ANALYSIS_DIR)
     (out / MANIFEST).unlink(missing_ok=True)
     columns = progress_columns(run)
     buf = io.StringIO()
@@ -637,6 +533,8 @@ def analyze_run_dir(
     with rundir.locked(rundir.require_run_dir(Path(path)), rundir.ANALYSIS_LOCK) as lock:
         lock.announce(rundir.command_line())
         run = rundir.load_run(path)
+        # before anything is computed or written: a linked analysis/ or figures/ is refused
+        rundir.own_subdir(run.path, rundir.ANALYSIS_DIR, *([FIGURES] if draw is not None else []))
         if key_freqs is not None and any(not 1 <= k <= run.config.p // 2 for k in key_freqs):
             raise ConfigError(f"key frequencies must be in 1..{run.config.p // 2} (got {key_freqs})")
         previous = None

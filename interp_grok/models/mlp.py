@@ -253,12 +253,6 @@ def batched_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, n_k: torch
     return _CrossEntropy.apply(logits, labels, n_k, dtype)
 
 
-def per_example_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Per-example float64 NLL, [n]."""
-    log_probs = logits.to(torch.float64).log_softmax(dim=-1)
-    return -log_probs.gather(-1, labels[:, None])[:, 0]
-
-
 def neuron_curves(params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Each hidden neuron's input curves over the tokens and its output curve over the classes: the
     MLP's per-neuron curves that the Fourier and IPR analyses read (analysis.fourier.ipr).
