@@ -775,16 +775,18 @@ def test_a_dead_pool_does_not_fail_the_runs_it_never_started(tmp_path):
     assert (sweep.path / "errors" / "n0.json").exists() and not (sweep.path / "errors" / "n4.json").exists()
 
 
-def test_a_full_disk_names_the_file(run_copy, capsys, monkeypatch):
+def test_a_full_disk_names_the_file(sweep_copy, capsys, monkeypatch):
     import errno
 
     def full(fd):
         raise OSError(errno.ENOSPC, "No space left on device")
 
+    run = sweep_copy / "runs" / "n4"
+    capsys.readouterr()
     monkeypatch.setattr(rundir.os, "fsync", full)
-    assert run_cli("analyze", run_copy, "--no-figures") == 1
+    assert run_cli("analyze", run, "--no-figures", "--force") == 1
     _, err = lines(capsys)
-    assert len(err) == 1 and str(run_copy / "analysis") in err[0] and "No space left on device" in err[0], err
+    assert len(err) == 1 and str(run / "analysis") in err[0] and "No space left on device" in err[0], err
 
 
 def test_divergence_from_the_initial_weights_says_so(tmp_path, capsys):
@@ -860,6 +862,9 @@ def test_ctrl_c_stops_a_sweep_at_once_and_leaves_every_run_resumable(tmp_path):
         assert not (out / "runs" / "n2").exists() and not (out / "runs" / "n4").exists()  # nothing started after
         assert sweep_status(read_sweep(out))["n0"].state == "partial"
         assert not _prepare_resume(out / "runs" / "n0", None).finished  # checks every file, writes nothing
+        deadline = time.time() + 20  # multiprocessing's resource tracker exits once its pipe closes
+        while time.time() < deadline and _session(proc.pid):
+            time.sleep(0.1)
         assert not _session(proc.pid)
     finally:
         with contextlib.suppress(ProcessLookupError):
