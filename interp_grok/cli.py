@@ -690,17 +690,18 @@ def _cmd_sweep(args) -> int:
     finally:
         bar.close()
     failed = {n: r for n, r in results.items() if r["status"] == "failed"}
-    unstarted = [n for n, r in results.items() if r["status"] == "not started"]
+    unstarted = [n for n, r in results.items() if r["status"] in ("not started", "interrupted")]
     trained = sum(r["status"] == "trained" for r in results.values())
     done = sum(r["status"] == "done" for r in results.values())
     wall = _fmt_duration(time.perf_counter() - t0)
     print(f"sweep {args.sweep_dir}: {n_runs} runs, {trained} trained now, {done} already done, {len(failed)} failed"
-          + (f", {len(unstarted)} not started" if unstarted else "") + f" ({wall})")
+          + (f", {len(unstarted)} not finished" if unstarted else "") + f" ({wall})")
     for n, r in failed.items():
         print(f"interp-grok sweep: error: {_named(str(r['error']), sweep.run_dir(n))}", file=sys.stderr)
     if unstarted:
-        print(f"interp-grok sweep: error: {len(unstarted)} runs were not started because a worker died (first: "
-              f"{unstarted[0]}); run `interp-grok sweep {args.sweep_dir}` again to train them", file=sys.stderr)
+        print(f"interp-grok sweep: error: {len(unstarted)} runs were not finished because a worker died or was "
+              f"interrupted (first: {unstarted[0]}); run `interp-grok sweep {args.sweep_dir}` again to train them",
+              file=sys.stderr)
     return 1 if failed or unstarted else 0
 
 

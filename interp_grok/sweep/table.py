@@ -113,6 +113,8 @@ def analyze_sweep(sweep: Sweep, *, executor=None, workers: int | None = None, th
         if executor is None:  # one run, or one worker: no pool to start
             for i, n in enumerate(todo):
                 results[n] = analyze_one(str(sweep.run_dir(n)), threads, force)
+                if results[n]["status"] == "interrupted":  # Ctrl-C in this process: stop, as a pool would
+                    raise KeyboardInterrupt
                 if progress:
                     progress(i + 1, len(todo))
         else:
