@@ -33,6 +33,7 @@ test: install
 bench: install
 	$(BIN)/python benchmarks/bench_train.py
 	$(BIN)/python benchmarks/bench_analyze.py
+	$(BIN)/python benchmarks/bench_transformer.py
 
 # Every figure in docs/figures/, from the reference runs in checkpoints/ (deterministic bytes).
 figures: install

@@ -14,6 +14,7 @@
 # %%
 import torch
 
+import interp_grok as ig
 from interp_grok import key_frequencies, key_set_is_flat, plotting
 from interp_grok.reference import figures_dir, load_reference_runs
 
@@ -41,10 +42,10 @@ fig = plotting.plot_compare(analyses, [("gini_W_E", "Gini of N_k (W_E)")], "Spec
 plotting.save_figure(fig, out / "gini_by_noise.png")
 
 # %%
-print(f"{'n':>3} {'key frequencies':<40} {'mean k':>7} {'share of ||W_E||^2':>19} {'Gini':>6}")
+print(f"{'n':>3} {'key frequencies (W_E norm, 0.25)':<40} {'mean k':>7} {'share of ||W_E||^2':>19} {'Gini':>6}")
 for n, (_run, an) in runs.items():
-    keys = an.key_freqs
-    share = an.summary["key_freq_share_of_W_E_norm2"]
+    keys = key_frequencies(an.norms[-1])  # the W_E-norm rule; the analysis' own set is printed below
+    share = (an.norms[-1][keys - 1].pow(2).sum() / an.norms[-1].pow(2).sum()).item()
     mean_k = keys.double().mean().item() if keys.numel() else float("nan")
     flat = key_set_is_flat(keys, an.norms.shape[1])
     shown = f"{keys.numel()} of {an.norms.shape[1]} frequencies (flat)" if flat else str(keys.tolist())
@@ -56,3 +57,21 @@ for n, (_run, an) in runs.items():
     damping = torch.cos(torch.pi * strict.double() / p).abs() ** n
     print(f"    threshold 0.5: {strict.tolist()}; label damping |cos(pi k/p)|^{n} there: "
           f"{[round(d, 3) for d in damping.tolist()]}")
+    print(f"    the analysis' key set ({an.key_freq_source.get('name')}): {an.key_freqs.tolist()}")
+
+# %% [markdown]
+# summary.json's `key_freq_share_of_nonconstant_W_E_norm2` (for the analysis' key set) divides by the sum of
+# N_k² over k = 1..48, which leaves out W_E's constant Fourier row. Its share of the whole ‖W_E‖²
+# (the basis is orthonormal, so that is the Frobenius norm), from the final float32 weights, for
+# the analysis' key set and for the W_E-norm rule's:
+
+# %%
+for n, (run, an) in runs.items():
+    W = run.params(run.checkpoint_epochs[-1])["W_E"].double()
+    N = ig.frequency_norms(W)
+    k, k25 = an.key_freqs, key_frequencies(N)
+    share = an.summary["key_freq_share_of_nonconstant_W_E_norm2"]
+    print(f"n = {n}: key share of the non-constant part {share:.5f}, of the "
+          f"whole ||W_E||^2 {(N[k - 1].pow(2).sum() / W.pow(2).sum()).item():.5f}; W_E-norm keys: "
+          f"{(N[k25 - 1].pow(2).sum() / N.pow(2).sum()).item():.5f} / "
+          f"{(N[k25 - 1].pow(2).sum() / W.pow(2).sum()).item():.5f}")

@@ -89,8 +89,9 @@ for n, (_run, an) in runs.items():
 #
 # Accuracy against the clean labels, on all pairs, of the full logits and of the *restricted*
 # logits (key-frequency sum components + constant) at each kept checkpoint (the ~20 compact,
-# float16 ones: `run.compact(epoch)`, see checkpoints/README.md). Two key sets:
-# the analysis' own (threshold 0.25, fixed at the final checkpoint; flat for the noisy runs) and
+# float16 ones: `run.compact(epoch)`, see checkpoints/README.md). Three key sets:
+# the analysis' own (the logit-outlier rule at the final checkpoint, docs/measurements.md §3b),
+# the W_E-norm rule's (N_k ≥ 0.25 · max; flat for the noisy runs) and
 # the peaks at threshold 0.5. **Control**: the same projection of a pure lookup table of the
 # noisy training labels (`lookup_table_logits`). Projecting averages the logits along each
 # anti-diagonal a + b = s, where the memorized labels s + X vote most often for s, the clean
@@ -100,14 +101,16 @@ for n, (_run, an) in runs.items():
 # %%
 for n, (run, an) in runs.items():
     ds, p = run.dataset, run.config.p
+    norm_keys = key_frequencies(an.norms[-1])  # the W_E-norm rule, threshold 0.25
     peaks = key_frequencies(an.norms[-1], threshold=0.5)
+    sets = (an.key_freqs, norm_keys, peaks)
     table = lookup_table_logits(p, ds.train_idx, ds.noisy_labels)
-    control = [restricted_accuracy(table, k, ds.clean_labels, ties="expected") for k in (an.key_freqs, peaks)]
-    default = "flat" if key_set_is_flat(an.key_freqs, an.norms.shape[1]) else an.key_freqs.tolist()
-    print(f"n = {n}: key sets {default} (0.25) and "
-          f"{peaks.tolist()} (0.5); lookup-table control: {control[0]:.3f} / {control[1]:.3f}")
+    control = [restricted_accuracy(table, k, ds.clean_labels, ties="expected") for k in sets]
+    shown = ["flat" if key_set_is_flat(k, an.norms.shape[1]) else str(k.tolist()) for k in sets]
+    print(f"n = {n}: key sets {shown[0]} (logit outlier), {shown[1]} (W_E norm 0.25), {shown[2]} (0.5); "
+          f"lookup-table control: " + " / ".join(f"{c:.3f}" for c in control))
     for epoch in run.compact_epochs:
         logits = grid_logits(run.compact(epoch), run.config.act)
         full = (logits.reshape(p * p, p).argmax(-1) == ds.clean_labels).double().mean().item()
-        restricted = [restricted_accuracy(logits, k, ds.clean_labels) for k in (an.key_freqs, peaks)]
-        print(f"    epoch {epoch:>6}: full {full:.3f}, restricted {restricted[0]:.3f} / {restricted[1]:.3f}")
+        restricted = [restricted_accuracy(logits, k, ds.clean_labels) for k in sets]
+        print(f"    epoch {epoch:>6}: full {full:.3f}, restricted " + " / ".join(f"{r:.3f}" for r in restricted))

@@ -102,6 +102,26 @@ for n, (run, _an) in all_runs.items():
             for m in metrics))
 
 # %% [markdown]
+# The periodic neurons are among the largest ones, so the size-quartile control can only
+# reshuffle neurons inside the top quartile. The comparison that holds size fixed: keep the K
+# largest neurons (K = the number of periodic ones; `interp_grok.analysis.neurons.size_ranked_pruning`)
+# against keeping the K periodic ones.
+
+# %%
+from interp_grok import size_ranked_pruning  # noqa: E402
+
+for n, (run, _an) in all_runs.items():
+    if n == 0:
+        continue
+    ds, params = run.dataset, run.params(run.checkpoint_epochs[-1])
+    sr = size_ranked_pruning(params, run.config, ds.noisy_labels, ds.clean_labels, ds.train_idx, ds.test_idx)
+    print(f"n = {n}: {sr['n_periodic_among_largest']} of its {sr['n_periodic']} periodic neurons are among its "
+          f"{sr['n_periodic']} largest")
+    for what in ("ipr_pruned", "largest_kept"):
+        print(f"    keep {'the periodic' if what == 'ipr_pruned' else 'the largest'}: "
+              + ", ".join(f"{m} {sr[what][m]:.3f}" for m in metrics))
+
+# %% [markdown]
 # ## Periodic neurons over training, from the compact checkpoints
 #
 # A measurement that is not in `progress.csv`, recomputed over training from the ~20 compact

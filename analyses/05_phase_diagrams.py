@@ -92,6 +92,9 @@ for n in sweeps["noise-tf"].axes["noise_n"]:
 noisy_runs = [r for r in rows if r["noise_n"] > 0]
 gap = max(abs(a["test_acc_clean"] - b["test_acc_clean"]) for a in noisy_runs for b in noisy_runs
           if (a["noise_n"], a["train_frac"]) == (b["noise_n"], b["train_frac"]))
+lowest = min(noisy_runs, key=lambda r: r["shift_kl"])
+print(f"lowest shift KL of the {len(noisy_runs)} noisy runs: {lowest['shift_kl']:.3f} ({lowest['name']}); at tf 0.7 "
+      + ", ".join(f"{r['name']} {r['shift_kl']:.3f}" for r in noisy_runs if r["train_frac"] == 0.7))
 print(f"noisy runs: corrected fraction <= {max(r['train_noisy_corrected_frac'] for r in noisy_runs):.3f}; "
       f"largest seed gap in clean test accuracy {gap:.3f}")
 
@@ -145,6 +148,11 @@ for xi in ("0.1", "0.3", "1"):  # lr 1e-3, wd 10: the clean-labelled fit over tr
     print(f"lr 1e-3 wd 10 xi {xi}: F at 1539 {value_at(prog, 1539, 'train_clean_acc'):.3f}, at 2775 "
           f"{value_at(prog, 2775, 'train_clean_acc'):.3f}, max {max(f for _, f in fs):.3f} at "
           f"{max(fs, key=lambda t: t[1])[0]}, final {fs[-1][1]:.3f}; first F >= 0.9: {first}")
+p01 = progress("n4-xi-wd-lr", "xi0.1_lr0.001_wd10")
+both = next(int(r["epoch"]) for r in p01 if r["train_clean_acc"] >= 0.9 and r["train_noisy_memorized_frac"] >= 0.9)
+print(f"lr 1e-3 wd 10 xi 0.1: at 1500 F {value_at(p01, 1500, 'train_clean_acc'):.3f} M "
+      f"{value_at(p01, 1500, 'train_noisy_memorized_frac'):.3f}; F and M >= 0.9 first at {both}; at 3000 M "
+      f"{p01[-1]['train_noisy_memorized_frac']:.3f}")
 for name in ("xi0.3_lr0.01_wd1", "xi0.3_lr0.01_wd3", "xi1_lr0.01_wd3"):  # still moving at the end?
     prog = progress("n4-xi-wd-lr", name)
     print(f"{name}: G at 1500 {value_at(prog, 1500, 'test_acc_clean'):.3f}, at 2250 "
@@ -161,6 +169,10 @@ for r in sorted(rows, key=lambda r: (r["noise_frac"], r["init_scale"])):
           f"corrected {fmt(r['train_noisy_corrected_frac'])}, grok epoch {fmt(r['grok_epoch'])}")
     prog = progress("n4-init", r["name"])
     print(f"    G at 2250 {value_at(prog, 2250, 'test_acc_clean'):.3f} -> 3000 {prog[-1]['test_acc_clean']:.3f}")
+
+for xi in sweeps["n4-init"].axes["noise_frac"]:
+    g = [r["test_acc_clean"] for r in rows if r["noise_frac"] == xi]
+    print(f"xi {xi}: clean test accuracy over alpha spans {max(g) - min(g):.3f}")
 
 # %% [markdown]
 # ## 4. The one inversion: ξ = 0.1, lr 1e-2, weight decay 10
@@ -182,6 +194,12 @@ before = [r for r in inv if r["epoch"] < 290]
 print(f"before it generalized (epochs < 290): F <= {max(r['train_clean_acc'] for r in before):.3f}, M <= "
       f"{max(r['train_noisy_memorized_frac'] for r in before):.3f}; M > F at epochs "
       f"{[int(r['epoch']) for r in before if r['train_noisy_memorized_frac'] > r['train_clean_acc']]}")
+print(f"largest M over the whole run {max(r['train_noisy_memorized_frac'] for r in inv):.3f}; at 225: F "
+      f"{value_at(inv, 225, 'train_clean_acc'):.3f} G {value_at(inv, 225, 'test_acc_clean'):.3f}; at 290: F "
+      f"{value_at(inv, 290, 'train_clean_acc'):.3f} G {value_at(inv, 290, 'test_acc_clean'):.3f}")
+noisy01 = next(r["noisy_train_frac"] for r in sweeps["n4-xi-wd-lr"].rows if r["noise_frac"] == 0.1)
+print(f"xi 0.1: {noisy01:.4f} of the training labels noisy, so a full inversion (F = C = 1) has training accuracy "
+      f"{1 - noisy01:.3f} >= 0.9: their rule calls it coexistence; below 0.9 needs clean-labelled examples lost")
 print("phases from 290 on:", sorted({ph for ph, r in zip(run_phases([r["epoch"] for r in inv], inv)["phases"], inv)
                                      if r["epoch"] >= 290}))
 doshi = doshi_phase_trajectory([r["train_acc"] for r in inv], [r["test_acc_clean"] for r in inv], 0.1)
@@ -250,3 +268,150 @@ for name, res in sweeps.items():
     counts = [r["n_key_freqs"] for r in res.rows if r["n_key_freqs"] is not None]
     print(f"{name}: key frequencies per run {min(counts)}-{max(counts)} (median {sorted(counts)[len(counts) // 2]})"
           f" of 48; rule {res.rows[0]['key_freq_rule']}")
+
+# %% [markdown]
+# The size-quartile control above cannot separate periodicity from size where the periodic
+# neurons are the largest ones. The run's final weights are kept in compact float16 form
+# (`runs/xi0.1_lr0.01_wd1/compact/`, from a retraining whose progress.csv is identical to the
+# committed one, cell for cell); its labels are regenerated from config.json
+# (`interp_grok.make_dataset`). Keep the K largest neurons against the K periodic ones.
+
+# %%
+from interp_grok import make_dataset, rundir, size_ranked_pruning  # noqa: E402
+
+wd1 = SWEEP_RUNS / "n4-xi-wd-lr" / "runs" / "xi0.1_lr0.01_wd1"
+cfg, _ = rundir.read_config(wd1)
+ds = make_dataset(cfg)
+_, compact = rundir.read_compact(rundir.compact_path(wd1, 3000), cfg.p, cfg.d_model, cfg.d_mlp)
+sr = size_ranked_pruning(compact, cfg, ds.noisy_labels, ds.clean_labels, ds.train_idx, ds.test_idx)
+print(f"xi0.1_lr0.01_wd1: {sr['n_periodic_among_largest']} of its {sr['n_periodic']} periodic neurons are among its "
+      f"{sr['n_periodic']} largest")
+for what in ("full", "ipr_pruned", "largest_kept"):
+    print(f"    {what}: " + ", ".join(f"{m} {v:.3f}" for m, v in sr[what].items()))
+
+# %% [markdown]
+# ## 8. The phase rule: v2 against v1, on every committed sweep
+#
+# Rule v2 (docs/measurements.md#phases) calls a checkpoint memorization only when the noisy
+# labels are memorized too (M ≥ 0.9); v1 did not look at M there. The tables hold v2.
+
+# %%
+ALL_SWEEPS = ("noise-tf", "n4-xi-wd-lr", "n4-init", "doshi-wd", "doshi-xi-tf", "doshi-grid")
+for name in ALL_SWEEPS:
+    res = sweeps.get(name) or load_sweep(SWEEP_RUNS / name)
+    v1, v2, moved = Counter(), Counter(), []
+    for r in res.rows:
+        prog = progress(name, r["name"])
+        old = run_phases([p["epoch"] for p in prog], prog, rule="v1")
+        v1[old["final_phase"]] += 1
+        v2[r["final_phase"]] += 1
+        if old["final_phase"] != r["final_phase"]:
+            last = prog[-1]
+            moved.append(f"{r['name']} {old['final_phase']} -> {r['final_phase']} (settled {r['settled']}; F "
+                         f"{last['train_clean_acc']:.3f} M {last['train_noisy_memorized_frac']:.3f} C "
+                         f"{last['train_noisy_corrected_frac']:.3f} G {last['test_acc_clean']:.3f})")
+    print(f"{name}: v1 {dict(sorted(v1.items()))}")
+    print(f"{' ' * len(name)}  v2 {dict(sorted(v2.items()))}" + "".join(f"\n    {m}" for m in moved))
+
+# %% [markdown]
+# ## 9. Trajectories that turn back: full inversion, then memorization again
+#
+# Runs with a checkpoint in full inversion (v2; for the additive ξ 0.1, lr 1e-2, wd 10 run, whose
+# most corrected checkpoint is a partial inversion, that one) that memorize their noisy labels
+# again while the test stays generalized: final M more than 0.1 above M at the most corrected
+# checkpoint, final G ≥ 0.9.
+
+# %%
+turning = []
+for name in ("doshi-grid", "n4-xi-wd-lr"):
+    for r in (sweeps.get(name) or load_sweep(SWEEP_RUNS / name)).rows:
+        prog = progress(name, r["name"])
+        ph = run_phases([p["epoch"] for p in prog], prog)
+        top = max(prog, key=lambda p: p["train_noisy_corrected_frac"])
+        last = prog[-1]
+        full = [int(p["epoch"]) for p, q in zip(prog, ph["phases"]) if q == "full_inversion"]
+        back = last["train_noisy_memorized_frac"] - top["train_noisy_memorized_frac"]
+        if (full or r["name"] == "xi0.1_lr0.01_wd10") and back > 0.1 and last["test_acc_clean"] >= 0.9:
+            turning.append((name, r))
+            print(f"{name} {r['name']}: most corrected C {top['train_noisy_corrected_frac']:.3f} at epoch "
+                  f"{int(top['epoch'])} (M {top['train_noisy_memorized_frac']:.3f}); full inversion at "
+                  f"{full[:1] or 'none'}; final M {last['train_noisy_memorized_frac']:.3f} C "
+                  f"{last['train_noisy_corrected_frac']:.3f} G {last['test_acc_clean']:.3f}: {r['final_phase']}, "
+                  f"settled {r['settled']}")
+print("weight decays of the turning runs:", sorted({r["weight_decay"] for _, r in turning}))
+
+# %% [markdown]
+# ## 10. Key frequencies at ξ = 1 against label damping
+#
+# Additive noise multiplies the target's Fourier component at frequency k by
+# (1 − ξ) + ξ cos(πk/p)ⁿ (science.md §6). The largest key frequency (logit-outlier rule) of every
+# run, by noise level, outside confusion; and the damping at it.
+
+# %%
+import math  # noqa: E402
+
+
+def damping(k: int, n: int, xi: float, p: int = 97) -> float:
+    return (1 - xi) + xi * math.cos(math.pi * k / p) ** n
+
+
+top_key: dict[tuple[int, float], list[int]] = {}
+for name in SWEEPS:
+    for r in sweeps[name].rows:
+        if r["final_phase"] == "confusion" or not r["key_freqs"]:
+            continue
+        n, xi = r.get("noise_n", 4), r.get("noise_frac", 1.0)
+        top_key.setdefault((n, xi), []).append(max(int(k) for k in str(r["key_freqs"]).split()))
+for (n, xi), ks in sorted(top_key.items()):
+    print(f"n {n} xi {xi}: {len(ks)} runs, largest key frequency {max(ks)} (runs: {sorted(ks)}); damping there "
+          f"{damping(max(ks), n, xi):.3f}" + (f"; at k = 48 it would be {damping(48, n, xi):.2g}" if n else ""))
+
+# %% [markdown]
+# ## 11. Noisy labels are fit slightly before clean ones
+#
+# First checkpoint at which half the noisy-labelled training examples are memorized (M ≥ 0.5),
+# against half the clean-labelled ones fit (F ≥ 0.5), in every run with noisy labels that gets there.
+
+# %%
+order = Counter()
+for name in SWEEPS:
+    for r in sweeps[name].rows:
+        prog = progress(name, r["name"])
+        if math.isnan(prog[-1]["train_noisy_memorized_frac"]):
+            continue
+        m = next((p["epoch"] for p in prog if p["train_noisy_memorized_frac"] >= 0.5), None)
+        f = next((p["epoch"] for p in prog if p["train_clean_acc"] >= 0.5), None)
+        if m is not None and f is not None:
+            order["noisy first" if m < f else "same checkpoint" if m == f else "clean first"] += 1
+print("M >= 0.5 against F >= 0.5:", dict(sorted(order.items())))
+
+# %% [markdown]
+# ## 12. Reproducibility: the same settings in two sweeps, and the sweeps against the reference runs
+
+# %%
+SAME = ("train_loss", "test_loss", "test_acc_noisy", "test_acc_clean", "train_acc", "train_clean_acc",
+        "train_noisy_memorized_frac", "train_noisy_corrected_frac", "sum_sq_weights", "gini_W_E")
+
+
+def by_epoch(path) -> dict[int, dict]:
+    with open(path) as f:
+        return {int(r["epoch"]): r for r in csv.DictReader(f)}
+
+
+for a, b in (("n4-init/runs/xi0.3_a1", "n4-xi-wd-lr/runs/xi0.3_lr0.01_wd1"),
+             ("n4-init/runs/xi1_a1", "n4-xi-wd-lr/runs/xi1_lr0.01_wd1"),
+             ("n4-xi-wd-lr/runs/xi1_lr0.001_wd1", "noise-tf/runs/n4_tf0.3_s0")):
+    pa = by_epoch(SWEEP_RUNS / a / "analysis" / "progress.csv")
+    pb = by_epoch(SWEEP_RUNS / b / "analysis" / "progress.csv")
+    common = sorted(set(pa) & set(pb))
+    same = sum(all(pa[e][k] == pb[e][k] for k in SAME) for e in common)
+    print(f"{a} vs {b}: {same} of {len(common)} common checkpoints identical in {len(SAME)} columns")
+ref = reference_dir()
+for n in (0, 2, 4, 8):  # noise-tf's tf 0.3 seed 0 cells have the reference runs' settings, 10 000 epochs
+    pa = by_epoch(SWEEP_RUNS / "noise-tf" / "runs" / f"n{n}_tf0.3_s0" / "analysis" / "progress.csv")
+    pb = by_epoch(ref / f"n{n}" / "analysis" / "progress.csv")
+    common = sorted(set(pa) & set(pb))
+    acc = max(abs(float(pa[e][k]) - float(pb[e][k])) for e in common for k in ("test_acc_clean", "train_acc"))
+    print(f"noise-tf n{n}_tf0.3_s0 vs reference n{n}: {len(common)} common checkpoints up to {common[-1]}; largest "
+          f"difference in clean test or training accuracy {acc:.4f}; at {common[-1]}: clean test "
+          f"{float(pa[common[-1]]['test_acc_clean']):.4f} against {float(pb[common[-1]]['test_acc_clean']):.4f}")

@@ -1,6 +1,7 @@
 """Copy an analyzed sweep into checkpoints/sweeps/<name>/, analysis-only.
 
     python checkpoints/build_sweep.py [--no-spectra] /work/sweeps/noise-tf [...]
+    python checkpoints/build_sweep.py --rephase [--phase-rule v1] [checkpoints/sweeps/noise-tf ...]
 
 For a sweep trained by `interp-grok sweep` and analyzed by `interp-grok analyze SWEEP_DIR`, it
 keeps sweep.json, analysis/table.csv and, per run, config.json (settings, versions, git commit)
@@ -12,18 +13,27 @@ and prints the total size. The copy is read by `interp_grok.load_sweep` (the tab
 notebooks; it is not a set of run directories that `interp-grok analyze` could redo.
 `--no-spectra` leaves embed_fourier out too, for a grid whose use is its table and phases
 (doshi-grid, 100 runs), to keep checkpoints/ within its size budget.
+
+`--rephase` re-derives, in the committed copies (all of checkpoints/sweeps/ by default), the
+table columns that the phase rule sets (final_phase, settled and the transition epochs) from each
+run's committed progress.csv by `run_phases` with the rule given (default: the current default,
+docs/measurements.md#phases), and rewrites table.csv and SHA256SUMS. Every other cell is kept as
+it is: the copies hold no checkpoints, so nothing else could be recomputed.
 """
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import shutil
 import sys
 from pathlib import Path
 
 from interp_grok import rundir
+from interp_grok.analysis.phases import DEFAULT_PHASE_RULE, PHASE_RULES, TRANSITIONS, run_phases
 from interp_grok.sweep import read_sweep
-from interp_grok.sweep.table import SWEEP_ANALYSIS_DIR, TABLE
+from interp_grok.sweep.table import SWEEP_ANALYSIS_DIR, TABLE, read_table, write_table
 
 HERE = Path(__file__).parent
 RUN_FILES = ("config.json",)
@@ -55,7 +65,46 @@ def build(src: Path, dest: Path, analysis_files: tuple[str, ...] = ANALYSIS_FILE
     return files
 
 
+def _sha256sums(folder: Path) -> None:
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name != "SHA256SUMS")
+    sums = "".join(f"{hashlib.sha256(p.read_bytes()).hexdigest()}  {p.relative_to(folder)}\n" for p in files)
+    rundir.atomic_write_text(folder / "SHA256SUMS", sums)
+
+
+def rephase(dest: Path, rule: str = DEFAULT_PHASE_RULE) -> dict[str, tuple[str, str]]:
+    """Rewrite the phase columns of a committed sweep's table.csv from its runs' progress.csv by
+    ``rule``; returns {run: (old final phase, new final phase)} for the runs whose phase changed."""
+    sweep = read_sweep(dest)
+    rows = read_table(dest / SWEEP_ANALYSIS_DIR / TABLE)
+    changed = {}
+    for r in rows:
+        an = rundir.read_regular(sweep.run_dir(r["name"]) / rundir.ANALYSIS_DIR / rundir.PROGRESS_CSV).decode()
+        prog = [{k: float(v) for k, v in p.items()} for p in csv.DictReader(io.StringIO(an))]
+        ph = run_phases([int(p["epoch"]) for p in prog], prog, rule=rule)
+        if ph["final_phase"] != r["final_phase"]:
+            changed[r["name"]] = (r["final_phase"], ph["final_phase"])
+        r |= {"final_phase": ph["final_phase"], "settled": ph["settled"], **{k: ph[k] for k in TRANSITIONS}}
+    write_table(sweep, rows)
+    _sha256sums(dest)
+    return changed
+
+
 def main(argv: list[str]) -> int:
+    if "--rephase" in argv:
+        argv = [a for a in argv if a != "--rephase"]
+        rule = DEFAULT_PHASE_RULE
+        if "--phase-rule" in argv:
+            i = argv.index("--phase-rule")
+            rule = argv[i + 1] if i + 1 < len(argv) else ""
+            del argv[i:i + 2]
+        if rule not in PHASE_RULES:
+            print(f"--phase-rule must be one of {', '.join(PHASE_RULES)} (got {rule!r})", file=sys.stderr)
+            return 2
+        for dest in map(Path, argv) if argv else sorted(p for p in (HERE / "sweeps").iterdir() if p.is_dir()):
+            changed = rephase(dest, rule)
+            print(f"{dest.name}: {len(changed)} final phases changed" + "".join(
+                f"\n    {n}: {a} -> {b}" for n, (a, b) in sorted(changed.items())))
+        return 0
     spectra = "--no-spectra" not in argv
     argv = [a for a in argv if a != "--no-spectra"]
     if not argv:

@@ -4,7 +4,9 @@
 
 For each reference run, at its final checkpoint (the one kept in full float32), the measurements
 the analyses make, from the exact weights and from the stored compact float16 form of the same
-checkpoint (checkpoints/nN/compact/). Prints one line per measurement and run.
+checkpoint (checkpoints/nN/compact/). Prints one line per measurement and run. Then, over every
+compact checkpoint of every run, the largest relative difference of each loss from the analysis
+row (computed from the float32 weights of the full run), and where it occurs.
 """
 
 from __future__ import annotations
@@ -47,6 +49,23 @@ def main() -> None:
         for k in a:
             rel = abs(b[k] - a[k]) / abs(a[k]) if a[k] == a[k] and a[k] != 0 else float("nan")
             print(f"    {k:<28} float32 {a[k]:.6g}  float16 compact {b[k]:.6g}  (relative difference {rel:.1e})")
+
+    worst: dict[str, tuple[float, int, int]] = {}
+    for n, (run, an) in load_reference_runs().items():
+        ds, epochs = run.dataset, an.epochs.tolist()
+        for epoch in run.compact_epochs:
+            row, P = an.rows[epochs.index(epoch)], run.compact(epoch)
+            m = ig.grid_metrics(P, run.config.act, ds.noisy_labels, ds.clean_labels, ds.train_idx, ds.test_idx)
+            L = ig.grid_logits(P, run.config.act)
+            got = {"train_loss": m["train_loss"], "test_loss": m["test_loss"],
+                   "restricted_loss": ig.restricted_loss(L, an.key_freqs, ds.noisy_labels).item(),
+                   "excluded_loss": ig.excluded_loss(L, an.key_freqs, ds.noisy_labels, ds.train_idx).item()}
+            for k, v in got.items():
+                rel = abs(v - row[k]) / abs(row[k])
+                if rel > worst.get(k, (-1.0, 0, 0))[0]:
+                    worst[k] = (rel, n, epoch)
+    for k, (rel, n, epoch) in worst.items():
+        print(f"over every compact checkpoint: {k:<16} largest relative difference {rel:.1e} (n = {n}, epoch {epoch})")
 
 
 if __name__ == "__main__":

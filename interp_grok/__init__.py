@@ -20,7 +20,7 @@ T checkpoints, n_train training examples; pairs (a, b) are flat in a-major order
   restricted_accuracy, lookup_table_logits (the memorization control), tie_credit,
   logit_frequency_power, logit_key_frequencies, key_fve, excluded_loss_by_frequency
                                                                    (interp_grok.analysis.circuits)
-  neuron_ipr, neuron_sizes, norm_matched_controls, pruning_experiment
+  neuron_ipr, neuron_sizes, norm_matched_controls, pruning_experiment, size_ranked_pruning
                                                                    (interp_grok.analysis.neurons)
   shift_distribution, shift_kl, shift_within                       (interp_grok.analysis.memorization)
   example_stats, first_fit_epoch, forgetting_events, ...           (interp_grok.analysis.memorization)
@@ -30,6 +30,12 @@ T checkpoints, n_train training examples; pairs (a, b) are flat in a-major order
   fit_matrix                                                       (interp_grok.analysis.pipeline)
 - per-checkpoint measures: x_value_columns, x_column; the registry is
   interp_grok.analysis.measures (MEASURES, @measure, Checkpoint)   (interp_grok.analysis.measures)
+- what became of the noisy labels: extraction_accuracy, correct_diagonals (the restricted logits
+  against the clean labels); audit_scores, expected_hits, audit_curve, audit_budgets, audit_table,
+  flag (the label audit: precision / recall at budget B, ties in expectation)
+                                                                   (interp_grok.analysis.audit)
+  audit_checkpoint, audit_run, read_audit (RUN/analysis/audit.csv), relabel_run (correct-and-resume:
+  a new run directory; continue it with resume)                    (interp_grok.analysis.correction)
 - phases under noise: phase_trajectory, doshi_phase_trajectory, transition_epochs, run_phases,
   settled, PHASES                                                  (interp_grok.analysis.phases)
 - sweeps: load_sweep (SweepResults: rows of SWEEP/analysis/table.csv, to_frame(), run(name),
@@ -47,6 +53,17 @@ Layout, in layers; a module imports only from its own layer and the ones before 
 analysis/ | sweep/, reference | plotting | cli.
 """
 
+from .analysis.audit import (
+    AUDIT_SCORES,
+    audit_budgets,
+    audit_curve,
+    audit_scores,
+    audit_table,
+    correct_diagonals,
+    expected_hits,
+    extraction_accuracy,
+    flag,
+)
 from .analysis.circuits import (
     excluded_logits,
     excluded_loss,
@@ -61,6 +78,7 @@ from .analysis.circuits import (
     restricted_loss,
     tie_credit,
 )
+from .analysis.correction import Audit, RelabelResult, audit_checkpoint, audit_run, read_audit, relabel_run
 from .analysis.fourier import fourier_basis, frequency_norms, gini, ipr, key_frequencies, key_set_is_flat
 from .analysis.frames import analysis_frame, memorization_frame, runs_frame
 from .analysis.measures import x_column, x_value_columns
@@ -74,7 +92,7 @@ from .analysis.memorization import (
     shift_kl,
     shift_within,
 )
-from .analysis.neurons import neuron_ipr, neuron_sizes, norm_matched_controls, pruning_experiment
+from .analysis.neurons import neuron_ipr, neuron_sizes, norm_matched_controls, pruning_experiment, size_ranked_pruning
 from .analysis.phases import PHASES, doshi_phase_trajectory, phase_trajectory, run_phases, settled, transition_epochs
 from .analysis.pipeline import (
     Analysis,
@@ -109,10 +127,33 @@ from .train import TrainError, resume, resume_batch, train, train_batch
 
 __version__ = "0.1.0"
 
+
+def to_hooked_transformer(run: Run, epoch: int | None = None, device: str = "cpu"):
+    """The checkpoint of a transformer run at ``epoch`` (default: its last) as a TransformerLens
+    model: hooks, ``run_with_cache``, activation patching, on tokens [batch, 3] = (a, b, p).
+
+    TransformerLens >= 4 has no HookedTransformer class any more: this returns its replacement, a
+    TransformerBridge around a TL-native model holding the run's weights
+    (models.transformer.to_transformer_lens). Its logits at the last position are the run's, all
+    of them (the "=" column too, unless the run has eq_logit false); tests check them on the full
+    grid. Needs the optional extra: ``pip install 'interp-grok[lens]'``.
+    """
+    from .models.transformer import to_transformer_lens
+
+    if run.config.model != "transformer":
+        raise ValueError(f"{run.path}: a {run.config.model} run; only transformer runs have a TransformerLens form")
+    epochs = run.checkpoint_epochs
+    epoch = epochs[-1] if epoch is None else epoch
+    return to_transformer_lens(run.params(epoch), run.config, device)
+
+
 __all__ = [
+    "extraction_accuracy", "correct_diagonals", "audit_scores", "expected_hits", "audit_curve", "audit_budgets",
+    "audit_table", "flag", "AUDIT_SCORES", "Audit", "audit_checkpoint", "audit_run", "read_audit", "relabel_run",
+    "RelabelResult",
     "lookup_table_logits", "restricted_accuracy", "tie_credit", "logit_frequency_power", "logit_key_frequencies",
     "key_fve", "excluded_loss_by_frequency", "neuron_ipr", "neuron_sizes", "norm_matched_controls",
-    "pruning_experiment", "shift_distribution", "shift_kl", "shift_within",
+    "pruning_experiment", "size_ranked_pruning", "shift_distribution", "shift_kl", "shift_within",
     "ablate_neurons", "Analysis", "analysis_frame", "analyze_run", "checkpoint_schedule", "compact_params",
     "Config", "ConfigError", "cross_entropy", "Dataset", "example_stats", "excluded_logits", "excluded_loss",
     "figures_dir", "first_fit_epoch", "fit_matrix", "forgetting_events", "fourier_basis", "fraction_by_noise",
@@ -127,5 +168,5 @@ __all__ = [
     "transition_epochs",
     "SweepResults",
     "analyze_sweep", "load_sweep",
-    "FAMILIES", "ModelFamily", "family", "gromov_solution",
+    "FAMILIES", "ModelFamily", "family", "gromov_solution", "to_hooked_transformer",
 ]

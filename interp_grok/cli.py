@@ -64,6 +64,15 @@ def _default_threads() -> int:
 
 # ------------------------------------------------------------------ train
 
+def _bool(text: str) -> bool:
+    t = text.strip().lower()
+    if t in ("true", "1", "yes", "on"):
+        return True
+    if t in ("false", "0", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
 # (flag, Config field, type, help)
 _TRAIN_FLAGS = [
     ("--p", "p", int, "modulus; tokens are 0..p-1 (>= 2)"),
@@ -77,18 +86,28 @@ _TRAIN_FLAGS = [
      "test labels clean; --noise and --p-bin unused; Doshi et al. 2024)"),
     ("--train-frac", "train_frac", float, "fraction of the p^2 pairs used for training, in (0, 1)"),
     ("--data-seed", "data_seed", int, "seed of the noise and the train/test split"),
+    ("--split", "split", str, "how the pairs are split: randperm (torch.randperm from --data-seed) or "
+     "python_shuffle (Nanda et al.'s random.seed(--data-seed) + random.shuffle of the a-major pairs)"),
     ("--seed", "seed", int, "seed of the model initialization"),
-    ("--model", "model", str, "model family: mlp (the seed's embedding + ReLU MLP, cross-entropy) or quadratic "
-     "(Doshi et al.'s one-hot MLP with x^2 activation and MSE loss; width --d-mlp, no --d-model or --act)"),
+    ("--model", "model", str, "model family: mlp (the seed's embedding + ReLU MLP, cross-entropy), quadratic "
+     "(Doshi et al.'s one-hot MLP with x^2 activation and MSE loss; width --d-mlp, no --d-model or --act) or "
+     "transformer (Nanda et al.'s one-layer transformer on (a, b, =), cross-entropy)"),
     ("--d-model", "d_model", int, "embedding width"),
     ("--d-mlp", "d_mlp", int, "hidden width (0: 4 * d_model)"),
     ("--act", "act", str, "hidden activation: relu or gelu"),
+    ("--heads", "n_heads", int, "transformer: attention heads (d_head = d_model / heads)"),
+    ("--eq-logit", "eq_logit", _bool, "transformer: true (an output logit for the '=' token too, p + 1 in all, "
+     "Nanda et al.) or false (p logits, TransformerLens's demo)"),
+    ("--biases", "biases", _bool, "transformer: true (the MLP's b_in, b_out trained, Nanda et al.) or false "
+     "(frozen at zero, TransformerLens's demo)"),
     ("--init", "init", str, "initialization: normal_fan_in, or torch_default (PyTorch's nn.Embedding / "
      "nn.Linear defaults, as the seed notebook's SimpleMLP)"),
     ("--init-scale", "init_scale", float, "every initial weight multiplied by this (> 0)"),
     ("--lr", "lr", float, "AdamW learning rate"),
     ("--weight-decay", "weight_decay", float, "AdamW weight decay"),
     ("--adam-eps", "adam_eps", float, "AdamW eps"),
+    ("--warmup", "warmup_steps", int, "linear learning-rate warm-up over this many steps, lr 0 at the first "
+     "(Nanda et al.: 10; 0: none)"),
     ("--loss-dtype", "loss_dtype", str, "dtype of the log-softmax: float64 or float32"),
     ("--epochs", "epochs", int, "full-batch optimizer steps (>= 1)"),
     ("--checkpoints", "n_checkpoints", int, "about how many log-spaced checkpoints to save (>= 2)"),
@@ -194,6 +213,8 @@ def _warn_noise(cmd: str, config: Config) -> None:
 
 
 def _flag_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
     if isinstance(value, (tuple, list)):
         return "-".join(_flag_value(v) for v in value)
     return f"{value:g}" if isinstance(value, float) else str(value)
@@ -331,7 +352,9 @@ def _cmd_analyze(args) -> int:
     import torch
 
     from .analysis import analyze_run_dir, x_value_columns
-    from .plotting import draw_all
+    from .analysis.correction import audit_path, read_audit
+    from .plotting import draw_all, plot_audit, save_figure
+    from .rundir import AUDIT_FIGURE
 
     if args.threshold is not None and args.key_rule == "W_E_norm" and not 0.0 < args.threshold <= 1.0:
         raise ConfigError(f"threshold must be in (0, 1] for --key-rule W_E_norm (got {args.threshold})")
@@ -361,7 +384,13 @@ def _cmd_analyze(args) -> int:
         if args.no_figures:
             return []
         xs = x_value_columns(run.dataset.noise, run.config.noise_kind)
-        return draw_all(an, an.summary["noise_floor"], xs, out / "figures", run_name=str(run.path))
+        figures = draw_all(an, an.summary["noise_floor"], xs, out / "figures", run_name=str(run.path))
+        audit_png = out / "figures" / AUDIT_FIGURE
+        if audit_path(run.path).exists():
+            figures.append(save_figure(plot_audit(read_audit(run.path), str(run.path)), audit_png, close=True))
+        else:
+            audit_png.unlink(missing_ok=True)  # no noisy training labels now: no stale curves
+        return figures
 
     try:
         run, an, out, figures = analyze_run_dir(
@@ -497,8 +526,9 @@ def _print_summary(run, an, out: Path, figures: list[Path], wall: float) -> None
         print(f"key frequencies: {len(keys)} of {run.config.p // 2} frequencies ({how}): a flat spectrum, none "
               f"stands out at this threshold; Gini {f['gini_W_E']:.3f}")
     else:
-        print(f"key frequencies: {keys} ({how}); they carry {100 * s['key_freq_share_of_W_E_norm2']:.1f}% "
-              f"of ||W_E||^2; Gini {f['gini_W_E']:.3f}")
+        share = s["key_freq_share_of_nonconstant_W_E_norm2"]
+        print(f"key frequencies: {keys} ({how}); they carry {100 * share:.1f}% of the non-constant part of "
+              f"||W_E||^2; Gini {f['gini_W_E']:.3f}")
     from .models import family
 
     if run.config.noise_kind == "uniform":  # only training labels are corrupted: the test labels are clean
@@ -520,6 +550,13 @@ def _print_summary(run, an, out: Path, figures: list[Path], wall: float) -> None
     print(f"restricted loss {f['restricted_loss']:.4g} (clean labels {f['restricted_loss_clean']:.4g}), "
           f"excluded loss {f['excluded_loss']:.4g}; key terms explain {100 * f['key_fve']:.1f}% of the logit "
           f"variance")
+    last = an.rows[-1]
+    if "extraction_acc_test" in last:
+        print(f"extraction accuracy (restricted logits vs clean labels): test {last['extraction_acc_test']:.3f} "
+              f"(full logits {f['test_acc_clean']:.3f}), noisy-labelled train {last['extraction_acc_train_noisy']:.3f} "
+              f"(full logits {f['train_noisy_corrected_frac']:.3f}); {int(last['extraction_diagonals'])} of "
+              f"{run.config.p} anti-diagonals a + b = s right")
+    _print_audit(run)
     pr = s.get("pruning")
     if pr and pr["n_silenced"]:
         c = pr["control"]["train_noisy_memorized_frac"]
@@ -529,6 +566,114 @@ def _print_summary(run, an, out: Path, figures: list[Path], wall: float) -> None
               f"{c['mean']:.3f} +- {c['sd']:.3f}), clean test acc {pr['full']['test_acc_clean']:.3f} -> "
               f"{pr['ipr_pruned']['test_acc_clean']:.3f} (control {pr['control']['test_acc_clean']['mean']:.3f})")
     print(f"wrote {out}/" + (f" and {len(figures)} figures in {out / 'figures'}/" if figures else ""))
+
+
+def _print_audit(run) -> None:
+    """The audit table at two budgets: 4 % of the training set (Ashraf's) and B = n_noisy."""
+    from .analysis.correction import audit_path, read_audit
+
+    if not audit_path(run.path).exists():
+        return
+    rows = read_audit(run.path)
+    n_train = run.dataset.train_idx.numel()
+    n_noisy = int(run.dataset.is_noisy[run.dataset.train_idx].sum())
+    small = min({r["budget"] for r in rows}, key=lambda b: abs(b - 0.04 * n_train))
+    print(f"label audit at epoch {rows[0]['epoch']} ({audit_path(run.path)}; random precision "
+          f"{rows[0]['baseline_precision']:.3f}):")
+    print(f"  {'score':<20} {'P@' + str(small):>8} {'R@' + str(small):>8} {'P=R@' + str(n_noisy):>10}")
+    for score in dict.fromkeys(r["score"] for r in rows):
+        at = {r["budget"]: r for r in rows if r["score"] == score}
+        print(f"  {score:<20} {at[small]['precision']:>8.3f} {at[small]['recall']:>8.3f} "
+              f"{at[n_noisy]['precision']:>10.3f}")
+
+
+# ------------------------------------------------------------------ relabel
+
+
+def _parse_budget(text: str) -> tuple[str, float]:
+    """'200' (examples) or '4%' (of the training set)."""
+    t = text.strip()
+    try:
+        if t.endswith("%"):
+            v = float(t[:-1])
+            if not 0.0 <= v <= 100.0:
+                raise ValueError
+            return "frac", v / 100
+        v = int(t)
+        if v < 0:
+            raise ValueError
+        return "count", v
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of examples (>= 0) or a percentage like 4%, "
+                                         f"got {text!r}") from None
+
+
+def _add_relabel_parser(sub) -> None:
+    from .analysis.audit import AUDIT_SCORES
+    from .analysis.correction import BEST, OPTIMIZER_POLICIES
+
+    ap = sub.add_parser(
+        "relabel", help="correct-and-resume: relabel the training examples an audit flags, as a new run",
+        description="Audit RUN_DIR's training labels at checkpoint --epoch, give the --budget examples ranked "
+        "most suspicious by --score the circuit's label (argmax of the key-frequency restricted logits at that "
+        "checkpoint), and write a new run directory --out that `interp-grok train --resume --out OUT` continues. "
+        "It records its parent run and every relabelled example (docs/measurements.md, correct-and-resume).",
+    )
+    ap.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    ap.add_argument("--epoch", type=int, required=True, help="the checkpoint whose circuit relabels (and, "
+                    "without --from-scratch, the one the new run continues from)")
+    ap.add_argument("--budget", type=_parse_budget, required=True, metavar="B",
+                    help="how many training examples to relabel: a count (0: none, the unchanged control) or a "
+                    "percentage of the training set, e.g. 4%%")
+    ap.add_argument("--score", choices=(*AUDIT_SCORES, BEST), default="loss",
+                    help="the audit score that ranks the examples (default: loss, the given label's "
+                    "cross-entropy); best: the score with the highest audit precision at this budget, chosen "
+                    "with the true noise (an oracle choice of the score)")
+    ap.add_argument("--key-freqs", type=_parse_freqs, default=None, metavar="K1,K2,...",
+                    help="the restricted logits' frequencies (default: chosen at --epoch by the logit-outlier rule)")
+    ap.add_argument("--from-scratch", action="store_true",
+                    help="retrain from the parent's initialization on the corrected labels, instead of continuing "
+                    "from the checkpoint")
+    ap.add_argument("--optimizer", choices=OPTIMIZER_POLICIES, default="reset",
+                    help="continuing: reset (default) starts AdamW fresh at the checkpoint; keep takes the parent's "
+                    "saved moments, which exist only at the epoch of its train state (its last checkpoint)")
+    ap.add_argument("--out", type=Path, required=True, help="the new run directory (must not exist)")
+    ap.add_argument("--overwrite", action="store_true", help="replace an existing run at --out")
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads for the audit")
+    ap.set_defaults(func=_cmd_relabel)
+
+
+def _cmd_relabel(args) -> int:
+    import torch
+
+    from .analysis.correction import relabel_run
+    from .rundir import load_run
+
+    if args.threads is not None and args.threads < 1:
+        raise ConfigError(f"threads must be an integer >= 1 (got {args.threads})")
+    if args.from_scratch and args.optimizer != "reset":
+        raise ConfigError("--optimizer applies to continuing from the checkpoint, not to --from-scratch")
+    torch.set_num_threads(args.threads or _default_threads())
+    n_train = load_run(args.run_dir).dataset.train_idx.numel()
+    kind, value = args.budget
+    budget = round(value * n_train) if kind == "frac" else value
+    if budget > n_train:
+        raise ConfigError(f"--budget {budget} is more than the {n_train} training examples")
+    try:
+        r = relabel_run(args.run_dir, args.out, epoch=args.epoch, budget=budget, score=args.score,
+                        key_freqs=args.key_freqs, mode="scratch" if args.from_scratch else "continue",
+                        optimizer=args.optimizer, overwrite=args.overwrite)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    rec = r.record
+    start = "epoch 0 (from scratch)" if r.mode == "scratch" else f"epoch {r.epoch} (optimizer {rec['optimizer']})"
+    prec = (f"; audit precision {r.precision:.3f} (random {rec['audit_baseline_precision']:.3f})"
+            if r.budget else "")
+    print(f"relabelled {r.budget} of {n_train} training examples of {args.run_dir} at epoch {r.epoch} by "
+          f"{r.score}{prec}: {r.n_noisy_flagged} had a noisy label, {r.n_changed} got a new label, {r.n_now_clean} "
+          f"of them the clean one; key frequencies {rec['key_freqs']}")
+    print(f"wrote {r.out} (starts at {start}); continue it with: interp-grok train --resume --out {args.out}")
+    return 0
 
 
 # ------------------------------------------------------------------ sweep
@@ -768,6 +913,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_parser(sub)
     _add_analyze_parser(sub)
     _add_sweep_parser(sub)
+    _add_relabel_parser(sub)
     return ap
 
 

@@ -18,7 +18,10 @@ INIT_SCHEME = INIT_SCHEMES[0]  # the default: every W ~ N(0, 1/fan_in), W_E ~ N(
 # uniform: a fraction noise_frac of the training labels replaced by a uniform draw (Doshi et al. 2024)
 NOISE_KINDS = ("additive", "uniform")
 # model families (interp_grok.models.FAMILIES holds one class per name; a test checks they agree)
-MODELS = ("mlp", "quadratic")
+MODELS = ("mlp", "quadratic", "transformer")
+# how the pairs are split: randperm (torch.randperm from data_seed, the default) or python_shuffle
+# (Nanda et al.'s gen_train_test: random.seed(data_seed); random.shuffle of the a-major pair list)
+SPLITS = ("randperm", "python_shuffle")
 
 
 class ConfigError(ValueError):
@@ -35,6 +38,7 @@ class Config:
     noise_kind: str = "additive"  # one of NOISE_KINDS; "uniform" ignores noise_n and p_bin
     train_frac: float = 0.3
     data_seed: int = 346  # the seed notebook's DATA_SEED, which it never used
+    split: str = "randperm"  # one of SPLITS
     # model
     model: str = "mlp"  # one of MODELS; "quadratic" uses d_mlp (its width N) and ignores d_model and act
     d_model: int = 128
@@ -42,12 +46,19 @@ class Config:
     act: str = "relu"
     init: str = INIT_SCHEME
     init_scale: float = 1.0  # alpha: every initial weight multiplied by it (Liu et al., "Omnigrok")
+    # transformer only (models.transformer): attention heads (d_head = d_model // n_heads), whether the
+    # unembedding has a column for the "=" token (p + 1 logits, Nanda et al.) and whether the MLP's
+    # biases b_in, b_out are trained (True, Nanda et al.) or frozen at zero (TransformerLens's demo)
+    n_heads: int = 4
+    eq_logit: bool = True
+    biases: bool = True
     seed: int = 0  # model initialization
     # optimizer
     lr: float = 1e-3
     weight_decay: float = 1.0
     betas: tuple[float, float] = (0.9, 0.98)
     adam_eps: float = 1e-8
+    warmup_steps: int = 0  # linear lr warm-up: lr * min(epoch / warmup_steps, 1), lr 0 at epoch 0 (0: none)
     epochs: int = 20_000
     loss_dtype: str = "float64"
     # logging
@@ -110,12 +121,21 @@ def validate(c: Config) -> None:
                  "init_scale"):
         v = getattr(c, name)
         _check(_is_real(v), name, "a finite number", v)
-    for name in ("p", "noise_n", "d_model", "d_mlp", "epochs", "n_checkpoints", "eval_every", "seed", "data_seed"):
+    for name in ("p", "noise_n", "d_model", "d_mlp", "epochs", "n_checkpoints", "eval_every", "seed", "data_seed",
+                 "n_heads", "warmup_steps"):
         v = getattr(c, name)
         _check(_is_int(v), "checkpoints" if name == "n_checkpoints" else name, "an integer", v)
     _check(isinstance(c.act, str) and isinstance(c.init, str) and isinstance(c.loss_dtype, str),
            "act, init and loss_dtype", "strings", (c.act, c.init, c.loss_dtype))
     _check(c.model in MODELS, "model", f"one of {', '.join(MODELS)}", c.model)
+    _check(c.split in SPLITS, "split", f"one of {', '.join(SPLITS)}", c.split)
+    for name in ("eq_logit", "biases"):
+        _check(isinstance(getattr(c, name), bool), name, "true or false", getattr(c, name))
+    _check(c.n_heads >= 1, "n_heads", "an integer >= 1", c.n_heads)
+    # a per-setting range, not a family branch: the heads split d_model (Nanda et al.'s d_head = d_model // n_heads)
+    _check(c.model != "transformer" or c.d_model % c.n_heads == 0, "n_heads", f"a divisor of d_model = {c.d_model}",
+           c.n_heads)
+    _check(c.warmup_steps >= 0, "warmup_steps", "an integer >= 0", c.warmup_steps)
     _check(c.noise_kind in NOISE_KINDS, "noise_kind", f"one of {', '.join(NOISE_KINDS)}", c.noise_kind)
     _check(c.p >= 2, "p", "an integer >= 2", c.p)
     _check(c.noise_n >= 0, "noise_n", "an integer >= 0", c.noise_n)

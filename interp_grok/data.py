@@ -18,6 +18,7 @@ a + b + X mod p), so every reader derives labels the same way:
 from __future__ import annotations
 
 import math
+import random
 from dataclasses import dataclass
 
 import torch
@@ -34,6 +35,9 @@ class Dataset:
     # uniform noise only: bool [p*p], the pairs whose label was redrawn (None for additive noise,
     # whose datasets stay byte-for-byte what they were)
     corrupted: torch.Tensor | None = None
+    # a relabelled run only (analysis.correction): relabel_idx (pair indices), relabel_old and
+    # relabel_new (the labels before and after), int64 [m] each; the noise already holds the new labels
+    relabel: dict[str, torch.Tensor] | None = None
 
     @property
     def a(self) -> torch.Tensor:
@@ -64,7 +68,7 @@ class Dataset:
         out = {"noise": self.noise, "train_idx": self.train_idx, "test_idx": self.test_idx}
         if self.corrupted is not None:
             out["corrupted"] = self.corrupted
-        return out
+        return out | (self.relabel or {})
 
 
 def sample_noise(
@@ -87,6 +91,27 @@ def centered(x: torch.Tensor, p: int) -> torch.Tensor:
     return torch.where(s > p // 2, s - p, s)
 
 
+def python_shuffle_order(p: int, seed: int) -> torch.Tensor:
+    """Nanda et al.'s split order (progress-measures-paper transformers.py:437-444): the a-major list
+    of pairs (i, j, p), random.seed(seed), random.shuffle; returned as pair indices i * p + j
+    (int64 [p * p]). Its first floor(train_frac * p^2) entries are their training set, in their order
+    (their ``int(frac_train * len(pairs))`` is that floor). Python's own generator, so the order is
+    theirs bit for bit and touches no torch generator."""
+    pairs = list(range(p * p))  # pair i * p + j stands for their tuple (i, j, p): same positions
+    rng = random.Random(seed)  # random.seed(seed) then random.shuffle: the same Mersenne Twister stream
+    rng.shuffle(pairs)
+    return torch.tensor(pairs, dtype=torch.int64)
+
+
+def split_order(config: Config, g: torch.Generator) -> torch.Tensor:
+    """The random order of the p^2 pairs whose first n_train are the training set: torch.randperm
+    from ``g`` (split "randperm", the default) or Nanda et al.'s Python shuffle seeded with
+    data_seed (split "python_shuffle", which draws nothing from ``g``)."""
+    if config.split == "python_shuffle":
+        return python_shuffle_order(config.p, config.data_seed)
+    return torch.randperm(config.p * config.p, generator=g)
+
+
 def make_dataset(config: Config) -> Dataset:
     """The dataset of ``config.noise_kind``, drawn from one generator seeded with ``config.data_seed``.
 
@@ -99,7 +124,7 @@ def make_dataset(config: Config) -> Dataset:
     p = config.p
     g = torch.Generator().manual_seed(config.data_seed)
     noise = sample_noise(p * p, config.noise_n, config.p_bin, g)
-    perm = torch.randperm(p * p, generator=g)
+    perm = split_order(config, g)
     if config.noise_frac < 1.0:
         noise = noise * (torch.rand(p * p, generator=g, dtype=torch.float64) < config.noise_frac)
     n_train = math.floor(config.train_frac * p * p)
@@ -118,7 +143,7 @@ def make_uniform_dataset(config: Config) -> Dataset:
     """
     p = config.p
     g = torch.Generator().manual_seed(config.data_seed)
-    perm = torch.randperm(p * p, generator=g)
+    perm = split_order(config, g)
     n_train = math.floor(config.train_frac * p * p)
     train_idx = perm[:n_train].clone()
     n_noise = math.floor(config.noise_frac * n_train)  # their int(noise_level * train_size), line 37

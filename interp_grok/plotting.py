@@ -103,10 +103,19 @@ def _floor_lines(ax, floor: dict, labels: bool = True) -> None:
                    label=f"-log P(X=0) = {floor['nll_clean']:.3f}: Bayes loss vs clean labels" if labels else None)
 
 
+def _xy(an: Analysis, col: str) -> tuple[np.ndarray, np.ndarray]:
+    """A progress column against the epochs, without its NaN rows: a column measured at fewer
+    checkpoints (e.g. a trimmed run's key-dependent columns, only where weights are kept) is drawn
+    as a line through the checkpoints that have it, not as isolated invisible segments."""
+    e, v = an.epochs.numpy(), an.column(col).numpy()
+    keep = ~np.isnan(v)
+    return e[keep], v[keep]
+
+
 def _lines(ax, an: Analysis, specs: list[tuple[str, str, str, str]]) -> None:
     """One line per (progress column, label, color, linestyle) against the checkpoint epochs."""
     for col, label, color, ls in specs:
-        ax.plot(an.epochs.numpy(), an.column(col).numpy(), color=color, ls=ls, label=label)
+        ax.plot(*_xy(an, col), color=color, ls=ls, label=label)
 
 
 def _freqs(keys, limit: int = 10) -> str:
@@ -285,7 +294,7 @@ def plot_compare(analyses: dict[str, Analysis], columns: list[tuple[str, str]], 
         fig, axes = _panels(fig, len(columns), (4.2 * len(columns) + 1, 3.8))
         for ax, (col, ylabel) in zip(axes, columns):
             for i, (label, an) in enumerate(analyses.items()):
-                ax.plot(an.epochs.numpy(), an.column(col).numpy(), color=f"C{i}", label=label)
+                ax.plot(*_xy(an, col), color=f"C{i}", label=label)
                 if floors and label in floors:
                     ax.axhline(floors[label], color=f"C{i}", ls=":", lw=1)
             if logy:
@@ -508,6 +517,41 @@ def save_figure(fig: Figure, path: Path | str, close: bool = False) -> Path:
         plt.close(fig)
     atomic_write_bytes(Path(path), buf.getvalue())
     return Path(path)
+
+
+AUDIT_STYLE = {"loss": ("C0", "-"), "margin": ("C1", "-"), "first_fit_late": ("C2", "--"),
+               "first_fit_early": ("C2", ":"), "restricted_disagree": ("C3", "--"), "restricted_nll": ("C3", "-")}
+
+
+def plot_audit(rows: list[dict], run_name: str = "", *, fig: Figure | SubFigure | None = None) -> Figure:
+    """The label audit's curves: precision and recall of each score against the budget (as a
+    fraction of the training set), with the random baseline; ``rows`` as audit.audit_table gives
+    them (or analysis.correction.read_audit reads from RUN/analysis/audit.csv). Ties counted in
+    expectation (audit.expected_hits)."""
+    with _style():
+        fig, (ax_p, ax_r) = _panels(fig, 2, (10, 4))
+        scores = list(dict.fromkeys(r["score"] for r in rows))
+        for name in scores:
+            rs = sorted((r for r in rows if r["score"] == name), key=lambda r: r["budget"])
+            color, ls = AUDIT_STYLE.get(name, (None, "-"))
+            x = [r["budget_frac"] for r in rs]
+            ax_p.plot(x, [r["precision"] for r in rs], color=color, ls=ls, marker=".", label=name)
+            ax_r.plot(x, [r["recall"] for r in rs], color=color, ls=ls, marker=".", label=name)
+        if rows:
+            rs = sorted((r for r in rows if r["score"] == scores[0]), key=lambda r: r["budget"])
+            x = [r["budget_frac"] for r in rs]
+            ax_p.plot(x, [r["baseline_precision"] for r in rs], color="0.4", ls=":", label="random (noisy fraction)")
+            ax_r.plot(x, [r["baseline_recall"] for r in rs], color="0.4", ls=":", label="random (B / n)")
+        for ax, what in ((ax_p, "precision (flagged that are noisy)"), (ax_r, "recall (noisy that are flagged)")):
+            ax.set_xscale("log")
+            ax.set_xlabel("budget B / n_train (log axis)")
+            ax.set_ylabel(what)
+            ax.set_ylim(-0.02, 1.02)
+        ax_p.legend(loc="best")
+        epoch = f" at epoch {rows[0]['epoch']}" if rows and "epoch" in rows[0] else ""
+        fig.suptitle(_title(run_name, f"label audit{epoch}: the top-B training examples by each score"),
+                     fontsize=11)
+    return _root(fig)
 
 
 def draw_all(an: Analysis, floor: dict, xs: list[int], out_dir: Path, run_name: str = "") -> list[Path]:

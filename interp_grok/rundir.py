@@ -4,7 +4,8 @@ This module is the only place that knows where things live in a run directory:
 
     RUN/config.json                      every setting + library versions + git commit
     RUN/dataset.safetensors              noise, train_idx, test_idx (int64); corrupted (bool,
-                                         uniform noise only)
+                                         uniform noise only); relabel_idx, relabel_old,
+                                         relabel_new (int64, a relabelled run only)
     RUN/metrics.jsonl                    JSON lines: train-loss blocks and evals, appended
     RUN/checkpoints/epoch_000000.safetensors   the model family's weights (float32): mlp W_E,
                                          W_in, b_in, W_out, W_U; quadratic U, V, W
@@ -63,21 +64,27 @@ EMBED_FOURIER = "embed_fourier.safetensors"
 MEMORIZATION = "memorization.safetensors"
 SUMMARY = "summary.json"
 MANIFEST = "manifest.json"  # written last: ties the other four together (see analyze)
+AUDIT_CSV = "audit.csv"  # the label audit at the final checkpoint (derived, like the figures: not in the manifest)
 FIGURES_DIR = "figures"
-ANALYSIS_FILES = (PROGRESS_CSV, EMBED_FOURIER, MEMORIZATION, SUMMARY, MANIFEST)
+ANALYSIS_FILES = (PROGRESS_CSV, EMBED_FOURIER, MEMORIZATION, SUMMARY, MANIFEST, AUDIT_CSV)
 
 RUN_FORMAT = "interp-grok-run"  # the marker in config.json that makes a directory a run
-FORMAT_VERSION = 4  # 2 added the marker, 3 the settings init_scale and noise_frac, 4 noise_kind and model
-READABLE_VERSIONS = (1, 2, 3, 4)
+# 2 added the marker, 3 the settings init_scale and noise_frac, 4 noise_kind and model, 5 the transformer's
+# settings (split, n_heads, eq_logit, biases) and warmup_steps
+FORMAT_VERSION = 5
+READABLE_VERSIONS = (1, 2, 3, 4, 5)
 # settings added after version 1: (version that added them, the value every older run has)
-ADDED_SETTINGS = {"init_scale": (3, 1.0), "noise_frac": (3, 1.0), "noise_kind": (4, "additive"), "model": (4, "mlp")}
+ADDED_SETTINGS = {"init_scale": (3, 1.0), "noise_frac": (3, 1.0), "noise_kind": (4, "additive"), "model": (4, "mlp"),
+                  "split": (5, "randperm"), "n_heads": (5, 4), "eq_logit": (5, True), "biases": (5, True),
+                  "warmup_steps": (5, 0)}
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
 _CKPT_RE = re.compile(r"^epoch_(\d{6,})\.safetensors$")
 _TMP_RE = re.compile(r"^\.(.+)\.[A-Za-z0-9_]{8}\.tmp$")  # atomic_write_bytes' temp files: .<name>.<random>.tmp
 # the figures `interp-grok analyze` draws (interp_grok.plotting.draw_all); nothing else there is ours
 FIGURE_FILES = tuple(f"{n}.png" for n in ("losses", "spectrum_heatmap", "spectrum_final", "restricted_excluded",
-                                          "weight_norms", "memorization"))
+                                          "weight_norms", "memorization", "audit"))
+AUDIT_FIGURE = "audit.png"  # the audit's curves (plotting.plot_audit), drawn when audit.csv exists
 _MAX_JSON_BYTES = 64 << 20  # config.json / summary.json / manifest.json are kilobytes
 
 
@@ -472,6 +479,32 @@ def read_config(run: Path) -> tuple[Config, dict]:
         raise RunDirError(f"{path}: invalid config ({e})") from None
 
 
+# ---------------------------------------------------------------- lineage
+
+PARENT = "relabelled_from"  # the provenance key of a run made from another's checkpoint (analysis.correction)
+
+
+def _lineage_epoch(provenance: dict, key: str) -> int:
+    parent = provenance.get(PARENT) or {}
+    v = parent.get(key, 0) if isinstance(parent, dict) else None
+    if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+        raise RunDirError(f"{CONFIG}: provenance.{PARENT}.{key} must be an integer >= 0 (got {v!r})")
+    return v
+
+
+def history_start(provenance: dict) -> int:
+    """The epoch a run's own history (metrics, checkpoints) begins at: 0, or for a run continued
+    from another run's checkpoint, that checkpoint's epoch."""
+    return _lineage_epoch(provenance, "start_epoch")
+
+
+def adam_step_origin(provenance: dict) -> int:
+    """The epoch at which the run's AdamW step count was 0 (its moments zero): 0, or the start
+    epoch of a run continued from another's checkpoint with a fresh optimizer. A train state at
+    epoch e holds step e - adam_step_origin."""
+    return _lineage_epoch(provenance, "adam_step_origin")
+
+
 # ---------------------------------------------------------------- dataset
 
 
@@ -482,13 +515,18 @@ def write_dataset(run: Path, tensors: dict[str, torch.Tensor], p: int) -> None:
 def load_dataset(run: Path, p: int) -> Dataset:
     """The run's stored noise and split as a Dataset (labels derived from them)."""
     t = read_dataset(run, p)
+    relabel = {k: t[k] for k in RELABEL_KEYS} if RELABEL_KEYS[0] in t else None
     return Dataset(p=p, noise=t["noise"], train_idx=t["train_idx"], test_idx=t["test_idx"],
-                   corrupted=t.get("corrupted"))
+                   corrupted=t.get("corrupted"), relabel=relabel)
+
+
+RELABEL_KEYS = ("relabel_idx", "relabel_old", "relabel_new")  # a relabelled run's record (analysis.correction)
 
 
 def read_dataset(run: Path, p: int) -> dict[str, torch.Tensor]:
     path = Path(run) / DATASET
-    tensors, _ = load_tensors(path, max_bytes=3 * 8 * p * p + p * p + (1 << 16))  # + corrupted (bool)
+    # noise, the split, corrupted (bool), and a relabelled run's three int64 [n_relabelled] tensors
+    tensors, _ = load_tensors(path, max_bytes=6 * 8 * p * p + p * p + (1 << 16))
     for k in ("noise", "train_idx", "test_idx"):
         if k not in tensors:
             raise RunDirError(f"{path}: missing tensor {k!r}")
@@ -505,9 +543,33 @@ def read_dataset(run: Path, p: int) -> dict[str, torch.Tensor]:
         c = tensors["corrupted"]
         if c.dtype != torch.bool or c.shape != (p * p,):
             raise RunDirError(f"{path}: corrupted must be a bool tensor of p^2 = {p * p} entries")
-        if (tensors["noise"][~c] != 0).any():
+        free = ~c
+        if RELABEL_KEYS[0] in tensors and tensors[RELABEL_KEYS[0]].dtype == torch.int64:
+            free[tensors[RELABEL_KEYS[0]].clamp(0, p * p - 1)] = False  # a relabelled pair may have any shift
+        if (tensors["noise"][free] != 0).any():
             raise RunDirError(f"{path}: a pair not marked corrupted has a nonzero label shift")
+    _check_relabel(path, tensors, p)
     return tensors
+
+
+def _check_relabel(path: Path, tensors: dict[str, torch.Tensor], p: int) -> None:
+    """A relabelled run's record: all three tensors or none, int64 [m], distinct training pairs,
+    labels in 0..p-1, the new labels the ones the stored noise gives."""
+    present = [k for k in RELABEL_KEYS if k in tensors]
+    if not present:
+        return
+    if len(present) != len(RELABEL_KEYS):
+        raise RunDirError(f"{path}: has {', '.join(present)} but not all of {', '.join(RELABEL_KEYS)}")
+    idx, old, new = (tensors[k] for k in RELABEL_KEYS)
+    if any(t.dtype != torch.int64 or t.ndim != 1 or t.shape != idx.shape for t in (idx, old, new)):
+        raise RunDirError(f"{path}: {', '.join(RELABEL_KEYS)} must be 1-D int64 tensors of one length")
+    if idx.unique().numel() != idx.numel() or not torch.isin(idx, tensors["train_idx"]).all():
+        raise RunDirError(f"{path}: relabel_idx must name distinct training pairs")
+    if ((old < 0) | (old >= p) | (new < 0) | (new >= p)).any():
+        raise RunDirError(f"{path}: relabel_old and relabel_new must be labels in 0..{p - 1}")
+    given = (idx // p + idx % p + tensors["noise"][idx]).remainder(p)
+    if not torch.equal(given, new):
+        raise RunDirError(f"{path}: relabel_new differs from the labels its noise gives")
 
 
 # ---------------------------------------------------------------- checkpoints
@@ -627,11 +689,13 @@ def read_metrics(run: Path) -> list[dict]:
     return records
 
 
-def metrics_up_to(run: Path, records: list[dict], epoch: int) -> list[dict]:
+def metrics_up_to(run: Path, records: list[dict], epoch: int, first: int = 0) -> list[dict]:
     """The records a resume from the state at ``epoch`` keeps: evaluations up to ``epoch`` and
     train losses of the epochs before it (a block that straddles ``epoch`` is cut), so that what
     the resume appends is exactly what an uninterrupted run would have written. RunDirError
-    unless those losses cover epochs 0..epoch-1, once each, in order."""
+    unless those losses cover epochs first..epoch-1, once each, in order (``first``: the epoch
+    the run's own history begins at, history_start; 0 but for a run continued from another's
+    checkpoint)."""
     kept = []
     for r in records:
         if r["kind"] == "eval" and r["epoch"] <= epoch:
@@ -643,8 +707,8 @@ def metrics_up_to(run: Path, records: list[dict], epoch: int) -> list[dict]:
     if evals != sorted(set(evals)):
         raise RunDirError(f"{Path(run) / METRICS}: evaluation records repeated or out of order before the saved "
                           f"state; the run cannot be resumed exactly")
-    if epochs != list(range(epoch)):
-        raise RunDirError(f"{Path(run) / METRICS}: train losses do not cover epochs 0..{epoch - 1} "
+    if epochs != list(range(first, epoch)):
+        raise RunDirError(f"{Path(run) / METRICS}: train losses do not cover epochs {first}..{epoch - 1} "
                           f"once each before the saved state; the run cannot be resumed exactly")
     return kept
 

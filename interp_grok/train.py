@@ -160,6 +160,15 @@ def trained_threads(prov: dict) -> int | None:
     return n if isinstance(n, int) and not isinstance(n, bool) and n >= 1 else None
 
 
+def warmup_lr(config: Config, epoch: int) -> float:
+    """The learning rate of the step taken at ``epoch`` (0-based) under a linear warm-up:
+    lr * min(epoch / warmup_steps, 1), so the first step has lr 0. This is Nanda et al.'s
+    LambdaLR(lambda step: min(step / 10, 1)), stepped after every optimizer step
+    (progress-measures-paper transformers.py:471, 507-508), computed the same way (base lr times
+    the factor). A function of the epoch alone, so a resume needs no scheduler state."""
+    return config.lr * min(epoch / config.warmup_steps, 1)
+
+
 def _make_optimizer(leaves: list[dict[str, torch.Tensor]], configs: list[Config]) -> torch.optim.AdamW:
     """AdamW over K models: one param group each, with that run's lr, weight decay, betas and eps
     (the fused kernel runs group by group, so each model gets exactly the solo update)."""
@@ -322,8 +331,17 @@ def _prepare_resume(out: Path, epochs: int | None) -> _Resume:
         start, state = rundir.read_train_state(out, shapes)
     else:
         start, state = 0, None  # a creation killed before its first state: start over
+    if rundir.PARENT in prov:
+        # a run made from another's checkpoint: starting over would silently drop what it was made
+        # from (the parent's weights, or the relabelled dataset, which make_dataset cannot redraw)
+        has_dataset = (out / rundir.DATASET).exists() or (out / rundir.DATASET).is_symlink()
+        if (state is None and rundir.history_start(prov) > 0) or not has_dataset:
+            raise rundir.RunDirError(f"{out}: made by `interp-grok relabel` but its creation did not finish (no "
+                                     f"{rundir.TRAIN_STATE if has_dataset else rundir.DATASET}); rerun the relabel "
+                                     "command with --overwrite")
     records = rundir.read_metrics(out)
-    kept = check_state(out, stored, start, state, records)
+    kept = check_state(out, stored, start, state, records, history_start=rundir.history_start(prov),
+                       adam_step_origin=rundir.adam_step_origin(prov))
     if epochs is not None and epochs < start:
         raise TrainError(f"--epochs {epochs} is before the saved state at epoch {start}")
     config = _extend(stored, epochs, start) if epochs is not None else stored
@@ -347,7 +365,8 @@ def _prepare_resume(out: Path, epochs: int | None) -> _Resume:
 # ------------------------------------------------------------------ batches
 
 # what the runs of one batch must share: the shape of the stacked model and the schedule
-BATCH_KEYS = ("model", "p", "d_model", "d_mlp", "act", "epochs", "eval_every", "loss_dtype", "checkpoint_epochs")
+BATCH_KEYS = ("model", "p", "d_model", "d_mlp", "act", "n_heads", "eq_logit", "biases", "epochs", "eval_every",
+              "loss_dtype", "checkpoint_epochs")
 
 
 def check_batchable(configs: list[Config]) -> None:
@@ -436,7 +455,7 @@ def resume_batch(outs: list[Path], *, epochs: int | None = None, device: str = "
 
 
 def check_state(out: Path, config: Config, start: int, state: dict[str, torch.Tensor] | None,
-                records: list[dict]) -> list[dict]:
+                records: list[dict], *, history_start: int = 0, adam_step_origin: int = 0) -> list[dict]:
     """Check the resume state against the config, the checkpoints and the metrics on disk;
     return the metrics records a resume from ``start`` keeps. RunDirError names what is wrong.
 
@@ -444,6 +463,9 @@ def check_state(out: Path, config: Config, start: int, state: dict[str, torch.Te
     (float32, the config's shapes, finite, AdamW's step equal to the epoch), equal the
     checkpoint of its epoch bit for bit, be followed by at most the next scheduled checkpoint
     (one written just before a kill), and be preceded by train losses for every epoch before it.
+    A run continued from another run's checkpoint (rundir.history_start, rundir.adam_step_origin)
+    has losses from its start epoch on, and, with a fresh optimizer, step = epoch - origin (no
+    moments at all at the origin itself, like a fresh run's epoch-0 state).
     """
     path = Path(out) / rundir.TRAIN_STATE
     schedule = config.checkpoint_epochs
@@ -457,9 +479,12 @@ def check_state(out: Path, config: Config, start: int, state: dict[str, torch.Te
         raise rundir.RunDirError(f"{path}: epoch {start} is not a checkpoint epoch of this run "
                                  f"(0..{config.epochs}); refusing to resume from it")
     shapes = family(config).param_shapes(config)
-    prefixes = ("param", "exp_avg", "exp_avg_sq") if start > 0 else ("param",)
+    steps = start - adam_step_origin
+    if steps < 0:
+        raise rundir.RunDirError(f"{path}: epoch {start} is before the run's optimizer origin {adam_step_origin}")
+    prefixes = ("param", "exp_avg", "exp_avg_sq") if steps > 0 else ("param",)
     expected = {f"{pre}.{n}" for n in shapes for pre in prefixes} | (
-        {f"step.{n}" for n in shapes} if start > 0 else set())
+        {f"step.{n}" for n in shapes} if steps > 0 else set())
     if set(state) != expected:
         odd = sorted(expected - set(state)) or sorted(set(state) - expected)
         what = "missing" if expected - set(state) else "unexpected"
@@ -471,10 +496,12 @@ def check_state(out: Path, config: Config, start: int, state: dict[str, torch.Te
                 raise rundir.RunDirError(f"{path}: {pre}.{name} is not float32 {list(shape)}")
             if not torch.isfinite(t).all() or (pre == "exp_avg_sq" and (t < 0).any()):
                 raise rundir.RunDirError(f"{path}: {pre}.{name} holds NaN, inf or (second moment) negative values")
-        if start > 0:
+        if steps > 0:
             step = state[f"step.{name}"]
-            if step.shape != (1,) or step.dtype != torch.float32 or step.item() != start:
-                raise rundir.RunDirError(f"{path}: step.{name} must be float32 [1] equal to the epoch {start}")
+            if step.shape != (1,) or step.dtype != torch.float32 or step.item() != steps:
+                what = f"the epoch {start}" if adam_step_origin == 0 else (
+                    f"{steps}, the epochs since its fresh optimizer at epoch {adam_step_origin}")
+                raise rundir.RunDirError(f"{path}: step.{name} must be float32 [1] equal to {what}")
     if start not in on_disk:
         raise rundir.RunDirError(f"{path}: no checkpoint of its epoch {start} to check it against; "
                                  "this run cannot be resumed")
@@ -491,7 +518,7 @@ def check_state(out: Path, config: Config, start: int, state: dict[str, torch.Te
     if not any(r["kind"] == "eval" and r["epoch"] == start for r in records):
         raise rundir.RunDirError(f"{Path(out) / rundir.METRICS}: no evaluation at the state's epoch {start}; "
                                  "the metrics do not belong to this state")
-    return rundir.metrics_up_to(out, records, start)
+    return rundir.metrics_up_to(out, records, start, first=history_start)
 
 
 def _setup(device: str, threads: int | None) -> torch.device:
@@ -607,6 +634,7 @@ def _run_batch(configs: list[Config], outs: list[Path], datasets: list[Dataset],
     losses = torch.empty(K, max(1, min(c0.eval_every, 1 << 16, end - start)), dtype=torch.float64, device=dev)
     ckpt_epochs = set(c0.checkpoint_epochs)
     flushed = start  # train losses for epochs < flushed are on disk
+    warm = [(g, c) for g, c in zip(opt.param_groups, configs) if c.warmup_steps > 0]  # none: lr never touched
 
     def stacked() -> dict[str, torch.Tensor]:
         if K == 1:
@@ -633,6 +661,8 @@ def _run_batch(configs: list[Config], outs: list[Path], datasets: list[Dataset],
             loss_k = fam.batched_loss(stacked(), a, b_, y, n_k, c0)
             losses[:, epoch - flushed] = loss_k.detach()
             loss_k.sum().backward()
+            for group, c in warm:  # linear warm-up, as Nanda et al.'s LambdaLR (see warmup_lr)
+                group["lr"] = warmup_lr(c, epoch)
             opt.step()
             opt.zero_grad(set_to_none=True)
             at_epoch(epoch + 1)

@@ -73,3 +73,29 @@ def fourier_plus_lookup(p: int, freqs: list[int], pairs: torch.Tensor, labels: t
     W_out[:n0, :d0] = base["W_out"]
     W_out[n0 + j, d0 + labels] = size
     return {"W_E": W_E.float(), "W_in": W_in.float(), "b_in": b_in.float(), "W_out": W_out.float(), "W_U": W_U.float()}
+
+
+def plain_transformer(params: dict[str, torch.Tensor], a: torch.Tensor, b: torch.Tensor, act: str = "relu",
+                      biases: bool = True) -> torch.Tensor:
+    """A one-layer attention-only-then-MLP transformer written the obvious way, over all three
+    positions (a, b, "="): the reference the fast family (models.transformer) is checked against.
+
+    Returns every position's logits [n, 3, n_out]; the family reads position 2. Causal mask as
+    Nanda et al.'s (progress-measures-paper transformers.py:230): a query attends to itself and
+    earlier positions. No LayerNorm.
+    """
+    p = params["W_E"].shape[0] - 1
+    tokens = torch.stack([a, b, torch.full_like(a, p)], dim=1)  # [n, 3]
+    x = params["W_E"][tokens] + params["W_pos"]  # [n, 3, d]
+    q = torch.einsum("npd,hde->nhpe", x, params["W_Q"])
+    k = torch.einsum("npd,hde->nhpe", x, params["W_K"])
+    v = torch.einsum("npd,hde->nhpe", x, params["W_V"])
+    scores = q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])  # [n, h, query, key]
+    causal = torch.ones(3, 3, dtype=torch.bool).tril()
+    attn = scores.masked_fill(~causal, float("-inf")).softmax(-1)
+    z = attn @ v  # [n, h, 3, d_head]
+    resid_mid = x + torch.einsum("nhpe,hed->npd", z, params["W_O"])
+    b_in, b_out = (params["b_in"], params["b_out"]) if biases else (0.0, 0.0)
+    hidden = getattr(torch.nn.functional, act)(resid_mid @ params["W_in"] + b_in)
+    resid_post = resid_mid + hidden @ params["W_out"] + b_out
+    return resid_post @ params["W_U"]

@@ -82,7 +82,7 @@ def test_outputs(analyzed):
     assert float(rows[-1]["excluded_loss"]) == pytest.approx(
         excluded_loss(logits, keys, ds.noisy_labels, ds.train_idx).item())
     figs = sorted(p.name for p in (a / "figures").glob("*.png"))
-    assert figs == ["losses.png", "memorization.png", "restricted_excluded.png", "spectrum_final.png",
+    assert figs == ["audit.png", "losses.png", "memorization.png", "restricted_excluded.png", "spectrum_final.png",
                     "spectrum_heatmap.png", "weight_norms.png"]
     assert all((a / "figures" / f).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for f in figs)
 
@@ -240,20 +240,46 @@ def test_key_rule_and_threshold_are_checked(run_copy, capsys):
 
 
 def test_a_legacy_reference_analysis_still_reads_and_its_kept_rows_get_nan(tmp_path):
-    """The committed reference runs keep one checkpoint and a pre-manifest (version-1) analysis. It
+    """A trimmed run (one checkpoint) with a pre-manifest (version-1) analysis, as the reference runs
+    had before checkpoints/reanalyze.py: made here from the committed n2 by writing its analysis
+    back in the version-1 form (the version-1 columns, no spectra, no manifest, no version). It
     still reads; re-analyzed with the same key set, its rows of checkpoints no longer on disk are
     kept, the columns they never had are NaN, and the new files are version 2."""
+    import csv
+    import io
     import math
     from pathlib import Path
 
     from interp_grok.analysis.pipeline import ANALYSIS_VERSION, write_analysis
 
     src = Path(__file__).resolve().parents[1] / "checkpoints" / "n2"
-    legacy = read_analysis(rundir.load_run(src))
+    out = tmp_path / "n2"
+    shutil.copytree(src, out, ignore=shutil.ignore_patterns("compact"))
+    a = out / "analysis"
+    (a / "manifest.json").unlink()
+    v1 = [c for c in csv.DictReader(io.StringIO((a / "progress.csv").read_text())).fieldnames
+          if c.startswith(("norm_", "train_noisy_memorized_frac")) or c in (
+              "epoch", "train_loss", "test_loss", "test_acc_noisy", "test_acc_clean", "train_clean_acc",
+              "train_noisy_corrected_frac", "restricted_loss", "restricted_loss_clean", "excluded_loss",
+              "sum_sq_weights", "gini_W_E", "train_acc", "train_loss_clean", "test_loss_clean",
+              "excluded_loss_clean")]
+    rows = list(csv.DictReader(io.StringIO((a / "progress.csv").read_text())))
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=v1, extrasaction="ignore", lineterminator="\n")
+    w.writeheader()
+    w.writerows(rows)
+    (a / "progress.csv").write_text(buf.getvalue())
+    for name, keep in (("embed_fourier.safetensors", ("epochs", "norms", "key_freqs")),
+                       ("memorization.safetensors", None)):
+        t, meta = rundir.load_tensors(a / name)
+        rundir.save_tensors(a / name, {k: v for k, v in t.items() if keep is None or k in keep},
+                            {"key_freq_source": meta["key_freq_source"]})
+    summary = json.loads((a / "summary.json").read_text())
+    summary.pop("analysis_version")
+    (a / "summary.json").write_text(json.dumps(summary))
+    legacy = read_analysis(rundir.load_run(out))
     assert not legacy.verified and legacy.logit_power is None and legacy.excluded_by_key is None
     assert "key_fve" not in legacy.rows[0]
-    out = tmp_path / "n2"
-    shutil.copytree(src, out)
     run = rundir.load_run(out)
     an = analyze_run(run, key_freqs=legacy.key_freqs.tolist(), previous=read_analysis(run))
     assert len(an.rows) == len(legacy.rows) and an.n_reused == len(legacy.rows) - 1

@@ -28,10 +28,12 @@ def _tiny(**kw) -> Config:
 
 
 def test_registry_names_the_config_models_and_every_family_fits_the_protocol():
-    assert tuple(FAMILIES) == MODELS == ("mlp", "quadratic")
+    assert tuple(FAMILIES) == MODELS == ("mlp", "quadratic", "transformer")
     for name, fam in FAMILIES.items():
         assert isinstance(fam, ModelFamily) and fam.name == name and family(name) is fam
-        c = Config(model=name, p=7, d_model=8, d_mlp=12).finalize()
+        # eq_logit False: the transformer's training loss then covers exactly the p classes it reports
+        # (with its "=" logit, the default, see tests/test_transformer.py); other families ignore it
+        c = Config(model=name, p=7, d_model=8, d_mlp=12, eq_logit=False).finalize()
         params = fam.init_params(c, torch.Generator().manual_seed(0))
         assert tuple(params) == fam.param_names
         assert {k: tuple(v.shape) for k, v in params.items()} == fam.param_shapes(c)
@@ -47,10 +49,11 @@ def test_registry_names_the_config_models_and_every_family_fits_the_protocol():
         assert {k: tuple(v.shape) for k, v in curves.items()} == {k: (12, 7) for k in ("in_a", "in_b", "out")}
         assert fam.embedding(params).shape[0] == 7
         silenced = fam.ablate_neurons(params, torch.zeros(12, dtype=torch.bool))
-        assert fam.grid_logits(silenced, c).abs().max() == 0  # no neuron left reaches the outputs
+        if name != "transformer":  # (the transformer keeps its direct path: tests/test_transformer.py)
+            assert fam.grid_logits(silenced, c).abs().max() == 0  # no neuron left reaches the outputs
         torch.testing.assert_close(fam.module(params, c)(a, b), fam.logits(params, a, b, c))
     with pytest.raises(ValueError, match="model must be one of"):
-        family("transformer")
+        family("lstm")
 
 
 def test_quadratic_loss_is_doshis_mse_on_one_hot_targets():
@@ -152,7 +155,7 @@ def test_cli_quadratic_uniform_train_analyze_and_sweep(tmp_path, capsys):
                    "--out", out) == 0
     cfg = json.loads((out / "config.json").read_text())
     assert (cfg["model"], cfg["noise_kind"], cfg["noise_frac"], cfg["format_version"]) == (
-        "quadratic", "uniform", 0.35, 4)
+        "quadratic", "uniform", 0.35, 5)
     assert run_cli("analyze", out) == 0
     header = (out / "analysis" / "progress.csv").read_text().splitlines()[0].split(",")
     assert {"norm_U", "norm_V", "norm_W", "gini_W_E", "train_noisy_memorized_frac"} <= set(header)

@@ -71,3 +71,15 @@ def test_pruning_low_ipr_neurons_forgets_exactly_the_lookup_table():
     assert out["control_draws"]["train_noisy_memorized_frac"] == pytest.approx(expected)
     assert out["control"]["train_noisy_memorized_frac"]["mean"] == pytest.approx(sum(expected) / 6)
     assert out["control"]["train_noisy_memorized_frac"]["mean"] > 0.5  # the control forgets far less
+
+
+def test_largest_picks_the_k_largest_ties_by_index():
+    from interp_grok.analysis.neurons import largest
+
+    sizes = torch.tensor([3.0, 1.0, 2.0, 5.0, 2.0], dtype=torch.float64)
+    assert largest(sizes, 2).tolist() == [True, False, False, True, False]
+    # a tie at the cut: the stable ascending rank puts index 2 below index 4, so 4 is kept
+    assert largest(sizes, 3).tolist() == [True, False, False, True, True]
+    assert largest(sizes, 0).sum() == 0 and largest(sizes, 5).all()
+    with pytest.raises(ValueError, match="k must be"):
+        largest(sizes, 6)

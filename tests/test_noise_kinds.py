@@ -123,7 +123,7 @@ def test_config_validates_the_new_settings():
     from interp_grok.config import ConfigError
 
     for kw, needle in (({"noise_kind": "gauss"}, "noise_kind must be one of additive, uniform"),
-                       ({"model": "transformer"}, "model must be one of mlp, quadratic")):
+                       ({"model": "lstm"}, "model must be one of mlp, quadratic, transformer")):
         with pytest.raises(ConfigError, match=needle):
             Config(**kw).finalize()
 

@@ -69,7 +69,7 @@ def test_cli_console_script_renders_headless(tiny_run, tmp_path):
     res = subprocess.run([str(Path(sys.executable).parent / "interp-grok"), "analyze", str(out)], env=env,
                          capture_output=True, text=True)
     assert res.returncode == 0, res.stderr[-1000:]
-    assert len(list((out / "analysis" / "figures").glob("*.png"))) == 6
+    assert len(list((out / "analysis" / "figures").glob("*.png"))) == 7  # draw_all's six and the audit's
 
 
 def test_panels_compose_into_a_users_figure(tiny_an):
@@ -187,7 +187,7 @@ def test_reprs_are_short_and_say_what_is_loaded():
     an = ig.read_analysis(run)
     r, a = repr(run), repr(an)
     assert len(r) < 400 and "noise_n=4" in r and f"{len(run.checkpoint_epochs)} checkpoints" in r
-    assert len(a) < 400 and f"{len(an.rows)} checkpoints" in a and "(flat)" in a
+    assert len(a) < 400 and f"{len(an.rows)} checkpoints" in a and "key_freqs [1, 2, 4, 10, 11" in a
 
 
 def test_wrong_logits_shape_is_one_clear_error():

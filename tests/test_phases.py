@@ -15,7 +15,7 @@ NAN = math.nan
 @pytest.mark.parametrize("F, M, C, G, phase", [
     (0.5, 0.5, 0.0, 0.1, "confusion"),           # nothing fit yet
     (1.0, 1.0, 0.0, 0.1, "memorization"),        # everything fit, no generalization
-    (1.0, 0.2, 0.1, 0.1, "memorization"),        # clean fit without generalization: still memorization
+    (1.0, 0.2, 0.1, 0.1, "confusion"),           # clean fit, noisy labels not memorized, no generalization
     (1.0, 1.0, 0.0, 0.95, "coexistence"),        # test generalizes, noisy labels kept
     (1.0, 0.0, 1.0, 0.95, "full_inversion"),     # noisy labels predicted as their clean label
     (1.0, 0.5, 0.45, 0.95, "partial_inversion"),
@@ -26,6 +26,19 @@ NAN = math.nan
 ])
 def test_each_rule_of_the_decision_list(F, M, C, G, phase):
     assert phase_trajectory([F], [M], [C], [G]) == [phase]
+
+
+def test_forgetting_after_inversion_is_not_memorization():
+    """The hole rule v2 closes: doshi-grid xi 0.5, tf 0.7, wd 20 ends at F 0.925, M 0.165, C 0.374,
+    G 0.431 after a full inversion; v1 called that memorization without looking at M."""
+    F, M, C, G = [0.2, 1.0, 1.0, 0.925], [0.1, 0.0, 0.02, 0.165], [0.0, 1.0, 0.97, 0.374], [0.0, 1.0, 0.99, 0.431]
+    assert phase_trajectory(F, M, C, G) == ["confusion", "full_inversion", "full_inversion", "forgetting"]
+    assert phase_trajectory(F, M, C, G, rule="v1") == ["confusion", "full_inversion", "full_inversion",
+                                                       "memorization"]
+    # the two rules differ only where F >= tau, G < tau and M < tau
+    assert phase_trajectory([1.0], [0.95], [0.0], [0.2], rule="v1") == phase_trajectory([1.0], [0.95], [0.0], [0.2])
+    with pytest.raises(ValueError, match="phase rule"):
+        phase_trajectory([1.0], [1.0], [0.0], [0.0], rule="v3")
 
 
 def test_forgetting_needs_an_earlier_fit():
@@ -44,8 +57,9 @@ def test_transition_epochs_of_a_grokking_then_inverting_run():
     assert transition_epochs(epochs, F, M, C, G) == {
         "fit_epoch": 100, "grok_epoch": 3000, "inversion_epoch": 3000, "forget_epoch": None}
     traj = phase_trajectory(F, M, C, G)
-    assert traj == ["confusion", "confusion", "memorization", "coexistence", "memorization", "full_inversion",
-                    "full_inversion"]
+    assert traj == ["confusion", "confusion", "memorization", "coexistence", "forgetting", "full_inversion",
+                    "full_inversion"]  # at 2000 half the noisy labels are lost and the test is: not memorization
+    assert phase_trajectory(F, M, C, G, rule="v1")[4] == "memorization"
 
 
 def test_forget_epoch_and_a_run_that_never_fits():
@@ -66,7 +80,8 @@ def test_run_phases_reads_progress_rows():
     rows = [{"train_clean_acc": f, "train_noisy_memorized_frac": m, "train_noisy_corrected_frac": c,
              "test_acc_clean": g} for f, m, c, g in [(0.0, 0.0, 0.0, 0.0), (1.0, 1.0, 0.0, 0.0), (1.0, 1.0, 0.0, 1.0)]]
     out = run_phases([0, 50, 100], rows)
-    assert out["phases"] == ["confusion", "memorization", "coexistence"]
+    assert out["phases"] == ["confusion", "memorization", "coexistence"] == run_phases([0, 50, 100], rows,
+                                                                                        rule="v1")["phases"]
     assert (out["final_phase"], out["settled"], out["fit_epoch"], out["grok_epoch"]) == ("coexistence", True, 50, 100)
 
 

@@ -347,3 +347,146 @@ def test_doshi_grid_repeats_doshi_xi_tf_exactly():
     cfg = [json.loads((SWEEPS / s / "runs" / "xi0.5_tf0.5_wd5" / "config.json").read_text())
            for s in ("doshi-grid", "doshi-xi-tf")]
     assert cfg[0]["provenance"]["git_commit"] != cfg[1]["provenance"]["git_commit"]
+
+
+ALL_SWEEPS = ("noise-tf", "n4-xi-wd-lr", "n4-init", "doshi-wd", "doshi-xi-tf", "doshi-grid")
+
+
+def test_phase_rule_v2_against_v1_on_every_sweep():
+    """docs/measurements.md#phases: v2 calls memorization only with M >= 0.9; what that changed."""
+    moved = {}
+    for sweep in ALL_SWEEPS:
+        for name, r in rows(sweep).items():
+            prog = progress(sweep, name)
+            old = run_phases([p["epoch"] for p in prog], prog, rule="v1")["final_phase"]
+            if old != r["final_phase"]:
+                moved[(sweep, name)] = (old, r["final_phase"], r["settled"])
+    assert moved == {("doshi-grid", "xi0.3_tf0.3_wd20"): ("memorization", "forgetting", False),
+                     ("doshi-grid", "xi0.5_tf0.7_wd20"): ("memorization", "forgetting", True)}
+    assert Counter(r["final_phase"] for r in rows("doshi-grid").values()) == {
+        "coexistence": 4, "forgetting": 10, "full_inversion": 17, "memorization": 60, "partial_inversion": 9}
+    last = progress("doshi-grid", "xi0.5_tf0.7_wd20")[-1]
+    assert [round(last[k], 3) for k in ("train_clean_acc", "train_noisy_memorized_frac", "train_noisy_corrected_frac",
+                                        "test_acc_clean")] == [0.925, 0.165, 0.374, 0.431]
+    assert round(progress("doshi-grid", "xi0.3_tf0.3_wd20")[-1]["train_noisy_memorized_frac"], 3) == 0.837
+    grid = rows("doshi-grid")  # against their rule: v2 agrees on the first, disagrees on the second
+    assert [grid[n]["doshi_phase"] for n in ("xi0.5_tf0.7_wd20", "xi0.3_tf0.3_wd20")] == ["forgetting", "memorization"]
+
+
+def test_corrected_statements_of_section_2():
+    p01 = progress("n4-xi-wd-lr", "xi0.1_lr0.001_wd10")
+    at = {int(r["epoch"]): r for r in p01}
+    assert (round(at[1500]["train_clean_acc"], 3), round(at[1500]["train_noisy_memorized_frac"], 3)) == (0.922, 0.657)
+    assert next(int(r["epoch"]) for r in p01 if r["train_clean_acc"] >= 0.9
+                and r["train_noisy_memorized_frac"] >= 0.9) == 2250
+    assert round(p01[-1]["train_noisy_memorized_frac"], 3) == 0.954
+    inv = {int(r["epoch"]): r for r in progress("n4-xi-wd-lr", "xi0.1_lr0.01_wd10")}
+    assert round(max(r["train_noisy_memorized_frac"] for r in inv.values()), 3) == 0.834  # never 0.9
+    assert (round(inv[225]["train_clean_acc"], 3), round(inv[225]["test_acc_clean"], 3)) == (0.867, 0.008)
+    assert (round(inv[290]["train_clean_acc"], 3), round(inv[290]["test_acc_clean"], 3)) == (1.0, 0.978)
+    # their rule cannot show inversion here: a full inversion keeps training accuracy 1 - 0.062 >= 0.9
+    frac = rows("n4-xi-wd-lr")["xi0.1_lr0.01_wd10"]["noisy_train_frac"]
+    assert round(1 - frac, 3) == 0.938
+    assert doshi_phase_trajectory([1 - frac], [1.0], 0.1) == ["coexistence"]
+
+
+def test_lowest_shift_kl_and_init_scale_spread():
+    t = rows("noise-tf")
+    noisy = [r for r in t.values() if r["noise_n"] > 0]
+    low = min(noisy, key=lambda r: r["shift_kl"])
+    assert len(noisy) == 18 and low["name"] == "n8_tf0.7_s1" and round(low["shift_kl"], 2) == 0.10
+    i = rows("n4-init")
+    span = {xi: max(r["test_acc_clean"] for r in i.values() if r["noise_frac"] == xi)
+            - min(r["test_acc_clean"] for r in i.values() if r["noise_frac"] == xi) for xi in (0.3, 1.0)}
+    assert (round(span[0.3], 3), round(span[1.0], 3)) == (0.155, 0.092)
+
+
+def test_pruning_by_ipr_against_keeping_the_largest_neurons():
+    """findings §4: the wd 1 coexistence run's final weights (compact float16, kept for this check)."""
+    from interp_grok import rundir
+    from interp_grok.analysis.neurons import size_ranked_pruning
+    from interp_grok.data import make_dataset
+
+    wd1 = SWEEPS / "n4-xi-wd-lr" / "runs" / "xi0.1_lr0.01_wd1"
+    cfg, _ = rundir.read_config(wd1)
+    ds = make_dataset(cfg)
+    _, P = rundir.read_compact(rundir.compact_path(wd1, 3000), cfg.p, cfg.d_model, cfg.d_mlp)
+    sr = size_ranked_pruning(P, cfg, ds.noisy_labels, ds.clean_labels, ds.train_idx, ds.test_idx)
+    committed = summary("n4-xi-wd-lr", "xi0.1_lr0.01_wd1")["pruning"]
+    for k in ("full", "ipr_pruned"):  # the kept weights give back the committed analysis's numbers
+        for m, v in committed[k].items():
+            assert sr[k][m] == pytest.approx(v, abs=0.0016), (k, m)
+    assert (sr["n_periodic"], sr["n_periodic_among_largest"]) == (244, 218)
+    assert round(sr["largest_kept"]["train_noisy_memorized_frac"], 3) == 0.949
+    assert round(sr["largest_kept"]["test_acc_clean"], 3) == 0.990 and sr["largest_kept"]["train_clean_acc"] == 1.0
+    assert sr["ipr_pruned"]["train_noisy_memorized_frac"] < sr["largest_kept"]["train_noisy_memorized_frac"]
+
+
+def test_trajectories_that_invert_and_memorize_again():
+    found = {}
+    for sweep in ("doshi-grid", "n4-xi-wd-lr"):
+        for name in rows(sweep):
+            prog = progress(sweep, name)
+            ph = run_phases([p["epoch"] for p in prog], prog)["phases"]
+            top = max(prog, key=lambda p: p["train_noisy_corrected_frac"])
+            back = prog[-1]["train_noisy_memorized_frac"] - top["train_noisy_memorized_frac"]
+            if ("full_inversion" in ph or name == "xi0.1_lr0.01_wd10") and back > 0.1 \
+                    and prog[-1]["test_acc_clean"] >= 0.9:
+                found[name] = (int(top["epoch"]), round(prog[-1]["train_noisy_memorized_frac"], 3))
+    assert found == {"xi0.1_tf0.5_wd0": (100, 0.974), "xi0.1_tf0.7_wd0": (50, 0.778), "xi0.1_tf0.9_wd0": (50, 0.503),
+                     "xi0.3_tf0.7_wd0": (122, 0.530), "xi0.3_tf0.9_wd0": (81, 0.229),
+                     "xi0.1_lr0.01_wd10": (300, 0.703)}
+
+
+def test_xi_1_runs_keep_only_low_key_frequencies():
+    """findings: the largest key frequency by noise level (outside confusion) and the label damping there."""
+    import math
+
+    top: dict = {}
+    for sweep in ("noise-tf", "n4-xi-wd-lr", "n4-init"):
+        for r in rows(sweep).values():
+            if r["final_phase"] != "confusion" and r["key_freqs"]:
+                key = (r.get("noise_n", 4), r.get("noise_frac", 1.0))
+                top[key] = max(top.get(key, 0), max(int(k) for k in str(r["key_freqs"]).split()))
+    assert top == {(0, 1.0): 48, (2, 1.0): 26, (4, 0.1): 47, (4, 0.3): 47, (4, 1.0): 18, (8, 1.0): 16}
+    damp = {n: math.cos(math.pi * top[(n, 1.0)] / 97) ** n for n in (2, 4, 8)}
+    assert [round(damp[n], 3) for n in (2, 4, 8)] == [0.443, 0.486, 0.324]
+
+
+def test_noisy_labels_are_fit_no_later_than_clean_ones():
+    import math
+
+    order = Counter()
+    for sweep in ("noise-tf", "n4-xi-wd-lr", "n4-init"):
+        for name in rows(sweep):
+            prog = progress(sweep, name)
+            if math.isnan(prog[-1]["train_noisy_memorized_frac"]):
+                continue
+            m = next((p["epoch"] for p in prog if p["train_noisy_memorized_frac"] >= 0.5), None)
+            f = next((p["epoch"] for p in prog if p["train_clean_acc"] >= 0.5), None)
+            if m is not None and f is not None:
+                order["noisy first" if m < f else "same" if m == f else "clean first"] += 1
+    assert order == {"noisy first": 14, "same": 28}
+
+
+def test_repeated_settings_reproduce():
+    same_cols = ("train_loss", "test_loss", "test_acc_noisy", "test_acc_clean", "train_acc", "train_clean_acc",
+                 "train_noisy_memorized_frac", "train_noisy_corrected_frac", "sum_sq_weights", "gini_W_E")
+    for a, b in (("n4-init/runs/xi0.3_a1", "n4-xi-wd-lr/runs/xi0.3_lr0.01_wd1"),
+                 ("n4-init/runs/xi1_a1", "n4-xi-wd-lr/runs/xi1_lr0.01_wd1")):
+        assert (SWEEPS / a / "analysis" / "progress.csv").read_bytes() == (
+            SWEEPS / b / "analysis" / "progress.csv").read_bytes()
+    pa = {int(r["epoch"]): r for r in progress("n4-xi-wd-lr", "xi1_lr0.001_wd1")}
+    pb = {int(r["epoch"]): r for r in progress("noise-tf", "n4_tf0.3_s0")}
+    common = sorted(set(pa) & set(pb))
+    assert len(common) == 11 and all(pa[e][k] == pb[e][k] for e in common for k in same_cols)
+    diffs = []
+    for n in (0, 2, 4, 8):  # against the reference runs (other commit, other session): close, not identical
+        ref = SWEEPS.parent / f"n{n}" / "analysis" / "progress.csv"
+        with open(ref) as f:
+            pr = {int(r["epoch"]): {k: float(v) for k, v in r.items()} for r in csv.DictReader(f)}
+        ps = {int(r["epoch"]): r for r in progress("noise-tf", f"n{n}_tf0.3_s0")}
+        common = sorted(set(pr) & set(ps))
+        assert len(common) == 28 and common[-1] == 10000
+        diffs.append(max(abs(pr[e][k] - ps[e][k]) for e in common for k in ("test_acc_clean", "train_acc")))
+    assert [round(d, 4) for d in diffs] == [0.0038, 0.0026, 0.0014, 0.0017]

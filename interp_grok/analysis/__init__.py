@@ -10,6 +10,10 @@ This subpackage owns two things:
 - the per-checkpoint measures (``measures``): each group of progress.csv columns is one
   function registered with ``@measure``, reading a ``Checkpoint`` whose shared intermediates
   (grid logits, restricted and excluded log-probabilities, neuron curves) are computed once;
+- what became of the noisy labels (``audit``, pure): extraction accuracy of the restricted
+  logits against the clean labels, and the label audit (precision / recall at budget B of each
+  per-example score); ``correction``: the audit of a run's checkpoint, RUN/analysis/audit.csv,
+  and correct-and-resume (``relabel_run`` writes a new run directory);
 - the whole-run pipeline (``pipeline``): every checkpoint of a run through those measurements
   (``analyze_run`` -> ``Analysis``) and RUN/analysis/ on disk (``write_analysis``,
   ``read_analysis``, ``analyze_run_dir``, ``is_current``, ``ANALYSIS_VERSION``).
@@ -19,6 +23,18 @@ sweeps, plotting and the CLI; nothing here imports those (tests/test_layout.py c
 The package's public API (``import interp_grok as ig``) re-exports the names a notebook needs.
 """
 
+from .audit import (
+    AUDIT_BUDGET_FRACS,
+    AUDIT_SCORES,
+    audit_budgets,
+    audit_curve,
+    audit_scores,
+    audit_table,
+    correct_diagonals,
+    expected_hits,
+    extraction_accuracy,
+    flag,
+)
 from .circuits import (
     LOGIT_KEY_RULE,
     LOGIT_KEY_Z,
@@ -39,6 +55,7 @@ from .circuits import (
     sum_direction_basis,
     tie_credit,
 )
+from .correction import Audit, RelabelResult, audit_checkpoint, audit_run, read_audit, relabel_run, write_audit
 from .fourier import (
     KEY_FREQ_RULE,
     KEY_FREQ_THRESHOLD,
@@ -71,7 +88,14 @@ from .memorization import (
     shift_kl,
     shift_within,
 )
-from .neurons import PERIODIC_IPR, neuron_ipr, neuron_sizes, norm_matched_controls, pruning_experiment
+from .neurons import (
+    PERIODIC_IPR,
+    neuron_ipr,
+    neuron_sizes,
+    norm_matched_controls,
+    pruning_experiment,
+    size_ranked_pruning,
+)
 from .phases import (
     PHASES,
     TRANSITIONS,
@@ -112,7 +136,7 @@ __all__ = [
     "example_stats", "predicted_shift", "shift_distribution", "shift_kl", "shift_within", "first_fit_epoch",
     "forgetting_events", "fraction_by_noise",
     # neurons
-    "neuron_ipr", "neuron_sizes", "norm_matched_controls", "pruning_experiment", "PERIODIC_IPR",
+    "neuron_ipr", "neuron_sizes", "norm_matched_controls", "pruning_experiment", "size_ranked_pruning", "PERIODIC_IPR",
     # phases
     "phase_trajectory", "transition_epochs", "settled", "run_phases", "doshi_phase_trajectory", "PHASES",
     "TRANSITIONS",
@@ -124,4 +148,8 @@ __all__ = [
     "x_column", "excluded_x_column", "progress_columns", "PROGRESS_COLUMNS", "ANALYSIS_VERSION",
     # measures (the per-checkpoint columns)
     "MEASURES", "Measure", "Checkpoint", "measure", "measure_row",
+    # audit (extraction accuracy, the label audit) and correction (a run's audit, correct-and-resume)
+    "extraction_accuracy", "correct_diagonals", "audit_scores", "expected_hits", "audit_curve", "audit_budgets",
+    "audit_table", "flag", "AUDIT_SCORES", "AUDIT_BUDGET_FRACS", "Audit", "audit_checkpoint", "audit_run",
+    "write_audit", "read_audit", "relabel_run", "RelabelResult",
 ]

@@ -80,7 +80,7 @@ def runs_frame(runs: Iterable[Run | tuple[Run, Analysis]]) -> pd.DataFrame:
         last = run.evals[-1] if run.evals else {}
         row |= {f"final_{k}": v for k, v in last.items() if k != "kind"}
         if an is not None:
-            row |= {"key_freqs": an.key_freqs.tolist(),
-                    "key_freq_share_of_W_E_norm2": an.summary.get("key_freq_share_of_W_E_norm2")}
+            share = "key_freq_share_of_nonconstant_W_E_norm2"
+            row |= {"key_freqs": an.key_freqs.tolist(), share: an.summary.get(share)}
         rows.append(row)
     return pd.DataFrame(rows)

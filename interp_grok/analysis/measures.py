@@ -34,11 +34,20 @@ from ..config import Config
 from ..data import Dataset
 from ..evaluation import metrics_from_logits, sum_sq_weights, weight_norms
 from ..models import ModelFamily, family
+from ..models.transformer import attention_pattern, attention_scores, grid_pre
 from ..noise import noise_pmf
+from .audit import audit_curve, audit_scores, correct_diagonals, extraction_accuracy
 from .circuits import centered_logit_power, logit_frequency_power, project_sum_frequencies
 from .fourier import frequency_norms, gini, ipr
 from .memorization import example_stats, fraction_by_noise, shift_distribution, shift_kl, shift_within
 from .neurons import PERIODIC_IPR
+from .transformer_views import (
+    attention_shares,
+    dominant_frequency,
+    effective_rank,
+    frequency_clusters,
+    neuron_frequencies,
+)
 
 Columns = tuple[str, ...] | Callable[[rundir.Run], list[str]]
 
@@ -326,5 +335,79 @@ def excluded_by_x(c: Checkpoint) -> dict[str, float]:
     return {excluded_x_column(x): _nan_mean(e_noisy[c.noisy_tr & (x_tr == x)]) for x in _xs(c.run)}
 
 
-__all__ = ["MEASURES", "Checkpoint", "Measure", "columns", "excluded_x_column", "headline_columns", "measure",
-           "measure_row", "x_column", "x_value_columns"]
+EXTRACTION_COLUMNS = ("extraction_acc_test", "extraction_acc_train_noisy", "extraction_acc_train_clean",
+                      "extraction_diagonals")
+
+
+@measure(extra=EXTRACTION_COLUMNS)
+def extraction(c: Checkpoint) -> dict[str, float]:
+    """Extraction accuracy (Liu & Lu 2026; science.md §12): the restricted logits' accuracy against
+    the clean labels on the test pairs and on the noisy- and clean-labelled training pairs, and how
+    many of the p anti-diagonals a + b = s they predict right (measurements.md, extraction)."""
+    ds, tr = c.dataset, c.dataset.train_idx
+    clean = ds.clean_labels
+    return {
+        "extraction_acc_test": extraction_accuracy(c.restricted, clean, ds.test_idx),
+        "extraction_acc_train_noisy": extraction_accuracy(c.restricted, clean, tr[c.noisy_tr]),
+        "extraction_acc_train_clean": extraction_accuracy(c.restricted, clean, tr[~c.noisy_tr]),
+        "extraction_diagonals": float(correct_diagonals(c.restricted, c.p).sum()),
+    }
+
+
+AUDIT_RPREC_SCORES = ("loss", "margin", "restricted_disagree", "restricted_nll")
+
+
+def audit_column(score: str) -> str:
+    return f"audit_rprec_{score}"
+
+
+@measure(extra=tuple(audit_column(s) for s in AUDIT_RPREC_SCORES))
+def label_audit(c: Checkpoint) -> dict[str, float]:
+    """The label audit at budget B = n_noisy (precision = recall there, "R-precision"; the random
+    baseline is the noisy fraction) for each one-checkpoint score (audit.audit_scores; the first-fit
+    scores need the whole history and are in analysis/audit.csv). NaN without noisy labels."""
+    ds, tr = c.dataset, c.dataset.train_idx
+    given = ds.noisy_labels[tr]
+    scores = audit_scores(c.stats["nll_noisy"], c.stats["margin"], c.restricted[tr].argmax(-1),
+                          c.restricted_nll[0][tr], given)
+    k = int(c.noisy_tr.sum())
+    return {audit_column(s): (audit_curve(scores[s], c.noisy_tr, torch.tensor([k]))["precision"][0].item()
+                              if k else math.nan) for s in AUDIT_RPREC_SCORES}
+
+
+def _transformer_columns(run: rundir.Run) -> list[str]:
+    """The transformer views' columns (transformer runs only: other runs' files keep their bytes)."""
+    if run.config.model != "transformer":
+        return []
+    heads = [c for h in range(run.config.n_heads) for c in (f"head{h}_freq", f"head{h}_freq_share")]
+    return ["attn_to_a", "attn_to_b", "attn_to_eq", *heads, "neuron_clusters", "neuron_clustered_frac",
+            "neuron_freq_share", "rank_W_L"]
+
+
+@measure(extra=_transformer_columns)
+def transformer_views(c: Checkpoint) -> dict[str, float]:
+    """Nanda et al.'s views of their transformer (analysis.transformer_views): the "=" position's
+    mean attention on a, b and itself; per head, the dominant frequency of its score on token a
+    and that frequency's share of the score's variance; the neurons' frequency clusters by their
+    rule (count of clusters, the fraction of live neurons in one, the mean explained share); the
+    effective rank of W_L = W_out @ W_U[:, :p] at 99 % of its energy."""
+    P, p = c.params, c.p
+    shares = attention_shares(attention_pattern(P)).tolist()
+    out = {"attn_to_a": shares[0], "attn_to_b": shares[1], "attn_to_eq": shares[2]}
+    k, share = dominant_frequency(attention_scores(P)[0].T)  # each head's score on token a, [H, p]
+    for h in range(k.shape[0]):
+        out[f"head{h}_freq"], out[f"head{h}_freq_share"] = float(k[h]), float(share[h])
+    acts = torch.relu(grid_pre(P).to(torch.float64)) if c.config.act == "relu" else \
+        torch.nn.functional.gelu(grid_pre(P).to(torch.float64))
+    freqs, fve = neuron_frequencies(acts)
+    clusters = frequency_clusters(freqs, fve)
+    live = int((~fve.isnan()).sum())
+    out |= {"neuron_clusters": float(len(clusters)),
+            "neuron_clustered_frac": sum(clusters.values()) / live if live else math.nan,
+            "neuron_freq_share": fve.nanmean().item(),
+            "rank_W_L": float(effective_rank(P["W_out"].to(torch.float64) @ P["W_U"].to(torch.float64)[:, :p]))}
+    return out
+
+
+__all__ = ["AUDIT_RPREC_SCORES", "EXTRACTION_COLUMNS", "MEASURES", "Checkpoint", "Measure", "audit_column", "columns",
+           "excluded_x_column", "headline_columns", "measure", "measure_row", "x_column", "x_value_columns"]

@@ -79,6 +79,48 @@ def norm_matched_controls(sizes: torch.Tensor, silenced: torch.Tensor, n_draws: 
     return out
 
 
+def largest(sizes: torch.Tensor, k: int) -> torch.Tensor:
+    """bool [d_mlp]: the k neurons of largest size (ties by index, as norm_matched_controls ranks)."""
+    if not 0 <= k <= sizes.numel():
+        raise ValueError(f"k must be in 0..{sizes.numel()} (got {k})")
+    keep = torch.zeros(sizes.numel(), dtype=torch.bool)
+    keep[torch.argsort(sizes, stable=True)[sizes.numel() - k:]] = True
+    return keep
+
+
+@torch.no_grad()
+def size_ranked_pruning(params: dict[str, torch.Tensor], config: Config, noisy_labels: torch.Tensor,
+                        clean_labels: torch.Tensor, train_idx: torch.Tensor, test_idx: torch.Tensor, *,
+                        threshold: float = PERIODIC_IPR) -> dict:
+    """IPR pruning against pruning by size alone: keep the K periodic neurons (IPR >= threshold),
+    or keep the K largest (``neuron_sizes``), silencing the rest either way (as pruning_experiment,
+    through the family of ``config``).
+
+    When the periodic neurons are the largest ones, the size-quantile control of
+    ``pruning_experiment`` can only reshuffle neurons inside the top bin; keeping the K largest
+    is the comparison that holds size fixed at its extreme. Returns ``n_periodic`` (K),
+    ``n_periodic_among_largest`` (how many of the K periodic neurons are among the K largest) and
+    the PRUNING_METRICS of ``full``, ``ipr_pruned`` and ``largest_kept``.
+    """
+    model = family(config)
+
+    def metrics(ps: dict[str, torch.Tensor]) -> dict[str, float]:
+        m = evaluate(ps, config, noisy_labels, clean_labels, train_idx, test_idx)
+        return {k: float(m[k]) for k in PRUNING_METRICS}
+
+    periodic = neuron_ipr(params, model) >= threshold
+    top = largest(neuron_sizes(params, model), int(periodic.sum()))
+    return {
+        "ipr_threshold": threshold,
+        "n_neurons": int(periodic.numel()),
+        "n_periodic": int(periodic.sum()),
+        "n_periodic_among_largest": int((periodic & top).sum()),
+        "full": metrics(params),
+        "ipr_pruned": metrics(model.ablate_neurons(params, periodic)),
+        "largest_kept": metrics(model.ablate_neurons(params, top)),
+    }
+
+
 @torch.no_grad()
 def pruning_experiment(params: dict[str, torch.Tensor], config: Config, noisy_labels: torch.Tensor,
                        clean_labels: torch.Tensor, train_idx: torch.Tensor, test_idx: torch.Tensor, *,

@@ -14,12 +14,23 @@ Because each is a fraction of its own group, the thresholds need no correction f
 level: Doshi et al.'s "training accuracy about 1 - corrupted fraction" (full inversion) is F = 1
 and C = 1 here, whatever the noisy fraction. The decision list, with tau = PHASE_THRESHOLD, is
 
-    F < tau                       forgetting if F >= tau at an earlier checkpoint, else confusion
-    else G < tau                  memorization
+    F < tau                       forgetting if an earlier checkpoint had a phase other than
+                                  confusion or forgetting, else confusion
+    else G < tau and M >= tau     memorization      (every group of training labels fit)
+    else G < tau                  forgetting or confusion, as in the first line (the noisy labels
+                                  are neither memorized nor is the test generalized)
     else no noisy training label  generalization (noise-free: Liu et al.'s comprehension)
     else M >= tau                 coexistence       (clean test generalizes, noisy labels kept)
     else C >= tau                 full inversion    (noisy labels predicted as their clean label)
     else                          partial inversion
+
+where "M >= tau" holds when there is no noisy training label (M is NaN: F is then the whole
+training fit). That is rule "v2" (DEFAULT_PHASE_RULE). Rule "v1", the one fixed before the sweeps
+were first analyzed, read "G < tau: memorization" without looking at M, so a network that had
+inverted and then lost its test accuracy (clean labels still fit, noisy ones neither memorized nor
+corrected) was called memorization; it stays selectable (``rule="v1"``) to compare with. Under v1,
+where every checkpoint with F >= tau gets another phase, "an earlier phase other than confusion or
+forgetting" is v1's "F >= tau at an earlier checkpoint".
 
 A run's transition epochs are read off its trajectory (see ``transition_epochs``), and its final
 phase counts as settled when every checkpoint in the last SETTLE_FRACTION of its epochs has it.
@@ -39,8 +50,12 @@ PHASES = ("confusion", "forgetting", "memorization", "generalization", "coexiste
           "full_inversion")
 MEASURES = ("train_clean_acc", "train_noisy_memorized_frac", "train_noisy_corrected_frac", "test_acc_clean")
 TRANSITIONS = ("fit_epoch", "grok_epoch", "inversion_epoch", "forget_epoch")
+# "v2": memorization needs M >= tau (default); "v1": the first rule, which did not look at M there
+PHASE_RULES = ("v2", "v1")
+DEFAULT_PHASE_RULE = "v2"
 
-__all__ = ["MEASURES", "PHASES", "PHASE_THRESHOLD", "SETTLE_FRACTION", "TRANSITIONS", "doshi_phase_trajectory",
+__all__ = ["DEFAULT_PHASE_RULE", "MEASURES", "PHASES", "PHASE_RULES", "PHASE_THRESHOLD", "SETTLE_FRACTION",
+           "TRANSITIONS", "doshi_phase_trajectory",
            "phase_trajectory",
            "run_phases", "settled", "transition_epochs"]
 
@@ -49,26 +64,35 @@ def _f64(x) -> torch.Tensor:
     return torch.as_tensor(x, dtype=torch.float64).flatten()
 
 
-def phase_trajectory(clean_fit, memorized, corrected, test_clean, tau: float = PHASE_THRESHOLD) -> list[str]:
+def _check_rule(rule: str) -> None:
+    if rule not in PHASE_RULES:
+        raise ValueError(f"phase rule must be one of {', '.join(PHASE_RULES)} (got {rule!r})")
+
+
+def phase_trajectory(clean_fit, memorized, corrected, test_clean, tau: float = PHASE_THRESHOLD,
+                     rule: str = DEFAULT_PHASE_RULE) -> list[str]:
     """The phase at each checkpoint from the four measures (each [T], in checkpoint order).
 
     ``memorized`` and ``corrected`` are NaN where a run has no noisy training label (n = 0 or
-    xi = 0): its generalizing checkpoints are "generalization".
+    xi = 0): its generalizing checkpoints are "generalization". ``rule``: "v2" (default) or
+    "v1" (memorization whenever F >= tau and G < tau; see the module docstring).
     """
+    _check_rule(rule)
     F, M, C, G = (_f64(x) for x in (clean_fit, memorized, corrected, test_clean))
     if not F.shape == M.shape == C.shape == G.shape:
         raise ValueError(f"the four measures need one value per checkpoint; got shapes "
                          f"{[list(x.shape) for x in (F, M, C, G)]}")
     if not 0.0 < tau <= 1.0:
         raise ValueError(f"tau must be in (0, 1] (got {tau})")
-    out, was_fit = [], False
+    out, was_other = [], False  # was_other: an earlier checkpoint in a phase other than these two
     for f, m, c, g in zip(F.tolist(), M.tolist(), C.tolist(), G.tolist()):
+        lost = "forgetting" if was_other else "confusion"
         if not f >= tau:  # NaN F (no clean-labelled example) counts as not fit
-            out.append("forgetting" if was_fit else "confusion")
+            out.append(lost)
             continue
-        was_fit = True
         if not g >= tau:
-            out.append("memorization")
+            memorized = rule == "v1" or math.isnan(m) or m >= tau
+            out.append("memorization" if memorized else lost)
         elif math.isnan(m):
             out.append("generalization")
         elif m >= tau:
@@ -77,6 +101,7 @@ def phase_trajectory(clean_fit, memorized, corrected, test_clean, tau: float = P
             out.append("full_inversion")
         else:
             out.append("partial_inversion")
+        was_other = was_other or out[-1] not in ("confusion", "forgetting")
     return out
 
 
@@ -128,11 +153,11 @@ def settled(epochs, phases: list[str], fraction: float = SETTLE_FRACTION) -> boo
     return all(ph == phases[-1] for ep, ph in zip(e, phases) if ep >= start)
 
 
-def run_phases(epochs, rows: list[dict], tau: float = PHASE_THRESHOLD) -> dict:
+def run_phases(epochs, rows: list[dict], tau: float = PHASE_THRESHOLD, rule: str = DEFAULT_PHASE_RULE) -> dict:
     """Phase trajectory, final phase, whether it settled and the transition epochs of one run,
-    from its progress.csv rows (``Analysis.rows``) at ``epochs``."""
+    from its progress.csv rows (``Analysis.rows``) at ``epochs``, by phase rule ``rule``."""
     cols = [[r[k] for r in rows] for k in MEASURES]
-    traj = phase_trajectory(*cols, tau=tau)
+    traj = phase_trajectory(*cols, tau=tau, rule=rule)
     return {
         "phases": traj,
         "final_phase": traj[-1] if traj else None,

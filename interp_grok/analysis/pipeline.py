@@ -12,6 +12,9 @@
     manifest.json               written last: the sha256 of the four files above, the settings
                                 the rows were computed with (key frequencies, dataset, analysis
                                 version) and the sha256 of each row's checkpoint
+    audit.csv                   the label audit at the last analyzed checkpoint on disk
+                                (analyze_run_dir writes it: correction.audit_run, write_audit;
+                                derived, like the figures, not in the manifest)
     figures/*.png               drawn by interp_grok.plotting
 
 The manifest makes the four files one analysis: read_analysis refuses files that do not match
@@ -45,6 +48,7 @@ from .circuits import (
     logit_frequency_power,
     logit_key_frequencies,
 )
+from .correction import audit_run, write_audit
 from .fourier import KEY_FREQ_RULE, KEY_FREQ_THRESHOLD, frequency_norms, key_frequencies, key_set_is_flat
 from .measures import Checkpoint, columns, headline_columns, measure_row
 from .memorization import first_fit_epoch, forgetting_events
@@ -331,13 +335,14 @@ def landmarks(an: Analysis) -> dict[str, int | None]:
     memorized: first checkpoint fitting >= 99 % of the training labels (noisy ones included).
     peak_weight_norm: checkpoint of the largest sum of squared weights.
     excluded_min: checkpoint of the smallest excluded loss at or after memorization — where the
-    circuit starts to carry the training fit (Nanda's circuit formation begins).
+    circuit starts to carry the training fit (Nanda's circuit formation begins); checkpoints
+    without an excluded loss (NaN) are skipped.
     generalized: first checkpoint with clean test accuracy >= 95 %.
     """
     epochs = an.epochs.tolist()
     memorized = next((r["epoch"] for r in an.rows if r["train_acc"] >= 0.99), None)
     sq = an.column("sum_sq_weights")
-    excl = an.column("excluded_loss")
+    excl = an.column("excluded_loss").nan_to_num(nan=math.inf)  # NaN: not measured there (a trimmed run)
     start = epochs.index(memorized) if memorized is not None else 0
     return {
         "memorized": memorized,
@@ -364,7 +369,7 @@ def summarize(run: rundir.Run, an: Analysis) -> dict:
     return {
         "key_freqs": an.key_freqs.tolist(),
         "key_freq_source": an.key_freq_source,
-        "key_freq_share_of_W_E_norm2": share,
+        "key_freq_share_of_nonconstant_W_E_norm2": share,
         "gini_over": "the floor(p/2) per-frequency norms N_k of W_E",
         "noise_floor": noise_floor(c.noise_n, c.p_bin, c.p, c.noise_frac, c.noise_kind),
         "final_epoch": int(an.epochs[-1]),
@@ -556,6 +561,7 @@ def analyze_run_dir(
                          force=force,
                          drop_missing=drop_missing, progress=progress)
         out = write_analysis(run, an)
+        write_audit(run, audit_run(run, an))  # derived from the analysis, like the figures
         figures = draw(run, an, out) if draw is not None else []
     return run, an, out, figures
 

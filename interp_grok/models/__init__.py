@@ -7,11 +7,12 @@ per-neuron curves the Fourier and IPR analyses read, and the embedding-like matr
 Fourier spectrum the analysis reports. The trainer, the run format and the analyses ask
 ``family(config)`` for these and never test which architecture they hold.
 
-Families: ``mlp`` (the seed's one-hidden-layer MLP, interp_grok.models.mlp) and ``quadratic``
-(Doshi et al. 2024 / Gromov 2023, interp_grok.models.quadratic). A third, e.g. Nanda et al.'s
-one-layer transformer, is one more module with a class satisfying ModelFamily and one more
-entry in FAMILIES and config.MODELS (its per-neuron curves would be its MLP neurons' effective
-input weights over each token, read through the embedding and attention).
+Families: ``mlp`` (the seed's one-hidden-layer MLP, interp_grok.models.mlp), ``quadratic``
+(Doshi et al. 2024 / Gromov 2023, interp_grok.models.quadratic) and ``transformer`` (Nanda et
+al. 2023's one-layer transformer, interp_grok.models.transformer; its per-neuron curves are its
+MLP neurons' effective input curves over each token, read through the embedding and attention).
+A further family is one more module with a class satisfying ModelFamily and one more entry in
+FAMILIES and config.MODELS.
 """
 
 from __future__ import annotations
@@ -80,8 +81,9 @@ class ModelFamily(Protocol):
 def _registry() -> dict[str, ModelFamily]:
     from .mlp import MLPFamily
     from .quadratic import QuadraticFamily
+    from .transformer import TransformerFamily
 
-    return {f.name: f for f in (MLPFamily(), QuadraticFamily())}
+    return {f.name: f for f in (MLPFamily(), QuadraticFamily(), TransformerFamily())}
 
 
 FAMILIES: dict[str, ModelFamily] = _registry()
