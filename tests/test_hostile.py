@@ -548,6 +548,7 @@ def test_an_unfinished_run_is_marked_and_left_out_of_final_values(tmp_path, caps
     ({"axes": {"noise_n": [0, 4]}, "fixed": {"noise_kind": "uniform", "noise_frac": 0.3}},
      "noise_n is unused when noise_kind = uniform"),
     ({"axes": {"d_mlp": [0, 32]}, "fixed": {"d_model": 8}}, "train the same run"),  # 0 means 4 * d_model
+    ({"axes": {"n_heads": [1, 2]}, "fixed": {"d_model": 8}}, "n_heads is unused when model = mlp"),
 ])
 def test_grid_points_that_train_the_same_run_are_refused(tmp_path, capsys, spec, needle):
     path = tmp_path / "spec.json"

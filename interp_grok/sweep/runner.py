@@ -54,7 +54,9 @@ MAX_POINTS = 100_000  # a grid larger than this is refused before it is expanded
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
 MAX_NAME = 200
 # settings a run's training does not read, by the setting that makes them unused (config.py)
-IGNORED = {("model", "quadratic"): ("d_model", "act"), ("noise_kind", "uniform"): ("noise_n", "p_bin")}
+_TRANSFORMER_ONLY = ("n_heads", "eq_logit", "biases")
+IGNORED = {("model", "mlp"): _TRANSFORMER_ONLY, ("model", "quadratic"): ("d_model", "act", *_TRANSFORMER_ONLY),
+           ("noise_kind", "uniform"): ("noise_n", "p_bin")}
 
 
 class SweepError(ValueError):
