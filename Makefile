@@ -18,6 +18,11 @@ $(BIN)/interp-grok: pyproject.toml
 
 install: $(BIN)/interp-grok
 
+# the tests also run the TransformerLens round trip: the `lens` extra (about 0.5 GB, 1-2 min once)
+$(VENV)/.lens-installed: $(BIN)/interp-grok
+	$(BIN)/pip install -q -e ".[test,lens]"
+	touch $@
+
 # Re-running is safe: an existing run is resumed (a finished one is left untouched) and
 # only checkpoints not analyzed yet are analyzed. `train --resume` without --out resumes the run
 # the (default) settings name and refuses one whose stored settings differ, naming the setting.
@@ -26,7 +31,7 @@ demo: install
 	else $(BIN)/interp-grok train; fi
 	$(BIN)/interp-grok analyze $(RUN)
 
-test: install
+test: install $(VENV)/.lens-installed
 	$(BIN)/python -m pytest -q
 	$(BIN)/ruff check interp_grok tests benchmarks analyses checkpoints
 

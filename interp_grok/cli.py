@@ -150,6 +150,7 @@ def _add_train_parser(sub) -> None:
                     help="continue an existing run from its last saved state (--epochs may extend it); other "
                     "settings given must equal the stored ones; without --out, resumes the run the settings name")
     ap.add_argument("--overwrite", action="store_true", help="delete an existing run at --out first")
+    ap.add_argument("positional", nargs="*", default=[], help=argparse.SUPPRESS)  # a wrong form, answered
     ap.set_defaults(func=_cmd_train)
 
 
@@ -159,6 +160,9 @@ def _cmd_train(args) -> int:
     given = {name: getattr(args, name) for _, name, _, _ in _TRAIN_FLAGS if getattr(args, name) is not None}
     if args.betas is not None:
         given["betas"] = tuple(args.betas)
+    if args.positional:
+        raise ConfigError(f"train takes the run directory as --out DIR, not as an argument: interp-grok train --out "
+                          f"{args.positional[0]} ...")
     if args.resume and args.overwrite:
         raise ConfigError("--resume and --overwrite exclude each other")
     if args.out is not None and not args.out.strip():
@@ -322,7 +326,8 @@ def _add_analyze_parser(sub) -> None:
         description="Fourier spectrum of W_E, restricted/excluded loss, weight norms and memorization of noisy "
         "vs clean labels for every checkpoint of RUN_DIR; writes RUN_DIR/analysis/.",
     )
-    ap.add_argument("run_dir", type=Path, metavar="RUN_DIR",
+    ap.add_argument("--out", default=None, help=argparse.SUPPRESS)  # a wrong form, answered with the right one
+    ap.add_argument("run_dir", nargs="?", default=None, metavar="RUN_DIR",
                     help="a run directory written by `interp-grok train`, or a sweep directory (SWEEP_DIR, with "
                     "sweep.json): then every run not analyzed yet is analyzed, and SWEEP_DIR/analysis/ gets "
                     "table.csv and phase diagrams")
@@ -371,6 +376,14 @@ def _cmd_analyze(args) -> int:
         raise ConfigError(f"threshold (z) must be > 0 for --key-rule logit_outlier (got {args.threshold})")
     if args.threads is not None and args.threads < 1:
         raise ConfigError(f"threads must be an integer >= 1 (got {args.threads})")
+    if args.out is not None:
+        raise ConfigError(f"analyze takes the run or sweep directory as its argument, and writes into its analysis/: "
+                          f"interp-grok analyze {args.out}")
+    if args.run_dir is None:
+        raise ConfigError("name the run or sweep directory: interp-grok analyze RUN_DIR (or SWEEP_DIR)")
+    if not args.run_dir.strip():
+        raise ConfigError("RUN_DIR must name a directory (got an empty string)")
+    args.run_dir = Path(args.run_dir)
     if (args.run_dir / "sweep.json").exists():
         return _analyze_sweep(args)
     if any(getattr(args, k) is not None for k in ("x", "y", "facet", "workers", "executor", "slurm_partition",
@@ -415,6 +428,7 @@ def _analyze_sweep(args) -> int:
         analyze_sweep,
         axis_name,
         default_axes,
+        final,
         sweep_rows,
         write_table,
     )
@@ -448,13 +462,15 @@ def _analyze_sweep(args) -> int:
     if args.executor not in (None, "local"):
         from .sweep.runner import submitit_executor
 
+        _check_executor(args.executor)
+
         executor = submitit_executor(sweep.path / "submitit", cluster="local" if args.executor == "submitit-local"
                                      else "slurm", slurm_partition=args.slurm_partition, timeout_min=args.slurm_time)
     results = analyze_sweep(sweep, executor=executor, workers=args.workers, threads=args.threads or 1,
                             force=args.force, progress=progress)
     if sys.stderr.isatty():
         print(file=_STDERR)
-    rows = sweep_rows(sweep)
+    rows = sweep_rows(sweep)  # rows of runs with bad checkpoints or unfinished are marked in their state
     table = write_table(sweep, rows)
     fig_dir = sweep.path / SWEEP_ANALYSIS_DIR / FIGURES
     figures = [] if args.no_figures or x is None else draw_sweep(rows, x, y, facet, fig_dir)
@@ -464,17 +480,27 @@ def _analyze_sweep(args) -> int:
     print(f"analyzed sweep {sweep.path}: {len(rows)} runs (" + ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
           + f") in {_fmt_duration(time.perf_counter() - t0)}")
     phases: dict[str, int] = {}
-    for r in rows:
+    done = [r for r in rows if final(r)]
+    for r in done:
         if r["final_phase"] is not None:
             phases[r["final_phase"]] = phases.get(r["final_phase"], 0) + 1
+    others = len(rows) - len(done)
     print("final phases: " + (", ".join(f"{k} {v}" for k, v in sorted(phases.items())) or "none yet")
-          + f"; {sum(1 for r in rows if r['settled'] is False)} not settled")
+          + f"; {sum(1 for r in done if r['settled'] is False)} not settled"
+          + (f"; {others} runs left out of the phases and figures (not finished, not analyzed to their final epoch "
+             "or damaged: see the state column)" if others else ""))
     over = f"{x}" + (f" x {y}" if y else "") + (f", by {facet}" if facet else "")
     print(f"wrote {table}" + (f" and {len(figures)} figures in {fig_dir}/ ({over})" if figures else ""))
-    failed = {n: r for n, r in results.items() if r["status"] == "failed"}
-    for n, r in failed.items():
-        print(f"interp-grok analyze: error: {sweep.run_dir(n)}: {r['error']}", file=sys.stderr)
-    return 1 if failed else 0
+    bad = 0
+    for n, r in results.items():
+        if r["status"] in ("failed", "invalid"):
+            bad += 1
+            error = str(r["error"])
+            print(f"interp-grok analyze: error: {_named(error, sweep.run_dir(n))}", file=sys.stderr)
+        for msg in r.get("bad") or []:  # one line per unreadable checkpoint, as `analyze RUN_DIR` prints them
+            bad += 1
+            print(f"interp-grok analyze: error: {msg}", file=sys.stderr)
+    return 1 if bad else 0
 
 
 class _CheckpointBar:
@@ -686,7 +712,10 @@ def _add_sweep_parser(sub) -> None:
         "manifest sweep.json and one run directory per grid point in SWEEP_DIR/runs/. Re-running the same "
         "command skips finished runs, resumes partial ones and retries failed ones. See docs/sweeps.md.",
     )
-    ap.add_argument("sweep_dir", type=Path, metavar="SWEEP_DIR")
+    ap.add_argument("sweep_dir", nargs="?", default=None, metavar="SWEEP_DIR",
+                    help="the sweep directory (new, or one holding sweep.json)")
+    ap.add_argument("--out", default=None, metavar="SWEEP_DIR",
+                    help="the same as SWEEP_DIR, as `train --out` names a run's directory")
     for flag, name, typ, text in _TRAIN_FLAGS:
         ap.add_argument(flag, dest=name, type=_list_of(typ), default=None, metavar="V1,V2,...",
                         help=_help(text, name))
@@ -746,9 +775,45 @@ def _warn_noise_grid(sweep) -> None:
               f"{hits[0][1]}", file=sys.stderr)
 
 
+def _sweep_dir(args) -> Path:
+    """SWEEP_DIR, given as the positional (documented) or as --out (accepted): once, non-empty."""
+    given = [v for v in (args.sweep_dir, args.out) if v is not None]
+    if not given:
+        raise ConfigError("name the sweep directory: interp-grok sweep SWEEP_DIR [grid flags]")
+    if len(given) == 2 and Path(given[0]) != Path(given[1]):
+        raise ConfigError(f"the sweep directory is given twice, as {given[0]!r} and as --out {given[1]!r}; give it "
+                          "once: interp-grok sweep SWEEP_DIR")
+    if not given[0].strip():
+        raise ConfigError("SWEEP_DIR must name a directory (got an empty string)")
+    return Path(given[0])
+
+
+def _named(error: str, run_dir: Path) -> str:
+    """An error line that names the run directory once."""
+    return error if error.startswith(str(run_dir)) else f"{run_dir}: {error}"
+
+
+def _check_executor(executor: str, batch: int = 1) -> None:
+    """A submitit executor that cannot run here, or --batch with one: one line, before anything is written."""
+    if executor == "local":
+        return
+    if batch > 1:
+        raise ConfigError(f"--batch applies to the local executor only (got --executor {executor}); drop --batch "
+                          "or use --executor local")
+    import importlib.util
+    import shutil
+
+    if importlib.util.find_spec("submitit") is None:
+        raise ConfigError(f"--executor {executor} needs submitit: pip install 'interp-grok[slurm]'")
+    if executor == "slurm" and shutil.which("sbatch") is None:
+        raise ConfigError("--executor slurm: no SLURM here (sbatch is not on PATH); run on a cluster's login node, "
+                          "or use --executor local")
+
+
 def _cmd_sweep(args) -> int:
     from .sweep.runner import plan_sweep, read_sweep, run_sweep, run_sweep_submitit, submitit_executor
 
+    args.sweep_dir = _sweep_dir(args)
     for name in ("workers", "threads", "chunk", "batch"):
         v = getattr(args, name)
         if v is not None and v < 1:
@@ -760,8 +825,11 @@ def _cmd_sweep(args) -> int:
     if args.status:
         if _grid_from_args(args) is not None:
             raise ConfigError("--status reads the stored sweep; give no grid with it")
+        if not (args.sweep_dir / "sweep.json").exists():
+            raise RunDirError(f"{args.sweep_dir}: no sweep.json here; not a sweep directory")
         _print_sweep_status(read_sweep(args.sweep_dir))
         return 0
+    _check_executor(args.executor, args.batch)
     sweep = plan_sweep(args.sweep_dir, _grid_from_args(args), extend=args.extend)
     n_runs = len(sweep.runs)
     _warn_noise_grid(sweep)
@@ -781,13 +849,19 @@ def _cmd_sweep(args) -> int:
     finally:
         bar.close()
     failed = {n: r for n, r in results.items() if r["status"] == "failed"}
+    unstarted = [n for n, r in results.items() if r["status"] in ("not started", "interrupted")]
     trained = sum(r["status"] == "trained" for r in results.values())
+    done = sum(r["status"] == "done" for r in results.values())
     wall = _fmt_duration(time.perf_counter() - t0)
-    print(f"sweep {args.sweep_dir}: {n_runs} runs, {trained} trained now, "
-          f"{n_runs - trained - len(failed)} already done, {len(failed)} failed ({wall})")
+    print(f"sweep {args.sweep_dir}: {n_runs} runs, {trained} trained now, {done} already done, {len(failed)} failed"
+          + (f", {len(unstarted)} not finished" if unstarted else "") + f" ({wall})")
     for n, r in failed.items():
-        print(f"interp-grok sweep: error: {sweep.run_dir(n)}: {r['error']}", file=sys.stderr)
-    return 1 if failed else 0
+        print(f"interp-grok sweep: error: {_named(str(r['error']), sweep.run_dir(n))}", file=sys.stderr)
+    if unstarted:
+        print(f"interp-grok sweep: error: {len(unstarted)} runs were not finished because a worker died or was "
+              f"interrupted (first: {unstarted[0]}); run `interp-grok sweep {args.sweep_dir}` again to train them",
+              file=sys.stderr)
+    return 1 if failed or unstarted else 0
 
 
 class _SweepBar:
@@ -833,7 +907,7 @@ def _print_sweep_status(sweep) -> None:
     for n, s in states.items():
         counts[s.state] = counts.get(s.state, 0) + 1
         what = {"done": "done", "pending": "pending", "partial": f"partial at epoch {s.epoch}",
-                "failed": "failed"}[s.state]
+                "failed": "failed", "invalid": "invalid"}[s.state]
         f = s.final or {}
         acc = f"{f['test_acc_clean']:.3f}" if f.get("test_acc_clean") is not None else "-"
         mem = f"{f['train_noisy_memorized_frac']:.3f}" if f.get("train_noisy_memorized_frac") is not None else "-"
@@ -861,7 +935,7 @@ def main(argv: list[str] | None = None) -> int:
     from .sweep.runner import SweepError
     from .train import TrainError, TrainingDiverged
 
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(_join_negative_values(sys.argv[1:] if argv is None else argv))
     if argv is None and os.environ.get("MPLBACKEND") is None:
         # the console script draws to files only: render headless (an explicit MPLBACKEND wins).
         # Called in-process (main([...]), tests, notebooks) the caller's backend is left alone.
@@ -892,8 +966,32 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{prog}: error: {where}{e.strerror or e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print(f"{prog}: interrupted; completed files are kept (continue with --resume)", file=sys.stderr)
+        print(f"{prog}: interrupted; {_continue_with(args)}", file=sys.stderr)
         return 130
+
+
+def _continue_with(args) -> str:
+    """What to run after a Ctrl-C, for the command that was interrupted."""
+    if args.command == "sweep":
+        return (f"every run is kept as it was at its last checkpoint; continue with `interp-grok sweep "
+                f"{args.sweep_dir}`")
+    if args.command == "analyze":
+        return f"the analyses written so far are kept; continue with `interp-grok analyze {args.run_dir}`"
+    return "completed files are kept; continue with `interp-grok train --resume` and the same --out or settings"
+
+
+def _join_negative_values(argv: list[str]) -> list[str]:
+    """``--seed -1,2`` as ``--seed=-1,2``: argparse takes a value starting with "-" that is not a
+    plain negative number for a flag, and says "expected one argument"; joined, the value reaches
+    its own check, which names the setting and its range."""
+    flags = {flag for flag, _, _, _ in _TRAIN_FLAGS} | {"--threshold"}
+    out: list[str] = []
+    for a in argv:
+        if out and out[-1] in flags and len(a) > 1 and a[0] == "-" and (a[1].isdigit() or a[1] == "."):
+            out[-1] = f"{out[-1]}={a}"
+        else:
+            out.append(a)
+    return out
 
 
 if __name__ == "__main__":

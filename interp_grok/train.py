@@ -82,6 +82,12 @@ def memory_needed(config: Config) -> int:
     return 4 * n_params * 6 + max(noise, step, grid)
 
 
+def disk_needed(config: Config) -> int:
+    """Bytes a finished run of ``config`` takes on disk, roughly: its checkpoints, train state and dataset."""
+    n_params = sum(math.prod(s) for s in family(config).param_shapes(config).values())
+    return 4 * n_params * (len(config.checkpoint_epochs) + 3) + 8 * config.p**2 * 3
+
+
 def check_resources(config: Config, out: Path) -> None:
     """TrainError, before anything is written, if the run cannot fit this machine's memory or
     its checkpoints the free disk at ``out``."""
@@ -94,8 +100,7 @@ def check_resources(config: Config, out: Path) -> None:
         raise TrainError(f"this run needs about {need / 2**30:.1f} GiB of memory, more than 80 % of this "
                          f"machine's {total / 2**30:.1f} GiB (p={config.p}, d_model={config.d_model}, "
                          f"d_mlp={config.d_mlp}, noise_n={config.noise_n})")
-    n_params = sum(math.prod(s) for s in family(config).param_shapes(config).values())
-    disk = 4 * n_params * (len(config.checkpoint_epochs) + 3) + 8 * config.p**2 * 3
+    disk = disk_needed(config)
     where = Path(out).absolute()
     while not where.exists():
         where = where.parent
@@ -553,9 +558,15 @@ class _Book:
         if is_eval:
             rec = self.evaluate(params)
             if not (math.isfinite(rec["train_loss"]) and math.isfinite(rec["sum_sq_weights"])):
-                self.error = (f"{self.out}: training diverged by epoch {epoch} (train loss {rec['train_loss']:.4g}, "
-                              f"sum of squared weights {rec['sum_sq_weights']:.4g}); nothing after epoch {flushed} "
-                              f"was written and the last saved state is at epoch {self.last_state}; try a smaller --lr")
+                what = (f"train loss {rec['train_loss']:.4g}, sum of squared weights {rec['sum_sq_weights']:.4g}")
+                if epoch == 0:  # the initial weights themselves: nothing was trained, no state was saved
+                    self.error = (f"{self.out}: the initial weights already give a non-finite loss ({what}); nothing "
+                                  "was trained and no train state was saved; try a smaller --init-scale")
+                else:
+                    saved = (f"the last saved state is at epoch {self.last_state}"
+                             if (self.out / rundir.TRAIN_STATE).exists() else "no train state was saved")
+                    self.error = (f"{self.out}: training diverged by epoch {epoch} ({what}); nothing after epoch "
+                                  f"{flushed} was written and {saved}; try a smaller --lr or --init-scale")
                 return
             recs.append({"kind": "eval", "epoch": epoch, **rec})
             self.final = {"epoch": epoch, **rec}

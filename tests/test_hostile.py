@@ -4,9 +4,11 @@ nothing that was on disk is lost or changed."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 
@@ -359,3 +361,512 @@ def test_a_linked_checkpoints_folder_is_refused_on_resume(tmp_path, capsys):
     capsys.readouterr()
     check(capsys, run_cli("train", "--resume", "--epochs", "6", "--out", run), 1, "is a symbolic link")
     assert snapshot(elsewhere) == outside
+
+
+# ================================================================ sweeps (issue 20: sweeps that cannot lie)
+# A sweep counts a run as done only when it is its grid point's run, writes nothing outside SWEEP_DIR,
+# and answers every damaged input with one line naming it. Tiny runs, trained in-process.
+
+from interp_grok.sweep import Grid, plan_sweep, read_sweep, run_sweep, sweep_status, train_one  # noqa: E402
+from interp_grok.sweep.table import aggregate, load_sweep, read_table, sweep_rows  # noqa: E402
+
+SWEEP_FIXED = {"p": 7, "d_model": 8, "epochs": 20, "eval_every": 10, "n_checkpoints": 5, "max_checkpoint_gap": 0.5}
+SWEEP_FLAGS = ["--p", "7", "--d-model", "8", "--epochs", "20", "--eval-every", "10", "--checkpoints", "5"]
+
+
+def train_all(sweep) -> None:
+    for n in sweep.runs:
+        assert train_one(str(sweep.path), n, sweep.config(n).to_dict())["status"] == "trained"
+
+
+@pytest.fixture(scope="module")
+def trained_sweep(tmp_path_factory):
+    """Two finished tiny runs, n0 and n4, analyzed (SWEEP/analysis/table.csv written)."""
+    sweep = plan_sweep(tmp_path_factory.mktemp("sweeps") / "s", Grid({"noise_n": [0, 4]}, dict(SWEEP_FIXED)))
+    train_all(sweep)
+    assert run_cli("analyze", sweep.path, "--workers", "1", "--no-figures") == 0
+    return sweep.path
+
+
+@pytest.fixture()
+def sweep_copy(trained_sweep, tmp_path):
+    out = tmp_path / "s"
+    shutil.copytree(trained_sweep, out)
+    return out
+
+
+def lines(capsys) -> tuple[str, list[str]]:
+    """stdout, and the lines of stderr that are not progress reports."""
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err, err
+    return out, [line for line in err.strip().splitlines() if not line.startswith("sweep: ")]
+
+
+# ---------------------------------------------------------------- 1. "done" only for the grid point's own, whole run
+
+
+def _replace_with_other_run(s):
+    shutil.rmtree(s / "runs" / "n0")
+    shutil.copytree(s / "runs" / "n4", s / "runs" / "n0")  # a finished run of another grid point
+
+
+def _marker_only(s):
+    (s / "runs" / "n0" / "config.json").write_text('{"format": "interp-grok-run", "format_version": 4}')
+
+
+def _no_checkpoints(s):
+    shutil.rmtree(s / "runs" / "n0" / "checkpoints")
+
+
+def _final_checkpoint_truncated(s):
+    path = rundir.checkpoint_path(s / "runs" / "n0", 20)
+    path.write_bytes(path.read_bytes()[:200])
+
+
+def _no_dataset(s):
+    (s / "runs" / "n0" / rundir.DATASET).unlink()
+
+
+NOT_THE_RUN = [
+    ("another grid point's run", _replace_with_other_run, "noise_n = 4, the sweep asks for 0"),
+    ("config holding only the marker", _marker_only, "missing config keys"),
+    ("no checkpoints", _no_checkpoints, "epoch_000020.safetensors: missing"),
+    ("final checkpoint truncated", _final_checkpoint_truncated, "epoch_000020.safetensors"),
+    ("no dataset", _no_dataset, "dataset.safetensors: missing"),
+]
+
+
+@pytest.mark.parametrize("name, damage, needle", NOT_THE_RUN, ids=[c[0] for c in NOT_THE_RUN])
+def test_a_run_is_done_only_when_it_is_its_grid_points_whole_run(sweep_copy, capsys, name, damage, needle):
+    damage(sweep_copy)
+    before = snapshot(sweep_copy / "runs")
+    capsys.readouterr()
+    assert run_cli("sweep", sweep_copy) == 1  # reported, never accepted as done, never overwritten
+    out, err = lines(capsys)
+    assert "1 already done, 1 failed" in out
+    assert len(err) == 1 and "runs/n0" in err[0] and needle in err[0], err
+    assert snapshot(sweep_copy / "runs") == before
+    state = sweep_status(read_sweep(sweep_copy))["n0"]
+    assert state.state == "invalid" and needle in state.error
+    row = {r["name"]: r for r in sweep_rows(read_sweep(sweep_copy))}["n0"]
+    assert row["state"] == "invalid, not analyzed" and row["test_acc_clean"] is None  # no numbers under its name
+    assert run_cli("analyze", sweep_copy, "--workers", "1", "--no-figures") == 1
+    _, err = lines(capsys)
+    assert len(err) == 1 and needle in err[0]
+
+
+def test_a_lost_manifest_replanned_with_other_settings_does_not_adopt_the_runs(sweep_copy, capsys):
+    (sweep_copy / "sweep.json").unlink()
+    before = snapshot(sweep_copy / "runs")
+    assert run_cli("sweep", sweep_copy, *SWEEP_FLAGS, "--noise", "0,4", "--weight-decay", "3") == 1
+    out, err = lines(capsys)
+    assert "0 already done, 2 failed" in out
+    assert len(err) == 2 and all("weight_decay = 1.0, the sweep asks for 3.0" in e for e in err), err
+    assert snapshot(sweep_copy / "runs") == before
+
+
+# ---------------------------------------------------------------- 2. planning under the sweep's lock
+
+
+def test_two_plans_of_one_new_directory_never_both_succeed(tmp_path):
+    import threading
+
+    axes = {"seed": list(range(1000)), "noise_n": [0, 4]}
+
+    def plan(out, wd: float, barrier, outcomes: list) -> None:
+        barrier.wait()
+        try:
+            plan_sweep(out, Grid(dict(axes), {**SWEEP_FIXED, "weight_decay": wd}))
+            outcomes.append("planned")
+        except Exception as e:  # noqa: BLE001 -- the loser's error is the outcome
+            outcomes.append(str(e))
+
+    for attempt in range(3):
+        barrier, outcomes = threading.Barrier(2), []
+        threads = [threading.Thread(target=plan, args=(tmp_path / f"race{attempt}", wd, barrier, outcomes))
+                   for wd in (1.0, 3.0)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert outcomes.count("planned") == 1, outcomes
+        assert any("the fixed settings differ" in o for o in outcomes), outcomes
+
+
+# ---------------------------------------------------------------- 3. a bad checkpoint in a sweep is named and marked
+
+
+def test_analyze_sweep_names_a_bad_checkpoint_and_marks_the_row(sweep_copy, capsys):
+    bad = rundir.checkpoint_path(sweep_copy / "runs" / "n4", 10)
+    bad.write_bytes(bad.read_bytes()[:100])
+    capsys.readouterr()
+    assert run_cli("analyze", sweep_copy, "--workers", "1", "--no-figures", "--force") == 1
+    out, err = lines(capsys)
+    assert len(err) == 1 and str(bad) in err[0] and "not a valid safetensors file" in err[0], err
+    rows = {r["name"]: r for r in read_table(sweep_copy / "analysis" / "table.csv")}
+    assert rows["n4"]["state"] == "done, 1 bad checkpoint" and rows["n0"]["state"] == "done"
+    assert [k for k in aggregate(list(rows.values()), "noise_n")] == [(None, None, 0)]  # left out of the diagrams
+    assert "1 runs left out of the phases and figures" in out
+
+
+# ---------------------------------------------------------------- 4. stale tables, unfinished runs
+
+
+def test_a_table_older_than_the_runs_is_not_returned_as_current(sweep_copy):
+    plan_sweep(sweep_copy, Grid({"noise_n": [0, 4, 8]}, dict(SWEEP_FIXED)), extend=True)  # a third run, not trained
+    with pytest.warns(UserWarning, match="table.csv is older than the runs"):
+        res = load_sweep(sweep_copy)
+    assert [r["name"] for r in res.rows] == ["n0", "n4", "n8"] and res.stale
+    assert res.rows[2]["state"] == "pending, not analyzed"
+
+
+def test_an_unfinished_run_is_marked_and_left_out_of_final_values(tmp_path, capsys):
+    sweep = plan_sweep(tmp_path / "s", Grid({"noise_n": [0, 4]}, {**SWEEP_FIXED, "epochs": 40}))
+    train_one(str(sweep.path), "n0", sweep.config("n0").to_dict())
+    from interp_grok import train
+
+    short = sweep.config("n4")
+    short.epochs, short.checkpoint_epochs = 20, []
+    train(short.finalize(), sweep.run_dir("n4"), threads=1)  # the same run, stopped at epoch 20 of 40
+    assert sweep_status(sweep)["n4"].state == "partial"
+    capsys.readouterr()
+    assert run_cli("analyze", sweep.path, "--workers", "1", "--no-figures") == 0
+    out, _ = lines(capsys)
+    rows = load_sweep(sweep.path).rows
+    assert rows[1]["state"] == "partial" and rows[1]["epochs_trained"] == 20
+    assert list(aggregate(rows, "noise_n")) == [(None, None, 0)]
+    assert "1 runs left out of the phases and figures" in out
+    assert "not finished" in repr(load_sweep(sweep.path))
+
+
+# ---------------------------------------------------------------- 5. duplicates that would collapse into one run
+
+
+@pytest.mark.parametrize("spec, needle", [
+    ({"axes": {"weight_decay": [1, 1.0]}}, "weight_decay: a value is listed twice"),
+    ({"axes": {"d_model": [8, 16]}, "fixed": {"model": "quadratic", "d_mlp": 8}}, "d_model is unused when model"),
+    ({"axes": {"noise_n": [0, 4]}, "fixed": {"noise_kind": "uniform", "noise_frac": 0.3}},
+     "noise_n is unused when noise_kind = uniform"),
+    ({"axes": {"d_mlp": [0, 32]}, "fixed": {"d_model": 8}}, "train the same run"),  # 0 means 4 * d_model
+    ({"axes": {"n_heads": [1, 2]}, "fixed": {"d_model": 8}}, "n_heads is unused when model = mlp"),
+])
+def test_grid_points_that_train_the_same_run_are_refused(tmp_path, capsys, spec, needle):
+    path = tmp_path / "spec.json"
+    spec = {"axes": spec["axes"], "fixed": {"p": 7, "epochs": 5, **spec.get("fixed", {})}}
+    path.write_text(json.dumps(spec))
+    assert run_cli("sweep", tmp_path / "s", "--spec", path) == 2
+    _, err = lines(capsys)
+    assert len(err) == 1 and needle in err[0], err
+    assert not (tmp_path / "s").exists()
+
+
+def test_an_int_and_its_float_are_one_value_when_a_sweep_grows(tmp_path):
+    plan_sweep(tmp_path / "s", Grid({"weight_decay": [1, 3]}, {"p": 7, "epochs": 5}))
+    sweep = plan_sweep(tmp_path / "s", Grid({"weight_decay": [1.0, 3.0, 10.0]}, {"p": 7, "epochs": 5}), extend=True)
+    assert list(sweep.runs) == ["wd1", "wd3", "wd10"]
+    assert [p["weight_decay"] for p in sweep.runs.values()] == [1, 3, 10.0]
+
+
+# ---------------------------------------------------------------- 6. run names are one safe path component
+
+
+def _manifest_with(s, **changes):
+    m = json.loads((s / "sweep.json").read_text())
+    m.update(changes)
+    (s / "sweep.json").write_text(json.dumps(m))
+
+
+@pytest.mark.parametrize("name", ["..", "../../outside", "/tmp/elsewhere", "", "a\x00b", "x/y", ".hidden", "a b"])
+def test_a_manifest_cannot_name_a_run_outside_the_sweep(sweep_copy, tmp_path, capsys, name):
+    outside = tmp_path / "outside"
+    shutil.copytree(sweep_copy / "runs" / "n0", outside)  # a finished run the manifest points at
+    m = json.loads((sweep_copy / "sweep.json").read_text())
+    m["runs"][0]["name"] = name
+    m["fixed"]["epochs"] = 40  # "train it further": must never reach it
+    (sweep_copy / "sweep.json").write_text(json.dumps(m))
+    before, before_sweep = snapshot(outside), snapshot(sweep_copy)
+    for args in (["sweep", sweep_copy], ["sweep", sweep_copy, "--status"], ["analyze", sweep_copy]):
+        assert run_cli(*args) == 1
+        _, err = lines(capsys)
+        assert len(err) == 1 and "sweep.json" in err[0] and "run name" in err[0], err
+    with pytest.raises(rundir.RunDirError, match="run name"):
+        load_sweep(sweep_copy)
+    assert snapshot(outside) == before and snapshot(sweep_copy) == before_sweep
+
+
+# ---------------------------------------------------------------- 9-14. one line, not a traceback
+
+
+@pytest.mark.parametrize("flags, needle", [
+    (["--weight-decay", "nan,1"], "weight_decay: nan is not a finite number"),
+    (["--lr", "inf"], "lr: inf is not a finite number"),
+    (["--lr", "1e400"], "lr: inf is not a finite number"),
+    (["--seed", "-1,2"], "seed must be an integer in [0, 2^63)"),
+    (["--noise", "0,4", "--executor", "slurm"], "no SLURM here"),
+    (["--noise", "0,4", "--executor", "submitit-local", "--batch", "2"], "--batch applies to the local executor"),
+])
+def test_bad_sweep_values_and_executors_get_one_line_before_anything_is_written(tmp_path, capsys, monkeypatch,
+                                                                                flags, needle):
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")  # no sbatch
+    assert run_cli("sweep", tmp_path / "s", *SWEEP_FLAGS, *flags) == 2
+    _, err = lines(capsys)
+    assert len(err) == 1 and needle in err[0], err
+    assert not (tmp_path / "s").exists()
+
+
+@pytest.mark.parametrize("spec, needle", [
+    ('{"axes": {"weight_decay": [NaN, 1]}}', "weight_decay: nan is not a finite number"),
+    ('{"axes": {"lr": [1e400]}}', "lr: inf is not a finite number"),
+    ('{"fixed": {"init_scale": Infinity}}', "init_scale: inf is not a finite number"),
+    ('{"axes": {"seed": {"0": 1}}}', "seed: needs a non-empty list of values"),
+])
+def test_bad_spec_values_get_one_line(tmp_path, capsys, spec, needle):
+    (tmp_path / "spec.json").write_text(spec)
+    assert run_cli("sweep", tmp_path / "s", "--spec", tmp_path / "spec.json") == 2
+    _, err = lines(capsys)
+    assert len(err) == 1 and needle in err[0], err
+    assert not (tmp_path / "s").exists()
+
+
+def test_a_huge_grid_is_refused_before_it_is_expanded(tmp_path, capsys):
+    spec = {"axes": {"seed": list(range(1000)), "data_seed": list(range(1000))}}
+    (tmp_path / "spec.json").write_text(json.dumps(spec))
+    assert run_cli("sweep", tmp_path / "s", "--spec", tmp_path / "spec.json") == 2
+    _, err = lines(capsys)
+    assert len(err) == 1 and "1000000 points, more than the 100000 one sweep takes" in err[0]
+    assert not (tmp_path / "s").exists()
+
+
+def _runs_with(s, f):
+    m = json.loads((s / "sweep.json").read_text())
+    f(m)
+    (s / "sweep.json").write_text(json.dumps(m))
+
+
+MANIFESTS = [
+    ("axis not a list", lambda m: m["axes"].update(noise_n=4), "noise_n: needs a non-empty list"),
+    ("point missing an axis", lambda m: m["runs"][0]["point"].pop("noise_n"), "its point must give the swept settings"),
+    ("no runs", lambda m: m.update(runs=[]), "runs must be a non-empty list"),
+    ("nul in a name", lambda m: m["runs"][0].update(name="n\x000"), "run name"),
+    ("name twice", lambda m: m["runs"][1].update(name="n0"), "appears twice"),
+    ("point off the grid", lambda m: m["runs"][0]["point"].update(noise_n=2), "is not on the grid"),
+    ("grid point without a run", lambda m: m["runs"].pop(), "have no run"),
+    ("value out of range", lambda m: (m["axes"].update(noise_n=[0, -4]), m["runs"][1]["point"].update(noise_n=-4)),
+     "noise_n must be an integer >= 0"),
+    ("runs not objects", lambda m: m.update(runs=[1, 2]), "runs[0] must be an object"),
+]
+
+
+@pytest.mark.parametrize("name, change, needle", MANIFESTS, ids=[c[0] for c in MANIFESTS])
+def test_a_malformed_manifest_is_refused_on_read(sweep_copy, capsys, name, change, needle):
+    _runs_with(sweep_copy, change)
+    before = snapshot(sweep_copy)
+    for args in (["sweep", sweep_copy], ["sweep", sweep_copy, "--status"], ["analyze", sweep_copy]):
+        assert run_cli(*args) == 1
+        _, err = lines(capsys)
+        assert len(err) == 1 and "sweep.json" in err[0] and needle in err[0], err
+    with pytest.raises(rundir.RunDirError, match="sweep.json"):
+        load_sweep(sweep_copy)
+    assert snapshot(sweep_copy) == before
+
+
+TABLES = [
+    ("binary", b"\xff\xfe\x00garbage", "not UTF-8 text"),
+    ("wrong columns", b"a,b,c\n1,2,3\n", "not a sweep table"),
+    ("extra cells", None, "cells, the header"),
+    ("a directory", "dir", "not a regular file"),
+    ("empty", b"", "not a sweep table"),
+]
+
+
+@pytest.mark.parametrize("name, data, needle", TABLES, ids=[c[0] for c in TABLES])
+def test_a_damaged_table_is_named(sweep_copy, name, data, needle):
+    table = sweep_copy / "analysis" / "table.csv"
+    if data is None:
+        table.write_text(table.read_text().replace("\nn4,", "\nn4,extra,", 1))
+    elif data == "dir":
+        table.unlink()
+        table.mkdir()
+    else:
+        table.write_bytes(data)
+    with pytest.raises(rundir.RunDirError, match=f"table.csv: .*{needle}"):
+        load_sweep(sweep_copy)
+
+
+def test_a_betas_axis_is_swept_and_analyzed(tmp_path, capsys):
+    spec = {"axes": {"betas": [[0.9, 0.98], [0.8, 0.99]]}, "fixed": SWEEP_FIXED}
+    (tmp_path / "spec.json").write_text(json.dumps(spec))
+    sweep = plan_sweep(tmp_path / "s", Grid(spec["axes"], spec["fixed"]))
+    assert list(sweep.runs) == ["betas0.9-0.98", "betas0.8-0.99"]
+    train_all(sweep)
+    capsys.readouterr()
+    assert run_cli("analyze", sweep.path, "--workers", "1") == 0
+    rows = load_sweep(sweep.path).rows
+    assert [r["betas"] for r in rows] == ["0.9 0.98", "0.8 0.99"]
+    assert [r["betas"] for r in sweep_rows(sweep)] == ["0.9 0.98", "0.8 0.99"]
+    assert (sweep.path / "analysis" / "figures" / "phases_betas.png").exists()
+
+
+def test_table_rows_and_rows_built_from_the_runs_agree_on_types(sweep_copy):
+    stored, built = read_table(sweep_copy / "analysis" / "table.csv"), sweep_rows(read_sweep(sweep_copy))
+    for a, b in zip(stored, built):
+        for k in a:
+            same = type(a[k]) is type(b[k]) or {type(a[k]), type(b[k])} <= {int, float}
+            assert a[k] is None or b[k] is None or same, (k, a[k], b[k])
+    assert [a["key_freqs"] or "" for a in stored] == [b["key_freqs"] for b in built]
+    table = sweep_copy / "analysis" / "table.csv"  # one key frequency stays text, as in rows built from runs
+    text = table.read_text().splitlines()
+    col = text[0].split(",").index("key_freqs")
+    text[1:] = [",".join(c if i != col else "3" for i, c in enumerate(line.split(","))) for line in text[1:]]
+    table.write_text("\n".join(text) + "\n")
+    assert [r["key_freqs"] for r in read_table(table)] == ["3", "3"]
+
+
+# ---------------------------------------------------------------- messages a user can act on
+
+
+def test_one_cli_grammar_for_directories(sweep_copy, tiny_run, tmp_path, capsys):
+    assert run_cli("sweep", "--out", sweep_copy) == 0  # --out is accepted for sweep, as for train
+    assert run_cli("sweep", sweep_copy, "--out", sweep_copy, "--status") == 0  # both, the same
+    capsys.readouterr()
+    cases = [
+        (["sweep", sweep_copy, "--out", tmp_path / "other"], "give it once: interp-grok sweep SWEEP_DIR"),
+        (["sweep", "--noise", "0,4"], "name the sweep directory: interp-grok sweep SWEEP_DIR"),
+        (["sweep", ""], "SWEEP_DIR must name a directory"),
+        (["analyze", ""], "RUN_DIR must name a directory"),
+        (["analyze", "--out", sweep_copy], f"interp-grok analyze {sweep_copy}"),
+        (["train", tmp_path / "r", "--p", "5"], f"interp-grok train --out {tmp_path / 'r'}"),
+        (["sweep", tiny_run, "--noise", "0,4"], "is a run directory, not a sweep"),
+    ]
+    for args, needle in cases:
+        assert run_cli(*args) == 2, args
+        _, err = lines(capsys)
+        assert len(err) == 1 and needle in err[0], (args, err)
+    assert not (tmp_path / "r").exists() and not (tiny_run / "sweep.json").exists()
+
+
+def test_the_same_values_in_another_order_are_the_same_sweep(sweep_copy, capsys):
+    before = snapshot(sweep_copy)
+    (sweep_copy.parent / "spec.json").write_text(json.dumps({"axes": {"noise_n": [4, 0]}, "fixed": SWEEP_FIXED}))
+    assert run_cli("sweep", sweep_copy, "--spec", sweep_copy.parent / "spec.json") == 0
+    assert "2 already done" in capsys.readouterr().out
+    assert snapshot(sweep_copy) == before
+
+
+def test_a_blocked_errors_path_does_not_fail_a_trained_run(tmp_path):
+    sweep = plan_sweep(tmp_path / "s", Grid({"noise_n": [0, 4]}, dict(SWEEP_FIXED)))
+    (sweep.path / "errors").write_text("a file where errors/ goes")
+    assert train_one(str(sweep.path), "n0", sweep.config("n0").to_dict())["status"] == "trained"
+
+
+def test_a_dead_pool_does_not_fail_the_runs_it_never_started(tmp_path):
+    from concurrent.futures import Future
+    from concurrent.futures.process import BrokenProcessPool
+
+    class Broken:  # every task fails as a pool whose worker died does
+        def submit(self, fn, *args):
+            f = Future()
+            f.set_exception(BrokenProcessPool("a child process terminated abruptly"))
+            return f
+
+    sweep = plan_sweep(tmp_path / "s", Grid({"noise_n": [0, 4]}, dict(SWEEP_FIXED)))
+    sweep.run_dir("n0").mkdir(parents=True)  # n0 had started
+    results = run_sweep(sweep, executor=Broken(), poll_s=0.01)
+    assert results["n0"]["status"] == "failed" and results["n4"]["status"] == "not started"
+    assert (sweep.path / "errors" / "n0.json").exists() and not (sweep.path / "errors" / "n4.json").exists()
+
+
+def test_a_full_disk_names_the_file(sweep_copy, capsys, monkeypatch):
+    import errno
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    run = sweep_copy / "runs" / "n4"
+    capsys.readouterr()
+    monkeypatch.setattr(rundir.os, "fsync", full)
+    assert run_cli("analyze", run, "--no-figures", "--force") == 1
+    _, err = lines(capsys)
+    assert len(err) == 1 and str(run / "analysis") in err[0] and "No space left on device" in err[0], err
+
+
+def test_divergence_from_the_initial_weights_says_so(tmp_path, capsys):
+    assert run_cli("train", *SMALL, "--init-scale", "1e30", "--out", tmp_path / "r") == 1
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "initial weights already give a non-finite loss" in err and "--init-scale" in err
+    assert "last saved state" not in err and not (tmp_path / "r" / rundir.TRAIN_STATE).exists()
+
+
+# ---------------------------------------------------------------- 7, 8. no process outlives the command
+
+
+def _session(pgid: int) -> list[int]:
+    """Live (not zombie) processes of process group ``pgid``."""
+    pids = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                fields = open(f"/proc/{d}/stat").read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[2]) == pgid and fields[0] != "Z":
+                pids.append(int(d))
+    return pids
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in open(f"/proc/{pid}/task/{pid}/children").read().split()]
+    except OSError:
+        return []
+
+
+def _sweep_process(out, *flags):
+    import time
+
+    cmd = [sys.executable, "-m", "interp_grok.cli", "sweep", str(out), "--p", "7", "--d-model", "8", *flags]
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True), time
+
+
+def test_a_sweep_killed_while_its_workers_start_leaves_no_process(tmp_path):
+    proc, time = _sweep_process(tmp_path / "s", "--epochs", "20000", "--noise", "0,2,4", "--workers", "2")
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline and len(_children(proc.pid)) < 2:  # a worker spawned (and the tracker)
+            time.sleep(0.005)
+        os.kill(proc.pid, signal.SIGKILL)  # the workers are still importing torch
+        proc.wait()
+        deadline = time.time() + 40
+        while time.time() < deadline and _session(proc.pid):
+            time.sleep(0.1)
+        assert not _session(proc.pid), "pool workers outlived their killed sweep"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def test_ctrl_c_stops_a_sweep_at_once_and_leaves_every_run_resumable(tmp_path):
+    from interp_grok.train import _prepare_resume
+
+    out = tmp_path / "s"
+    proc, time = _sweep_process(out, "--epochs", "20000", "--eval-every", "500", "--noise", "0,2,4", "--workers", "1")
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline and not (out / "runs" / "n0" / rundir.TRAIN_STATE).exists():
+            time.sleep(0.005)
+        os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole process group
+        rc = proc.wait(timeout=120)
+        err = proc.stderr.read()
+        assert rc == 130 and "Traceback" not in err, err
+        assert f"continue with `interp-grok sweep {out}`" in err and "--resume" not in err, err
+        assert not (out / "runs" / "n2").exists() and not (out / "runs" / "n4").exists()  # nothing started after
+        assert sweep_status(read_sweep(out))["n0"].state == "partial"
+        assert not _prepare_resume(out / "runs" / "n0", None).finished  # checks every file, writes nothing
+        deadline = time.time() + 20  # multiprocessing's resource tracker exits once its pipe closes
+        while time.time() < deadline and _session(proc.pid):
+            time.sleep(0.1)
+        assert not _session(proc.pid)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)

@@ -141,7 +141,7 @@ def test_a_failed_run_does_not_stop_the_others_and_is_retried(tmp_path, capsys):
     (blocker / "notes.txt").write_text("not a run")  # a directory train refuses to write into
     assert run_cli("sweep", out) == 1
     err = capsys.readouterr().err
-    assert "n4" in err and "not an interp-grok run directory" in err
+    assert "n4" in err and "not an interp-grok run directory" in err and "--out" not in err  # sweep takes no --out
     states = sweep_status(read_sweep(out))
     assert states["n0"].state == "done" and states["n4"].state == "failed"
     assert "not an interp-grok run directory" in states["n4"].error

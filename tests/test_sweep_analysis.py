@@ -96,11 +96,11 @@ def test_pending_and_broken_runs_leave_a_row_and_the_others_are_analyzed(tmp_pat
     capsys.readouterr()
     assert run_cli("analyze", sweep.path, "--workers", "1") == 1
     out, err = capsys.readouterr()
-    assert "1 analyzed, 1 failed, 1 pending" in out
+    assert "1 analyzed, 1 invalid, 1 pending" in out  # a damaged run is not analyzed as its grid point
     assert len(err.strip().splitlines()) == 1 and "n2" in err and "dataset.safetensors" in err
     rows = {r["name"]: r for r in read_table(sweep.path / "analysis" / "table.csv")}
     assert rows["n0"]["state"] == "done" and rows["n0"]["final_phase"] is not None
-    assert rows["n2"]["state"] == "done, not analyzed" and rows["n2"]["final_phase"] is None
+    assert rows["n2"]["state"] == "invalid, not analyzed" and rows["n2"]["final_phase"] is None
     assert rows["n4"]["state"] == "pending, not analyzed"
     assert (sweep.path / "analysis" / "figures" / "phases_noise_n.png").exists()  # one axis: one row of cells
 
