@@ -22,7 +22,7 @@ from torch import nn
 
 from interp_grok import Config, make_dataset, rundir, train, train_batch
 from interp_grok.models.mlp import PARAM_NAMES, batched_cross_entropy, batched_logits, init_params
-from interp_grok.train import _make_optimizer
+from interp_grok.optim import make_optimizer
 
 
 def check_equivalence(device: str, epochs: int) -> None:
@@ -53,7 +53,7 @@ def throughput(device: str, K: int, epochs: int) -> float:
     configs = [Config(seed=k, data_seed=346 + k).finalize() for k in range(K)]
     leaves = [{n: nn.Parameter(v.to(dev)) for n, v in init_params(c, torch.Generator().manual_seed(c.seed)).items()}
               for c in configs]
-    opt = _make_optimizer(leaves, configs)
+    opt = make_optimizer(leaves, configs)
     data = [make_dataset(c) for c in configs]
     p = configs[0].p
     idx = torch.stack([d.train_idx for d in data]).to(dev)  # same size for every run: [K, n]

@@ -13,6 +13,7 @@ T checkpoints, n_train training examples; pairs (a, b) are flat in a-major order
 - model math (the seed MLP): mlp_logits, grid_logits ([p, p, p] float32 indexed a, b, c), grid_hidden,
   token_tables, compact_params, is_compact, cross_entropy, ablate_neurons,
   neuron_curves (each neuron's input and output curves)            (interp_grok.models.mlp)
+  stablemax_cross_entropy (Prieto et al.'s StableMax loss)         (interp_grok.models.losses)
 - measurements (pure functions on tensors):
   fourier_basis, frequency_norms ([floor(p/2)], index k - 1 is frequency k), key_frequencies,
   key_set_is_flat, gini, ipr                                       (interp_grok.analysis.fourier)
@@ -23,6 +24,8 @@ T checkpoints, n_train training examples; pairs (a, b) are flat in a-major order
   neuron_ipr, neuron_sizes, norm_matched_controls, pruning_experiment, size_ranked_pruning
                                                                    (interp_grok.analysis.neurons)
   shift_distribution, shift_kl, shift_within                       (interp_grok.analysis.memorization)
+  softmax_collapse_fraction, zero_loss_fraction, top_logit_gap, descent_weight_cosines,
+  loss_spikes                                                      (interp_grok.analysis.numerics)
   example_stats, first_fit_epoch, forgetting_events, ...           (interp_grok.analysis.memorization)
   grid_metrics, metrics_from_logits, sum_sq_weights, weight_norms  (interp_grok.evaluation)
   noise_floor, noise_pmf                                           (interp_grok.noise)
@@ -93,6 +96,13 @@ from .analysis.memorization import (
     shift_within,
 )
 from .analysis.neurons import neuron_ipr, neuron_sizes, norm_matched_controls, pruning_experiment, size_ranked_pruning
+from .analysis.numerics import (
+    descent_weight_cosines,
+    loss_spikes,
+    softmax_collapse_fraction,
+    top_logit_gap,
+    zero_loss_fraction,
+)
 from .analysis.phases import PHASES, doshi_phase_trajectory, phase_trajectory, run_phases, settled, transition_epochs
 from .analysis.pipeline import (
     Analysis,
@@ -106,6 +116,7 @@ from .config import Config, ConfigError, checkpoint_schedule
 from .data import Dataset, make_dataset
 from .evaluation import grid_metrics, metrics_from_logits, sum_sq_weights, weight_norms
 from .models import FAMILIES, ModelFamily, family
+from .models.losses import stablemax_cross_entropy
 from .models.mlp import (
     SimpleMLP,
     ablate_neurons,
@@ -169,4 +180,6 @@ __all__ = [
     "SweepResults",
     "analyze_sweep", "load_sweep",
     "FAMILIES", "ModelFamily", "family", "gromov_solution", "to_hooked_transformer",
+    "stablemax_cross_entropy", "softmax_collapse_fraction", "zero_loss_fraction", "top_logit_gap",
+    "descent_weight_cosines", "loss_spikes",
 ]

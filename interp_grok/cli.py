@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from .config import Config, ConfigError
+from .config import Config, ConfigError, model_losses
 from .rundir import RunDirError, read_config, read_json, require_run_dir
 
 DEFAULTS = Config()
@@ -108,11 +108,22 @@ _TRAIN_FLAGS = [
     ("--adam-eps", "adam_eps", float, "AdamW eps"),
     ("--warmup", "warmup_steps", int, "linear learning-rate warm-up over this many steps, lr 0 at the first "
      "(Nanda et al.: 10; 0: none)"),
-    ("--loss-dtype", "loss_dtype", str, "dtype of the log-softmax: float64 or float32"),
+    ("--loss", "loss", str, "training loss: cross_entropy (softmax) or stablemax (Prieto et al.'s StableMax "
+     "cross-entropy); the quadratic model trains with mse, its default and only loss"),
+    ("--loss-dtype", "loss_dtype", str, "dtype the training loss is computed in: float64 or float32"),
+    ("--optimizer", "optimizer", str, "adamw, or orthoadamw (the same AdamW, with --lr, --betas, --adam-eps and "
+     "--weight-decay, stepping on each weight tensor's gradient with its component along the weights removed, "
+     "rescaled to the gradient's norm: Prieto et al.'s ⊥Grad)"),
     ("--epochs", "epochs", int, "full-batch optimizer steps (>= 1)"),
     ("--checkpoints", "n_checkpoints", int, "about how many log-spaced checkpoints to save (>= 2)"),
     ("--eval-every", "eval_every", int, "full-grid evaluation every this many epochs (>= 1)"),
 ]
+
+
+def _help(text: str, name: str) -> str:
+    """A train flag's help line, with its default unless the text states it (a default that depends on others)."""
+    default = getattr(DEFAULTS, name)
+    return text if default is None else f"{text} (default: {default})"
 
 
 def _add_train_parser(sub) -> None:
@@ -123,7 +134,7 @@ def _add_train_parser(sub) -> None:
     )
     for flag, name, typ, text in _TRAIN_FLAGS:
         ap.add_argument(flag, dest=name, type=typ, default=None,
-                        help=f"{text} (default: {getattr(DEFAULTS, name)})")
+                        help=_help(text, name))
     ap.add_argument("--betas", type=float, nargs=2, default=None, metavar=("B1", "B2"),
                     help=f"AdamW betas (default: {DEFAULTS.betas[0]} {DEFAULTS.betas[1]})")
     ap.add_argument("--out", default=None,
@@ -229,7 +240,8 @@ def default_run_dir(config: Config) -> Path:
     """runs/n{noise}, plus _{flag}{value} for every other setting that differs from the defaults:
     `train --p 23` writes runs/n4_p23, so it never lands in (or resumes) the default run's folder."""
     config.finalize()
-    defaults = Config(noise_n=config.noise_n).finalize().to_dict() | {"d_mlp": 4 * config.d_model}  # d_mlp follows
+    defaults = Config(noise_n=config.noise_n).finalize().to_dict() | {  # d_mlp and loss follow other settings
+        "d_mlp": 4 * config.d_model, "loss": model_losses(config.model)[0]}
     defaults["betas"] = tuple(defaults["betas"])
     parts = [f"n{config.noise_n}"]
     for flag, name in _flags():
@@ -243,8 +255,10 @@ def check_resume_settings(stored: Config, given: dict, strict: bool) -> None:
     requested value); --epochs may differ (it extends or finishes the run). Settings equal to the
     stored ones are accepted, so the same command can be rerun. ``strict``: the run was named by
     the settings (no --out), so every setting counts, defaults included, not only the flags given."""
-    requested = Config(**{**(Config().to_dict() if strict else stored.to_dict()), **given,
-                          "checkpoint_epochs": []}).finalize()
+    base = Config().to_dict() if strict else stored.to_dict()
+    if "model" in given and "loss" not in given:
+        base["loss"] = None  # the loss follows the model: report a differing model, not the stored loss
+    requested = Config(**{**base, **given, "checkpoint_epochs": []}).finalize()
     for flag, name in _flags():
         if name == "epochs" or (not strict and name not in given):
             continue
@@ -704,7 +718,7 @@ def _add_sweep_parser(sub) -> None:
                     help="the same as SWEEP_DIR, as `train --out` names a run's directory")
     for flag, name, typ, text in _TRAIN_FLAGS:
         ap.add_argument(flag, dest=name, type=_list_of(typ), default=None, metavar="V1,V2,...",
-                        help=f"{text} (default: {getattr(DEFAULTS, name)})")
+                        help=_help(text, name))
     ap.add_argument("--spec", type=Path, default=None,
                     help='a JSON file {"axes": {setting: [values]}, "fixed": {setting: value}} (Config field names)')
     ap.add_argument("--extend", action="store_true", help="allow a grid that adds points to the stored one")

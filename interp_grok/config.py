@@ -12,6 +12,14 @@ from dataclasses import dataclass, field
 
 ACTIVATIONS = ("relu", "gelu")
 LOSS_DTYPES = ("float64", "float32")
+# the classification losses (models.losses): softmax cross-entropy and StableMax cross-entropy (Prieto et al. 2025)
+CLASSIFIER_LOSSES = ("cross_entropy", "stablemax")
+# families trained with a fixed loss of their own; every other family is a classifier taking CLASSIFIER_LOSSES
+FIXED_LOSSES = {"quadratic": "mse"}
+LOSSES = (*CLASSIFIER_LOSSES, "mse")
+# adamw: torch's AdamW; orthoadamw: the same AdamW stepping on the gradient with its component along each
+# weight tensor removed (Prieto et al.'s ⊥Grad, interp_grok.optim)
+OPTIMIZERS = ("adamw", "orthoadamw")
 INIT_SCHEMES = ("normal_fan_in", "torch_default")  # see models.mlp.init_params
 INIT_SCHEME = INIT_SCHEMES[0]  # the default: every W ~ N(0, 1/fan_in), W_E ~ N(0, 1/d_model), b_in = 0
 # additive: X = Binomial(noise_n, p_bin) - floor(noise_n / 2) added to a fraction noise_frac of all pairs;
@@ -22,6 +30,11 @@ MODELS = ("mlp", "quadratic", "transformer")
 # how the pairs are split: randperm (torch.randperm from data_seed, the default) or python_shuffle
 # (Nanda et al.'s gen_train_test: random.seed(data_seed); random.shuffle of the a-major pair list)
 SPLITS = ("randperm", "python_shuffle")
+
+
+def model_losses(model: str) -> tuple[str, ...]:
+    """The training losses a model family accepts, its default first."""
+    return (FIXED_LOSSES[model],) if model in FIXED_LOSSES else CLASSIFIER_LOSSES
 
 
 class ConfigError(ValueError):
@@ -61,17 +74,28 @@ class Config:
     warmup_steps: int = 0  # linear lr warm-up: lr * min(epoch / warmup_steps, 1), lr 0 at epoch 0 (0: none)
     epochs: int = 20_000
     loss_dtype: str = "float64"
+    loss: str | None = None  # one of model_losses(model); None: that tuple's first (filled in at construction)
+    optimizer: str = "adamw"  # one of OPTIMIZERS
     # logging
     n_checkpoints: int = 100
     max_checkpoint_gap: float = 0.025  # no gap between checkpoints above this fraction of the run
     eval_every: int = 50
     checkpoint_epochs: list[int] = field(default_factory=list)  # derived, see finalize()
 
+    def __post_init__(self) -> None:
+        self._default_loss()
+
+    def _default_loss(self) -> None:
+        # None: the model's own loss (also what a config.json from before the loss setting means)
+        if self.loss is None and isinstance(self.model, str):
+            self.loss = model_losses(self.model)[0]
+
     def finalize(self) -> Config:
         """Validate, fill derived fields, and return self (idempotent)."""
         if self.d_mlp == 0:
             self.d_mlp = 4 * self.d_model
         self.betas = tuple(float(b) for b in self.betas)  # JSON gives lists back
+        self._default_loss()
         validate(self)
         if not self.checkpoint_epochs:
             self.checkpoint_epochs = checkpoint_schedule(
@@ -161,6 +185,13 @@ def validate(c: Config) -> None:
     _check(c.adam_eps > 0, "adam_eps", "> 0", c.adam_eps)
     _check(1 <= c.epochs <= MAX_EPOCHS, "epochs", f"an integer in [1, {MAX_EPOCHS:.0e}]", c.epochs)
     _check(c.loss_dtype in LOSS_DTYPES, "loss_dtype", f"one of {', '.join(LOSS_DTYPES)}", c.loss_dtype)
+    _check(isinstance(c.loss, str) and c.loss in LOSSES, "loss", f"one of {', '.join(LOSSES)}", c.loss)
+    if c.loss not in model_losses(c.model):
+        allowed = model_losses(c.model)
+        raise ConfigError(f"loss {c.loss} does not apply to model {c.model}, which trains with "
+                          + (f"{allowed[0]} only" if len(allowed) == 1 else f"one of {', '.join(allowed)}"))
+    _check(isinstance(c.optimizer, str) and c.optimizer in OPTIMIZERS, "optimizer", f"one of {', '.join(OPTIMIZERS)}",
+           c.optimizer)
     _check(
         2 <= c.n_checkpoints <= MAX_CHECKPOINTS, "checkpoints", f"an integer in [2, {MAX_CHECKPOINTS}]",
         c.n_checkpoints,

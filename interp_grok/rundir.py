@@ -70,13 +70,14 @@ ANALYSIS_FILES = (PROGRESS_CSV, EMBED_FOURIER, MEMORIZATION, SUMMARY, MANIFEST, 
 
 RUN_FORMAT = "interp-grok-run"  # the marker in config.json that makes a directory a run
 # 2 added the marker, 3 the settings init_scale and noise_frac, 4 noise_kind and model, 5 the transformer's
-# settings (split, n_heads, eq_logit, biases) and warmup_steps
-FORMAT_VERSION = 5
-READABLE_VERSIONS = (1, 2, 3, 4, 5)
-# settings added after version 1: (version that added them, the value every older run has)
+# settings (split, n_heads, eq_logit, biases) and warmup_steps, 6 loss and optimizer
+FORMAT_VERSION = 6
+READABLE_VERSIONS = (1, 2, 3, 4, 5, 6)
+# settings added after version 1: (version that added them, the value every older run has; loss None: the
+# model's own, which Config fills in: cross_entropy for a classifier, mse for quadratic)
 ADDED_SETTINGS = {"init_scale": (3, 1.0), "noise_frac": (3, 1.0), "noise_kind": (4, "additive"), "model": (4, "mlp"),
                   "split": (5, "randperm"), "n_heads": (5, 4), "eq_logit": (5, True), "biases": (5, True),
-                  "warmup_steps": (5, 0)}
+                  "warmup_steps": (5, 0), "loss": (6, None), "optimizer": (6, "adamw")}
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
 _CKPT_RE = re.compile(r"^epoch_(\d{6,})\.safetensors$")

@@ -1,4 +1,4 @@
-"""The training core: full-batch AdamW on the noisy modular-addition task, checkpointed.
+"""The training core: full-batch AdamW (or ⊥AdamW, interp_grok.optim) on the noisy modular-addition task, checkpointed.
 
 The architecture is the config's model family (interp_grok.models): its parameters, its
 initialization and its batched loss are all the loop needs of it.
@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import rundir
+from . import optim, rundir
 from .config import Config
 from .data import Dataset, make_dataset
 from .evaluation import evaluate
@@ -167,14 +167,6 @@ def warmup_lr(config: Config, epoch: int) -> float:
     (progress-measures-paper transformers.py:471, 507-508), computed the same way (base lr times
     the factor). A function of the epoch alone, so a resume needs no scheduler state."""
     return config.lr * min(epoch / config.warmup_steps, 1)
-
-
-def _make_optimizer(leaves: list[dict[str, torch.Tensor]], configs: list[Config]) -> torch.optim.AdamW:
-    """AdamW over K models: one param group each, with that run's lr, weight decay, betas and eps
-    (the fused kernel runs group by group, so each model gets exactly the solo update)."""
-    groups = [{"params": list(lv.values()), "lr": c.lr, "betas": c.betas, "eps": c.adam_eps,
-               "weight_decay": c.weight_decay} for lv, c in zip(leaves, configs)]
-    return torch.optim.AdamW(groups, foreach=False, fused=True)  # one kernel for all params of a group
 
 
 def _state_tensors(params: dict[str, torch.Tensor], opt: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
@@ -365,8 +357,9 @@ def _prepare_resume(out: Path, epochs: int | None) -> _Resume:
 # ------------------------------------------------------------------ batches
 
 # what the runs of one batch must share: the shape of the stacked model and the schedule
+# (the optimizer may differ: it is per param group, one group per run)
 BATCH_KEYS = ("model", "p", "d_model", "d_mlp", "act", "n_heads", "eq_logit", "biases", "epochs", "eval_every",
-              "loss_dtype", "checkpoint_epochs")
+              "loss", "loss_dtype", "checkpoint_epochs")
 
 
 def check_batchable(configs: list[Config]) -> None:
@@ -606,13 +599,14 @@ def _run_batch(configs: list[Config], outs: list[Path], datasets: list[Dataset],
 
     Model k has its own data, initialization, optimizer hyperparameters and run directory; the
     step is one call of the family's batched loss (forward and loss over the leading model axis; the
-    MLP's is model.batched_logits + model.batched_cross_entropy) and its backward, then AdamW per model.
+    MLP's is mlp.batched_logits + losses.batched_loss) and its backward, then AdamW per model (optim.step:
+    ⊥Grad first for the runs whose optimizer is orthoadamw).
     """
     c0 = configs[0]
     fam = family(c0)
     leaves = [{k: nn.Parameter(v.to(dev)) for k, v in fam.init_params(c, torch.Generator().manual_seed(c.seed)).items()}
               for c in configs]
-    opt = _make_optimizer(leaves, configs)
+    opt = optim.make_optimizer(leaves, configs)
     for lv, state in zip(leaves, states):
         if state is not None:
             _load_state(lv, opt, state, dev)
@@ -663,7 +657,7 @@ def _run_batch(configs: list[Config], outs: list[Path], datasets: list[Dataset],
             loss_k.sum().backward()
             for group, c in warm:  # linear warm-up, as Nanda et al.'s LambdaLR (see warmup_lr)
                 group["lr"] = warmup_lr(c, epoch)
-            opt.step()
+            optim.step(opt)
             opt.zero_grad(set_to_none=True)
             at_epoch(epoch + 1)
     finally:

@@ -117,7 +117,7 @@ def test_a_reset_optimizer_continues_like_a_fresh_adam(parent, tmp_path):
     """Continuing with --optimizer reset is a fresh AdamW on the parent's weights and the new labels:
     a plain loop from there reaches the next checkpoint's weights."""
     from interp_grok.models import family
-    from interp_grok.train import _make_optimizer
+    from interp_grok.optim import make_optimizer
 
     run = rundir.load_run(parent)
     E = _mid(run)
@@ -130,7 +130,7 @@ def test_a_reset_optimizer_continues_like_a_fresh_adam(parent, tmp_path):
     e1 = child.checkpoint_epochs[1]
     fam, c, ds = family(run.config), run.config, child.dataset
     leaves = {k: torch.nn.Parameter(v.clone()) for k, v in run.params(E).items()}
-    opt = _make_optimizer([leaves], [c])
+    opt = make_optimizer([leaves], [c])
     tr = ds.train_idx
     a, b, y = tr[None] // c.p, tr[None] % c.p, ds.noisy_labels[tr][None]
     for _ in range(e1 - E):

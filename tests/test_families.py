@@ -155,7 +155,7 @@ def test_cli_quadratic_uniform_train_analyze_and_sweep(tmp_path, capsys):
                    "--out", out) == 0
     cfg = json.loads((out / "config.json").read_text())
     assert (cfg["model"], cfg["noise_kind"], cfg["noise_frac"], cfg["format_version"]) == (
-        "quadratic", "uniform", 0.35, 5)
+        "quadratic", "uniform", 0.35, 6)
     assert run_cli("analyze", out) == 0
     header = (out / "analysis" / "progress.csv").read_text().splitlines()[0].split(",")
     assert {"norm_U", "norm_V", "norm_W", "gini_W_E", "train_noisy_memorized_frac"} <= set(header)

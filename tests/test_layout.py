@@ -20,7 +20,7 @@ PACKAGE_DIR = Path(__file__).resolve().parents[1] / PACKAGE
 # lowest first; a name is a top-level module or subpackage of interp_grok ("" is its __init__)
 LAYERS: list[tuple[str, ...]] = [
     ("config", "noise"),  # settings; the label-noise distributions
-    ("data", "models"),  # the dataset; the model families (their math)
+    ("data", "models", "optim"),  # the dataset; the model families (their math and losses); the optimizers
     ("evaluation",),  # metrics of a model on the grid (train uses it)
     ("rundir",),  # the run directory format, written by train and read by everything above
     ("train",),

@@ -73,7 +73,7 @@ def test_new_settings_are_recorded_and_flags_validated(tmp_path, capsys):
     assert run_cli("train", *small, "--init", "torch_default", "--init-scale", "0.5", "--noise-frac", "0.2",
                    "--out", out) == 0
     cfg = json.loads((out / "config.json").read_text())
-    assert (cfg["init"], cfg["init_scale"], cfg["noise_frac"], cfg["format_version"]) == ("torch_default", 0.5, 0.2, 5)
+    assert (cfg["init"], cfg["init_scale"], cfg["noise_frac"], cfg["format_version"]) == ("torch_default", 0.5, 0.2, 6)
     for flags, needle in ((["--init", "xavier"], "init must be one of"), (["--init-scale", "0"], "init_scale must be"),
                           (["--noise-frac", "1.5"], "noise_frac must be in [0, 1]")):
         assert run_cli("train", *small, *flags, "--out", tmp_path / "bad") == 2

@@ -6,7 +6,8 @@ This subpackage owns two things:
   spectra and key frequencies (``fourier``), restricted and excluded loss and the logits' own
   spectrum (``circuits``), memorization of noisy versus clean labels per example (``memorization``),
   per-neuron IPR and the pruning test with its control (``neurons``), phases under label noise
-  (``phases``), and pandas views of the results (``frames``, pandas optional);
+  (``phases``), softmax collapse, gradient-weight alignment and loss spikes (``numerics``), and
+  pandas views of the results (``frames``, pandas optional);
 - the per-checkpoint measures (``measures``): each group of progress.csv columns is one
   function registered with ``@measure``, reading a ``Checkpoint`` whose shared intermediates
   (grid logits, restricted and excluded log-probabilities, neuron curves) are computed once;
@@ -96,6 +97,14 @@ from .neurons import (
     pruning_experiment,
     size_ranked_pruning,
 )
+from .numerics import (
+    descent_weight_cosines,
+    loss_spikes,
+    softmax_collapse_fraction,
+    top_logit_gap,
+    training_gradients,
+    zero_loss_fraction,
+)
 from .phases import (
     PHASES,
     TRANSITIONS,
@@ -153,4 +162,7 @@ __all__ = [
     "extraction_accuracy", "correct_diagonals", "audit_scores", "expected_hits", "audit_curve", "audit_budgets",
     "audit_table", "flag", "AUDIT_SCORES", "AUDIT_BUDGET_FRACS", "Audit", "audit_checkpoint", "audit_run",
     "write_audit", "read_audit", "relabel_run", "RelabelResult",
+    # numerics
+    "softmax_collapse_fraction", "zero_loss_fraction", "top_logit_gap", "descent_weight_cosines",
+    "training_gradients", "loss_spikes",
 ]

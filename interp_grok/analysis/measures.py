@@ -41,6 +41,13 @@ from .circuits import centered_logit_power, logit_frequency_power, project_sum_f
 from .fourier import frequency_norms, gini, ipr
 from .memorization import example_stats, fraction_by_noise, shift_distribution, shift_kl, shift_within
 from .neurons import PERIODIC_IPR
+from .numerics import (
+    descent_weight_cosines,
+    softmax_collapse_fraction,
+    top_logit_gap,
+    training_gradients,
+    zero_loss_fraction,
+)
 from .transformer_views import (
     attention_shares,
     dominant_frequency,
@@ -409,5 +416,48 @@ def transformer_views(c: Checkpoint) -> dict[str, float]:
     return out
 
 
-__all__ = ["AUDIT_RPREC_SCORES", "EXTRACTION_COLUMNS", "MEASURES", "Checkpoint", "Measure", "audit_column", "columns",
-           "excluded_x_column", "headline_columns", "measure", "measure_row", "x_column", "x_value_columns"]
+
+# ------------------------------------------------------------------ numerics (Prieto et al. 2025; measurements.md)
+
+NUMERICS_COLUMNS = ("softmax_collapse_f32", "softmax_collapse_f64", "zero_loss_frac_f32", "logit_gap_mean")
+
+
+def _is_classifier(run: rundir.Run) -> bool:
+    """A family whose outputs are softmax logits (evaluation reports cross-entropy); not the MSE family."""
+    return family(run.config).loss == "cross_entropy"
+
+
+@measure(extra=lambda run: list(NUMERICS_COLUMNS) if _is_classifier(run) else [])
+def softmax_collapse(c: Checkpoint) -> dict[str, float]:
+    """On the training examples: the fraction whose sum exp(z - max z) rounds to exactly 1 in float32
+    and in float64, the fraction whose float32 softmax cross-entropy against the training (noisy)
+    label is exactly 0, and the mean top-logit gap (analysis.numerics; science.md sections 7, 11)."""
+    tr = c.dataset.train_idx
+    z = c.flat[tr]
+    return {
+        "softmax_collapse_f32": softmax_collapse_fraction(z, torch.float32).item(),
+        "softmax_collapse_f64": softmax_collapse_fraction(z, torch.float64).item(),
+        "zero_loss_frac_f32": zero_loss_fraction(z, c.dataset.noisy_labels[tr], torch.float32).item(),
+        "logit_gap_mean": top_logit_gap(z).mean().item(),
+    }
+
+
+def _grad_cos_columns(run: rundir.Run) -> list[str]:
+    if not _is_classifier(run):
+        return []
+    return [f"grad_cos_{k}" for k in (*family(run.config).param_names, "all")]
+
+
+@measure(extra=_grad_cos_columns)
+def gradient_alignment(c: Checkpoint) -> dict[str, float]:
+    """cos(-grad, w) per weight tensor and over all of them (analysis.numerics.descent_weight_cosines),
+    the gradient being that of the run's own training loss (config.loss in config.loss_dtype, the
+    family's batched_loss) on the training set: what the optimizer received at this checkpoint."""
+    ds, tr = c.dataset, c.dataset.train_idx
+    _, grads = training_gradients(c.family, c.params, tr // c.p, tr % c.p, ds.noisy_labels[tr], c.config)
+    return {f"grad_cos_{k}": v.item() for k, v in descent_weight_cosines(c.params, grads).items()}
+
+
+__all__ = ["AUDIT_RPREC_SCORES", "EXTRACTION_COLUMNS", "MEASURES", "NUMERICS_COLUMNS", "Checkpoint", "Measure",
+           "audit_column", "columns", "excluded_x_column", "headline_columns", "measure", "measure_row", "x_column",
+           "x_value_columns"]

@@ -53,6 +53,7 @@ from .fourier import KEY_FREQ_RULE, KEY_FREQ_THRESHOLD, frequency_norms, key_fre
 from .measures import Checkpoint, columns, headline_columns, measure_row
 from .memorization import first_fit_epoch, forgetting_events
 from .neurons import pruning_experiment
+from .numerics import SPIKE_FACTOR, SPIKE_FLOOR, SPIKE_WINDOW, loss_spikes
 
 # "epoch" and the headline columns (summary.json's final values); progress.csv's full column list,
 # which depends on the run, is progress_columns(run): every registered measure's (measures.py)
@@ -378,7 +379,18 @@ def summarize(run: rundir.Run, an: Analysis) -> dict:
         "epoch_test_acc_clean_first_95_from": "metrics.jsonl evaluations" if run.evals else "checkpoints",
         "n_checkpoints_analyzed": len(an.rows),
         "bad_checkpoints": an.bad_checkpoints,
+        **train_loss_spikes(run),
     }
+
+
+def train_loss_spikes(run: rundir.Run) -> dict:
+    """summary.json's slingshot-like spikes of the per-epoch train loss in metrics.jsonl (numerics.loss_spikes):
+    their count, the epochs they start at, and the rule."""
+    epochs, losses = rundir.train_losses(run.metrics)
+    starts = loss_spikes(torch.tensor(losses, dtype=torch.float64)).tolist() if losses else []
+    return {"train_loss_spikes": len(starts), "train_loss_spike_epochs": [epochs[i] for i in starts],
+            "train_loss_spike_rule": f"loss[t] >= {SPIKE_FACTOR:g} x min(loss[t-{SPIKE_WINDOW}:t]) and loss[t] >= "
+                                     f"{SPIKE_FLOOR:g}; consecutive such epochs are one spike, dated by its first"}
 
 
 # ------------------------------------------------------------------ on disk

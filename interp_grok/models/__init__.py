@@ -33,7 +33,9 @@ class ModelFamily(Protocol):
     ``param_names`` (checkpoints store exactly these); "stacked" params have a leading model axis K."""
 
     name: str  # the Config.model value
-    loss: str  # one of LOSSES: what the trainer minimizes and metrics.jsonl reports as train/test loss
+    # one of LOSSES: the kind of loss metrics.jsonl's evaluations report as train/test loss (cross_entropy: the
+    # float64 softmax NLL, whichever of config.CLASSIFIER_LOSSES the run trains with; mse: the family's own)
+    loss: str
     param_names: tuple[str, ...]  # in initialization order
 
     def param_shapes(self, config: Config) -> dict[str, tuple[int, ...]]:
@@ -52,7 +54,8 @@ class ModelFamily(Protocol):
     def batched_loss(self, params: dict[str, torch.Tensor], a: torch.Tensor, b: torch.Tensor,
                      labels: torch.Tensor, n_k: torch.Tensor, config: Config) -> torch.Tensor:
         """Per-model training loss [K] of stacked params on pairs a, b and labels (int64 [K, n]),
-        model k's first n_k[k] examples counting (the rest pad); differentiable."""
+        model k's first n_k[k] examples counting (the rest pad); differentiable. A classifier computes
+        config.loss in config.loss_dtype with models.losses.batched_loss."""
         ...
 
     def grid_logits(self, params: dict[str, torch.Tensor], config: Config) -> torch.Tensor:

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import Config
+from .losses import batched_cross_entropy, batched_loss, cross_entropy  # noqa: F401 -- re-exported: their old home
 
 PARAM_NAMES = ("W_E", "W_in", "b_in", "W_out", "W_U")
 _ACTS = {"relu": F.relu, "gelu": F.gelu}
@@ -79,35 +80,6 @@ class _ReluHead(torch.autograd.Function):
         grad_T_b = h.new_zeros(K * p, d_mlp).index_add_(0, (b + offset).reshape(-1), flat).reshape(K, p, d_mlp)
         # every example adds b_in once, as it adds one row of T_a: sum p rows, not n
         return grad_T_a, grad_T_b, grad_T_a.sum(1), grad_W_L, None, None
-
-
-class _CrossEntropy(torch.autograd.Function):
-    """Per-model mean NLL of log_softmax(logits.to(dtype)), with a fused backward
-    (softmax - onehot) / n_k. logits [K, n, p], labels int64 [K, n], n_k int64 [K]: model k's
-    first n_k examples count (the rest pad a batch whose runs have different training sets)."""
-
-    @staticmethod
-    def forward(ctx, logits, labels, n_k, dtype):
-        log_probs = logits.to(dtype).log_softmax(dim=-1)
-        nll = -log_probs.gather(-1, labels[..., None])[..., 0]  # [K, n]
-        valid = torch.arange(labels.shape[1], device=labels.device)[None, :] < n_k[:, None]
-        ctx.save_for_backward(log_probs, labels, n_k, valid)
-        ctx.in_dtype = logits.dtype
-        if bool((n_k == labels.shape[1]).all()):
-            return nll.sum(-1) / n_k  # no padding: exactly the mean
-        return (nll * valid).sum(-1) / n_k
-
-    @staticmethod
-    def backward(ctx, grad_loss):
-        log_probs, labels, n_k, valid = ctx.saved_tensors
-        grad = log_probs.exp()  # softmax
-        grad.scatter_add_(-1, labels[..., None], torch.full_like(grad[..., :1], -1.0))  # - onehot
-        scale = grad_loss / n_k  # [K]
-        if bool((n_k == labels.shape[1]).all()):
-            grad *= scale[:, None, None]
-        else:
-            grad *= (valid * scale[:, None])[..., None]
-        return grad.to(ctx.in_dtype), None, None, None
 
 
 COMPACT_NAMES = ("W_E", "T_a", "T_b", "b_in", "W_L")
@@ -239,18 +211,6 @@ class SimpleMLP(nn.Module):
         return mlp_logits(self.params(), a, b, self.act)
 
 
-def cross_entropy(logits: torch.Tensor, labels: torch.Tensor, dtype: torch.dtype = torch.float64
-                  ) -> torch.Tensor:
-    """Mean NLL of log_softmax in ``dtype`` (float64 by default, as the seed, to avoid the
-    float32 softmax collapse described in science.md section 7). logits [n, p], labels [n]."""
-    n = torch.tensor([labels.shape[0]], device=labels.device)
-    return _CrossEntropy.apply(logits.unsqueeze(0), labels.unsqueeze(0), n, dtype)[0]
-
-
-def batched_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, n_k: torch.Tensor,
-                          dtype: torch.dtype = torch.float64) -> torch.Tensor:
-    """Per-model mean NLL [K]: logits [K, n, p], labels [K, n], model k's first n_k[k] examples."""
-    return _CrossEntropy.apply(logits, labels, n_k, dtype)
 
 
 def neuron_curves(params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -284,8 +244,8 @@ def ablate_neurons(params: dict[str, torch.Tensor], keep: torch.Tensor) -> dict[
 
 class MLPFamily:
     """The seed MLP as a model family (models.ModelFamily). Its training step is the hand-written
-    _ReluHead / _CrossEntropy pair above, unchanged: runs through the protocol are bit-identical
-    to runs from before it existed."""
+    _ReluHead above and the config's loss from models.losses (softmax cross-entropy by default, the
+    same _CrossEntropy as before: runs through the protocol are bit-identical to runs from before it existed)."""
 
     name = "mlp"
     loss = "cross_entropy"
@@ -303,8 +263,8 @@ class MLPFamily:
 
     def batched_loss(self, params: dict[str, torch.Tensor], a: torch.Tensor, b: torch.Tensor,
                      labels: torch.Tensor, n_k: torch.Tensor, config: Config) -> torch.Tensor:
-        return batched_cross_entropy(batched_logits(params, a, b, config.act), labels, n_k,
-                                     getattr(torch, config.loss_dtype))
+        return batched_loss(config.loss, batched_logits(params, a, b, config.act), labels, n_k,
+                            getattr(torch, config.loss_dtype))
 
     def grid_logits(self, params: dict[str, torch.Tensor], config: Config) -> torch.Tensor:
         return grid_logits(params, config.act)

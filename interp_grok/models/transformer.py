@@ -51,7 +51,8 @@ plus the d_mlp x (p + 1) readout; the tables cost O(p d_model d_mlp) once per st
 - warm-up: theirs a 10-step linear warm-up, LambdaLR min(step / 10, 1) (line 471): Config
   ``warmup_steps=10`` (train.warmup_lr); the demo has none. Default 0, as for every family.
 - loss: their ``cross_entropy_high_precision`` casts the logits to float32 despite its comment
-  saying float64 (helpers.py:105-114); ours is the configured loss_dtype, float64 by default.
+  saying float64 (helpers.py:105-114); ours is the configured loss (softmax or StableMax
+  cross-entropy, models.losses) in the configured loss_dtype, float64 by default.
 
 Not the defaults: p = 113, noise 0, split python_shuffle, warm-up 10 are flags (docs/cli.md gives
 the paper's command line); the config's defaults are shared by all families.
@@ -66,7 +67,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import Config
-from .mlp import batched_cross_entropy
+from .losses import batched_loss
 
 PARAM_NAMES = ("W_E", "W_pos", "W_K", "W_Q", "W_V", "W_O", "W_in", "b_in", "W_out", "b_out", "W_U")
 N_CTX = 3  # a, b, "="
@@ -342,8 +343,8 @@ class TransformerFamily:
 
     def batched_loss(self, params: dict[str, torch.Tensor], a: torch.Tensor, b: torch.Tensor,
                      labels: torch.Tensor, n_k: torch.Tensor, config: Config) -> torch.Tensor:
-        return batched_cross_entropy(batched_logits(params, a, b, config.act, config.biases), labels, n_k,
-                                     getattr(torch, config.loss_dtype))
+        return batched_loss(config.loss, batched_logits(params, a, b, config.act, config.biases), labels, n_k,
+                            getattr(torch, config.loss_dtype))
 
     def grid_logits(self, params: dict[str, torch.Tensor], config: Config) -> torch.Tensor:
         return grid_logits(params, config.act, config.biases)

@@ -46,7 +46,7 @@ ERRORS_DIR = "errors"
 # short names for run directories (any other setting is named by its field name)
 SHORT = {"noise_n": "n", "weight_decay": "wd", "seed": "s", "data_seed": "ds", "train_frac": "tf", "lr": "lr",
          "init_scale": "a", "noise_frac": "xi", "init": "init", "p": "p", "d_model": "dm", "d_mlp": "dmlp",
-         "act": "act", "epochs": "e", "p_bin": "pb", "noise_kind": "nk", "model": "m"}
+         "act": "act", "epochs": "e", "p_bin": "pb", "noise_kind": "nk", "model": "m", "optimizer": "opt"}
 _NOT_SWEPT = ("checkpoint_epochs",)  # derived from epochs, never given
 SWEEP_LOCK = ".sweep.lock"  # held while a sweep's manifest is read, checked and written
 MAX_POINTS = 100_000  # a grid larger than this is refused before it is expanded
