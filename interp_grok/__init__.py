@@ -40,6 +40,7 @@ T checkpoints, n_train training examples; pairs (a, b) are flat in a-major order
   audit_checkpoint, audit_run, read_audit (RUN/analysis/audit.csv), relabel_run (correct-and-resume:
   a new run directory; continue it with resume)                    (interp_grok.analysis.correction)
 - phases under noise: phase_trajectory, doshi_phase_trajectory, transition_epochs, run_phases,
+  last_quarter_change,
   settled, PHASES                                                  (interp_grok.analysis.phases)
 - sweeps: load_sweep (SweepResults: rows of SWEEP/analysis/table.csv, to_frame(), run(name),
   analysis(name)), analyze_sweep                                   (interp_grok.sweep.table;
@@ -103,7 +104,15 @@ from .analysis.numerics import (
     top_logit_gap,
     zero_loss_fraction,
 )
-from .analysis.phases import PHASES, doshi_phase_trajectory, phase_trajectory, run_phases, settled, transition_epochs
+from .analysis.phases import (
+    PHASES,
+    doshi_phase_trajectory,
+    last_quarter_change,
+    phase_trajectory,
+    run_phases,
+    settled,
+    transition_epochs,
+)
 from .analysis.pipeline import (
     Analysis,
     analyze_run,
@@ -176,6 +185,7 @@ __all__ = [
     "sum_sq_weights", "token_tables", "train", "train_batch", "resume_batch", "TrainError", "weight_norms",
     "write_analysis", "x_column",
     "x_value_columns", "PHASES", "doshi_phase_trajectory", "phase_trajectory", "run_phases", "settled",
+    "last_quarter_change",
     "transition_epochs",
     "SweepResults",
     "analyze_sweep", "load_sweep",
