@@ -52,6 +52,8 @@ def build(src: Path, dest: Path, analysis_files: tuple[str, ...] = ANALYSIS_FILE
     shutil.copy2(table, tmp / SWEEP_ANALYSIS_DIR / TABLE)
     for name in sweep.runs:
         run, out = sweep.run_dir(name), tmp / "runs" / name
+        if not (run / rundir.ANALYSIS_DIR / rundir.PROGRESS_CSV).exists():
+            continue  # not trained or not analyzed yet (a sweep still running): table.csv gives its state
         (out / rundir.ANALYSIS_DIR).mkdir(parents=True)
         for f in RUN_FILES:
             shutil.copy2(run / f, out / f)
