@@ -14,8 +14,8 @@
 import csv
 from collections import defaultdict
 
-from interp_grok import last_quarter_change, load_sweep, run_phases
-from interp_grok.reference import reference_dir
+from interp_grok import last_quarter_change, load_sweep, plotting, run_phases
+from interp_grok.reference import figures_dir, reference_dir
 
 SWEEP = reference_dir() / "sweeps" / "xi1-window"
 res = load_sweep(SWEEP)
@@ -50,6 +50,11 @@ for r in sorted(done, key=lambda r: (r["train_frac"], r["weight_decay"], r["seed
     print(f"{r['name']:<16} {o['phase']:<18} {str(o['settled']):<7} {o['phase_v1']:<18} {o['dG']:>+7.3f} "
           f"{o['G_range']:>6.3f} {str(o['stationary']):<5} {o['F']:>5.3f} {o['M']:>5.3f} {o['C']:>5.3f} "
           f"{o['G']:>5.3f}  {o['key_freqs']}")
+
+# %%
+fig = plotting.plot_phase_diagram(done, "weight_decay", "train_frac", title="Final phase at 20 000 epochs, "
+                                  "n = 4, xi = 1, lr 1e-2 (finished runs; seeds pooled per cell)")
+plotting.save_figure(fig, figures_dir() / "xi1_window_phases.png")
 
 # %% [markdown]
 # ## The verdict, per cell (docs/xi1-window.md): a window cell needs both seeds grokked and settled
