@@ -26,19 +26,17 @@ import argparse
 import platform
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
+from bench_train import time_ours  # noqa: E402  (interp-grok train end to end, timed)
 from nanda_loop import nanda_train  # noqa: E402
 
-from interp_grok import rundir  # noqa: E402
 from interp_grok.cli import _default_threads  # noqa: E402
 from interp_grok.config import Config  # noqa: E402
-from interp_grok.train import train  # noqa: E402
 
 DEFAULT_RUN = Config().finalize()
 PAPER = dict(model="transformer", p=113, noise_n=0, split="python_shuffle", data_seed=0, seed=0, warmup_steps=10)
@@ -54,15 +52,6 @@ def time_theirs(epochs: int, tensor_data: bool) -> tuple[float, list[float]]:
     t0 = time.perf_counter()
     losses, _ = nanda_train(113, epochs, seed=0, init_seed=0, tensor_data=tensor_data)
     return epochs / (time.perf_counter() - t0), losses
-
-
-def time_ours(config: Config, threads: int) -> tuple[float, list[float]]:
-    with tempfile.TemporaryDirectory() as tmp:
-        t0 = time.perf_counter()
-        train(config, Path(tmp) / "run", device="cpu", threads=threads)
-        rate = config.epochs / (time.perf_counter() - t0)
-        _, losses = rundir.train_losses(rundir.read_metrics(Path(tmp) / "run"))
-    return rate, losses
 
 
 def main() -> None:
