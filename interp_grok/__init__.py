@@ -40,7 +40,7 @@ T checkpoints, n_train training examples; pairs (a, b) are flat in a-major order
   audit_checkpoint, audit_run, read_audit (RUN/analysis/audit.csv), relabel_run (correct-and-resume:
   a new run directory; continue it with resume)                    (interp_grok.analysis.correction)
 - phases under noise: phase_trajectory, doshi_phase_trajectory, transition_epochs, run_phases,
-  last_quarter_change,
+  last_quarter_change, nanda_phase_epochs (Nanda et al.'s three phases as epochs),
   settled, PHASES                                                  (interp_grok.analysis.phases)
 - sweeps: load_sweep (SweepResults: rows of SWEEP/analysis/table.csv, to_frame(), run(name),
   analysis(name)), analyze_sweep                                   (interp_grok.sweep.table;
@@ -108,6 +108,7 @@ from .analysis.phases import (
     PHASES,
     doshi_phase_trajectory,
     last_quarter_change,
+    nanda_phase_epochs,
     phase_trajectory,
     run_phases,
     settled,
@@ -186,6 +187,7 @@ __all__ = [
     "write_analysis", "x_column",
     "x_value_columns", "PHASES", "doshi_phase_trajectory", "phase_trajectory", "run_phases", "settled",
     "last_quarter_change",
+    "nanda_phase_epochs",
     "transition_epochs",
     "SweepResults",
     "analyze_sweep", "load_sweep",

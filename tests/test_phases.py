@@ -127,3 +127,26 @@ def test_last_quarter_change_reads_the_settling_window():
     assert math.isnan(gone["delta"]) and not gone["stationary"]
     with pytest.raises(ValueError):
         last_quarter_change([0, 1], [0.0])
+
+
+def test_nanda_phase_epochs_on_curves_with_the_transitions_placed():
+    from interp_grok.analysis.phases import nanda_phase_epochs
+
+    epochs = list(range(0, 2100, 100))  # 21 checkpoints
+    acc = [0.1, 0.5] + [1.0] * 19  # fit from epoch 200
+    # excluded loss falls with the train loss to its minimum at 400, then rises (circuit formation)
+    excl = [5.0, 3.0, 1.0, 0.5, 0.2] + [0.3 + 0.1 * i for i in range(16)]
+    # test loss rises to 10 by 700, stays near it, then drops below half of 10 at 1200 (cleanup starts)
+    test = [4.6, 6.0, 8.0, 9.0, 9.5, 9.8, 9.9, 10.0, 9.9, 9.7, 9.0, 7.0, 4.0, 1.0, 0.1] + [0.01] * 6
+    # Σθ² falls from 100 at 1200 to its minimum 20; 90 % of that fall (<= 28) is done at 1500
+    sq = [50.0] * 12 + [100.0, 60.0, 35.0, 27.0, 24.0, 22.0, 21.0, 20.5, 20.0]
+    got = nanda_phase_epochs(epochs, acc, test, excl, sq)
+    assert got == {"memorization_end": 400, "cleanup_start": 1200, "cleanup_end": 1500}
+    # NaN excluded losses are skipped; a run whose test loss never halves has no cleanup
+    excl_nan = [math.nan if e == 400 else x for e, x in zip(epochs, excl)]
+    assert nanda_phase_epochs(epochs, acc, test, excl_nan, sq)["memorization_end"] == 500
+    flat = nanda_phase_epochs(epochs, acc, [10.0] * 21, excl, sq)
+    assert flat == {"memorization_end": 400, "cleanup_start": None, "cleanup_end": None}
+    assert nanda_phase_epochs(epochs, [0.5] * 21, test, excl, sq)["memorization_end"] is None
+    with pytest.raises(ValueError, match="one value per checkpoint"):
+        nanda_phase_epochs(epochs, acc[:-1], test, excl, sq)

@@ -12,6 +12,7 @@ from interp_grok.analysis.transformer_views import (
     dominant_frequency,
     effective_rank,
     frequency_clusters,
+    nanda_key_frequencies,
     neuron_frequencies,
 )
 from interp_grok.models import family
@@ -47,6 +48,22 @@ def test_neuron_frequencies_follow_their_linear_and_quadratic_rule():
     assert share[3].isnan()
     assert frequency_clusters(torch.tensor([4, 2, 4, 0, 7]), torch.tensor([1.0, 0.9, 0.6, float("nan"), 0.2])) == {
         2: 1, 4: 2}
+
+
+def test_their_key_rule_is_the_distinct_neuron_frequencies_below_p_half():
+    w = 2 * math.pi / P_
+    a, b = _x()[:, None], _x()[None, :]
+
+    def neuron(k, phase=0.0):
+        return torch.cos(k * w * a + phase) + torch.cos(k * w * b) + torch.cos(k * w * (a + b))
+
+    acts = torch.stack([neuron(3), neuron(5 - P_), neuron(3, 0.5), torch.zeros(P_, P_)], -1)  # 5 - 13 aliases 5
+    assert nanda_key_frequencies(acts).tolist() == [3, 5]  # the dead neuron counts for nothing
+    # their loop stops at p//2 - 1 = 5 at p = 13: a neuron of frequency 6 has no share in any k <= 5
+    six = neuron(6)[..., None]
+    assert neuron_frequencies(six)[0].tolist() == [6]
+    k, share = neuron_frequencies(six, max_freq=5)
+    assert k.item() != 6 and share.item() < 1e-12
 
 
 def test_effective_rank_counts_equal_orthogonal_directions():

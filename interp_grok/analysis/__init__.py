@@ -110,6 +110,7 @@ from .phases import (
     TRANSITIONS,
     doshi_phase_trajectory,
     last_quarter_change,
+    nanda_phase_epochs,
     phase_trajectory,
     run_phases,
     settled,
@@ -149,6 +150,7 @@ __all__ = [
     "neuron_ipr", "neuron_sizes", "norm_matched_controls", "pruning_experiment", "size_ranked_pruning", "PERIODIC_IPR",
     # phases
     "phase_trajectory", "transition_epochs", "settled", "run_phases", "doshi_phase_trajectory", "last_quarter_change",
+    "nanda_phase_epochs",
     "PHASES", "TRANSITIONS",
     # frames (pandas)
     "analysis_frame", "memorization_frame", "runs_frame",

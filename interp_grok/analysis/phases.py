@@ -56,7 +56,7 @@ DEFAULT_PHASE_RULE = "v2"
 
 __all__ = ["DEFAULT_PHASE_RULE", "MEASURES", "PHASES", "PHASE_RULES", "PHASE_THRESHOLD", "SETTLE_FRACTION",
            "STATIONARY_DELTA", "STATIONARY_RANGE", "TRANSITIONS", "doshi_phase_trajectory", "last_quarter_change",
-           "phase_trajectory",
+           "nanda_phase_epochs", "phase_trajectory",
            "run_phases", "settled", "transition_epochs"]
 
 
@@ -217,4 +217,58 @@ def doshi_phase_trajectory(train_acc, test_acc, noise_frac: float, tau: float = 
             ph = "forgetting" if was_other else "confusion"
         was_other = was_other or ph not in ("confusion", "forgetting")
         out.append(ph)
+    return out
+
+
+# Nanda et al.'s three phases of grokking, as epochs: this project's operational reading of their
+# §5.2 descriptions, fixed (docs/reproductions.md) before the transformer reproduction runs were analyzed
+MEMORIZED_ACC = 0.99  # "the training set is fit": landmarks' memorized
+CLEANUP_DROP = 0.5  # cleanup starts when the test loss has fallen to this share of its maximum since
+NORM_FALL_DONE = 0.9  # cleanup ends when Σθ² has made this share of its fall from cleanup's start to its minimum
+
+
+def nanda_phase_epochs(epochs, train_acc, test_loss, excluded_loss, sum_sq_weights) -> dict[str, int | None]:
+    """The epochs that bound Nanda et al.'s (2023, §5.2) phases, read off a run's checkpoints:
+
+    memorization_end  the checkpoint of the smallest excluded loss at or after the first one with
+                      train accuracy >= MEMORIZED_ACC (their memorization: train and excluded loss
+                      fall together; circuit formation: the excluded loss rises). Also where
+                      circuit formation starts.
+    cleanup_start     the first checkpoint after memorization_end whose test loss is at most
+                      CLEANUP_DROP x the largest test loss since memorization_end (their cleanup:
+                      the test loss suddenly drops). Also where circuit formation ends.
+    cleanup_end       the first checkpoint at or after cleanup_start whose Σθ² has made NORM_FALL_DONE
+                      of its fall from its value at cleanup_start to its minimum over the rest of
+                      the run (their cleanup: Σθ² sharply drops; after it, little changes).
+
+    None where the run never gets there; NaN excluded losses (not measured) are skipped. The
+    epochs are checkpoint epochs: their resolution is the checkpoint spacing.
+    Known answer: tests/test_phases.py builds curves with the three transitions placed by hand.
+    """
+    e = [int(x) for x in _f64(epochs).tolist()]
+    acc, test, excl, sq = (_f64(x).tolist() for x in (train_acc, test_loss, excluded_loss, sum_sq_weights))
+    if not len(e) == len(acc) == len(test) == len(excl) == len(sq):
+        raise ValueError("epochs and the four columns need one value per checkpoint")
+    out: dict[str, int | None] = {"memorization_end": None, "cleanup_start": None, "cleanup_end": None}
+    fit = next((i for i, a in enumerate(acc) if a >= MEMORIZED_ACC), None)
+    if fit is None:
+        return out
+    measured = [i for i in range(fit, len(e)) if not math.isnan(excl[i])]
+    if not measured:
+        return out
+    m = min(measured, key=lambda i: excl[i])  # the first of equal minima
+    out["memorization_end"] = e[m]
+    peak = test[m]
+    c = None
+    for i in range(m + 1, len(e)):
+        peak = max(peak, test[i])
+        if test[i] <= CLEANUP_DROP * peak:
+            c = i
+            break
+    if c is None:
+        return out
+    out["cleanup_start"] = e[c]
+    low = min(sq[c:])
+    bound = low + (1.0 - NORM_FALL_DONE) * (sq[c] - low)
+    out["cleanup_end"] = e[next(i for i in range(c, len(e)) if sq[i] <= bound)]
     return out

@@ -6,6 +6,7 @@
 - neuron_frequencies: each MLP neuron's frequency by their rule, the largest fraction of its
   centered activations over the (a, b) grid explained by one frequency's linear and quadratic 2D
   Fourier terms (progress-measures-paper transformers.py:353-389, helpers.py:373-381), and that fraction.
+- nanda_key_frequencies: their key-frequency rule, the distinct dominant frequencies of the neurons.
 - effective_rank: how many singular directions carry a given share of a matrix's energy (the
   paper's W_L is about rank 10, 2 per key frequency).
 
@@ -53,13 +54,14 @@ def dominant_frequency(curves: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
     return torch.where(live, k + 1, torch.zeros_like(k)), share
 
 
-def neuron_frequencies(acts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def neuron_frequencies(acts: torch.Tensor, max_freq: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Their calculate_key_freqs, per neuron: acts [p, p, n] (a, b, neuron) centered over the grid,
     in the 2D Fourier basis (helpers.fft2d); for frequency k, the share of the neuron's sum of
     squares in the 3 x 3 block of rows and columns {const, cos k, sin k} (helpers.extract_freq_2d:
     the linear terms in a and in b and the quadratic ones); returns (the k of the largest share,
     int64 [n]; that share, float64 [n]). Their loop stops at k = p//2 - 1 (range(1, p // 2)); this
-    one tests every k up to (p - 1)/2. A neuron without variance (dead) gets 0 and NaN.
+    one tests every k up to (p - 1)/2, or up to ``max_freq`` when given (theirs: p//2 - 1). A neuron
+    without variance (dead) gets 0 and NaN.
     Known answer: cos(w a) + cos(w b) + cos(w (a + b)) at w = 2 pi k / p gives (k, 1).
     """
     p = acts.shape[0]
@@ -69,13 +71,26 @@ def neuron_frequencies(acts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     x = x - x.mean((0, 1))
     coef = torch.einsum("fx,xyn,gy->fgn", F, x, F).square()  # [p, p, n]
     total = coef.sum((0, 1))
-    n_freq = (p - 1) // 2
+    n_freq = (p - 1) // 2 if max_freq is None else max_freq
+    if not 1 <= n_freq <= (p - 1) // 2:
+        raise ValueError(f"max_freq must be in 1..{(p - 1) // 2} (got {max_freq})")
     rows = torch.stack([torch.tensor([0, 2 * k - 1, 2 * k]) for k in range(1, n_freq + 1)])  # [K, 3]
     block = coef[rows[:, :, None], rows[:, None, :]].sum((1, 2))  # [K, n]
     best, k = block.max(0)
     live = total > _ROUNDING * energy  # dead, or constant over the grid
     share = torch.where(live, best / total.clamp_min(1e-300), torch.full_like(total, float("nan")))
     return torch.where(live, k + 1, torch.zeros_like(k)), share
+
+
+def nanda_key_frequencies(acts: torch.Tensor) -> torch.Tensor:
+    """Their calculate_key_freqs (progress-measures-paper transformers.py:353-389): the distinct
+    dominant frequencies of the MLP neurons (``neuron_frequencies`` over k = 1 .. p//2 - 1, their
+    loop's range), sorted, int64. Theirs also counts dead neurons (their best_freq stays -1 when
+    the fraction is NaN); this one leaves them out. Every neuron counts, whatever share its
+    frequency explains, so an untrained network gives many. Known answer: neurons built on
+    frequencies {3, 7} give [3, 7]."""
+    freqs, share = neuron_frequencies(acts, max_freq=acts.shape[0] // 2 - 1)
+    return torch.unique(freqs[~share.isnan()])
 
 
 def frequency_clusters(freqs: torch.Tensor, shares: torch.Tensor, min_share: float = NEURON_CLUSTER_FVE
