@@ -554,6 +554,38 @@ def plot_audit(rows: list[dict], run_name: str = "", *, fig: Figure | SubFigure 
     return _root(fig)
 
 
+def plot_transformer_views(an: Analysis, run_name: str = "", *, fig: Figure | SubFigure | None = None) -> Figure:
+    """Nanda et al.'s views of a transformer run over training (4 panels; the transformer_views
+    columns): the "=" position's attention on a, b and itself; each head's dominant-frequency share
+    of its score on token a (its frequency at the end in the legend); the fraction of live neurons
+    in a frequency cluster and their mean explained share; the effective rank of W_L."""
+    with _style():
+        fig, axes = _panels(fig, 4, (11, 6.4), ncols=2)
+        _lines(axes[0], an, [("attn_to_a", "on a", "C0", "-"), ("attn_to_b", "on b", "C1", "-"),
+                             ("attn_to_eq", 'on "="', "0.5", "--")])
+        axes[0].set_ylabel('mean attention from "="')
+        axes[0].set_ylim(-0.02, 1.02)
+        heads = sorted(int(k[4:].removesuffix("_freq")) for k in an.rows[0] if k.startswith("head")
+                       and k.endswith("_freq")) if an.rows else []
+        for h in heads:
+            k_end = int(an.rows[-1][f"head{h}_freq"])
+            axes[1].plot(*_xy(an, f"head{h}_freq_share"), color=f"C{h}", label=f"head {h} (k = {k_end} at the end)")
+        axes[1].set_ylabel("dominant frequency's share\nof the score on a")
+        axes[1].set_ylim(-0.02, 1.02)
+        _lines(axes[2], an, [("neuron_clustered_frac", "neurons in a frequency cluster", "C2", "-"),
+                             ("neuron_freq_share", "mean share of the dominant frequency", "C4", "--")])
+        axes[2].set_ylabel("fraction")
+        axes[2].set_ylim(-0.02, 1.02)
+        axes[3].plot(*_xy(an, "rank_W_L"), color="k")
+        axes[3].set_ylabel("rank of W_L (99 % energy)")
+        for ax in axes:
+            _epoch_axis(ax)
+        for ax in axes[:3]:
+            ax.legend(loc="best", fontsize=8)
+        fig.suptitle(_title(run_name, "The transformer's views (Nanda et al.)"), fontsize=11)
+    return _root(fig)
+
+
 def draw_all(an: Analysis, floor: dict, xs: list[int], out_dir: Path, run_name: str = "") -> list[Path]:
     """The standard figures of one run, written to out_dir and closed (what `interp-grok analyze`
     draws); returns their paths."""
@@ -565,4 +597,6 @@ def draw_all(an: Analysis, floor: dict, xs: list[int], out_dir: Path, run_name: 
         "weight_norms": lambda: plot_weight_norms(an, run_name),
         "memorization": lambda: plot_memorization(an, floor, xs, run_name),
     }
+    if an.rows and "attn_to_a" in an.rows[0]:  # a transformer run's views
+        builders["transformer_views"] = lambda: plot_transformer_views(an, run_name)
     return [save_figure(build(), Path(out_dir) / f"{name}.png", close=True) for name, build in builders.items()]

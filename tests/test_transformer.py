@@ -295,6 +295,8 @@ def test_cli_transformer_train_resume_analyze_and_sweep(tmp_path):
     assert {"norm_W_Q", "norm_W_pos", "norm_b_out", "gini_W_E", "train_noisy_memorized_frac"} <= set(header)
     rows = (out / "analysis" / "progress.csv").read_text().splitlines()[1:]
     assert len(rows) == len(run.checkpoint_epochs) and all("nan" not in r.split(",")[1:3] for r in rows)
+    figures = {f.stem for f in (out / "analysis" / "figures").glob("*.png")}
+    assert {"transformer_views", "losses", "audit"} <= figures  # the views' figure, for transformer runs only
 
     sweep = tmp_path / "s"
     assert run_cli("sweep", sweep, *base, "--epochs", "10", "--noise", "0,2", "--batch", "2", "--workers", "1") == 0
