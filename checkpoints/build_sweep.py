@@ -1,6 +1,6 @@
 """Copy an analyzed sweep into checkpoints/sweeps/<name>/, analysis-only.
 
-    python checkpoints/build_sweep.py [--no-spectra] /work/sweeps/noise-tf [...]
+    python checkpoints/build_sweep.py [--no-spectra] [--final-weights] /work/sweeps/noise-tf [...]
     python checkpoints/build_sweep.py --rephase [--phase-rule v1] [checkpoints/sweeps/noise-tf ...]
 
 For a sweep trained by `interp-grok sweep` and analyzed by `interp-grok analyze SWEEP_DIR`, it
@@ -12,7 +12,10 @@ and the analysis manifest (whose hashes name files not kept). It writes SHA256SU
 and prints the total size. The copy is read by `interp_grok.load_sweep` (the table) and the
 notebooks; it is not a set of run directories that `interp-grok analyze` could redo.
 `--no-spectra` leaves embed_fourier out too, for a grid whose use is its table and phases
-(doshi-grid, 100 runs), to keep checkpoints/ within its size budget.
+(doshi-grid, 100 runs), to keep checkpoints/ within its size budget. `--final-weights` also keeps
+each run's dataset.safetensors and its final checkpoint (exact float32 weights, about 0.9 MB for
+the transformer at p = 113): the copy of each run is then a run directory that `load_run` opens
+(`run.params(final)`, `to_hooked_transformer(run, final)`), for measurements on the final weights.
 
 `--rephase` re-derives, in the committed copies (all of checkpoints/sweeps/ by default), the
 table columns that the phase rule sets (final_phase, settled and the transition epochs) from each
@@ -40,7 +43,8 @@ RUN_FILES = ("config.json",)
 ANALYSIS_FILES = (rundir.PROGRESS_CSV, rundir.SUMMARY, rundir.EMBED_FOURIER)
 
 
-def build(src: Path, dest: Path, analysis_files: tuple[str, ...] = ANALYSIS_FILES) -> list[Path]:
+def build(src: Path, dest: Path, analysis_files: tuple[str, ...] = ANALYSIS_FILES, final_weights: bool = False
+          ) -> list[Path]:
     sweep = read_sweep(src)
     table = src / SWEEP_ANALYSIS_DIR / TABLE
     if not table.exists():
@@ -59,6 +63,12 @@ def build(src: Path, dest: Path, analysis_files: tuple[str, ...] = ANALYSIS_FILE
             shutil.copy2(run / f, out / f)
         for f in analysis_files:
             shutil.copy2(run / rundir.ANALYSIS_DIR / f, out / rundir.ANALYSIS_DIR / f)
+        if final_weights:
+            final = rundir.checkpoint_epochs_on_disk(run)[-1]
+            shutil.copy2(run / rundir.DATASET, out / rundir.DATASET)
+            (out / rundir.CHECKPOINT_DIR).mkdir()
+            ckpt = rundir.checkpoint_path(run, final)
+            shutil.copy2(ckpt, out / rundir.CHECKPOINT_DIR / ckpt.name)
     files = sorted(p for p in tmp.rglob("*") if p.is_file())
     sums = "".join(f"{hashlib.sha256(p.read_bytes()).hexdigest()}  {p.relative_to(tmp)}\n" for p in files)
     (tmp / "SHA256SUMS").write_text(sums)
@@ -107,8 +117,8 @@ def main(argv: list[str]) -> int:
             print(f"{dest.name}: {len(changed)} final phases changed" + "".join(
                 f"\n    {n}: {a} -> {b}" for n, (a, b) in sorted(changed.items())))
         return 0
-    spectra = "--no-spectra" not in argv
-    argv = [a for a in argv if a != "--no-spectra"]
+    spectra, weights = "--no-spectra" not in argv, "--final-weights" in argv
+    argv = [a for a in argv if a not in ("--no-spectra", "--final-weights")]
     if not argv:
         print(__doc__)
         return 2
@@ -116,7 +126,7 @@ def main(argv: list[str]) -> int:
     total = 0
     for src in map(Path, argv):
         dest = HERE / "sweeps" / src.name
-        files = build(src, dest, keep)
+        files = build(src, dest, keep, final_weights=weights)
         size = sum(p.stat().st_size for p in dest.rglob("*") if p.is_file())
         total += size
         print(f"{dest}: {len(files)} files, {size / 1e6:.2f} MB")

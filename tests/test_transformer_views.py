@@ -16,7 +16,7 @@ from interp_grok.analysis.transformer_views import (
     neuron_frequencies,
 )
 from interp_grok.models import family
-from interp_grok.models.transformer import attention_pattern, attention_scores
+from interp_grok.models.transformer import attention_pattern, attention_scores, grid_pre
 
 P_ = 13
 
@@ -98,7 +98,7 @@ def test_transformer_views_are_columns_of_transformer_runs_only(tmp_path, tiny_r
     from interp_grok.analysis.measures import columns
 
     views = ["attn_to_a", "attn_to_b", "attn_to_eq", "head0_freq", "head0_freq_share", "head3_freq_share",
-             "neuron_clusters", "neuron_clustered_frac", "neuron_freq_share", "rank_W_L"]
+             "neuron_clusters", "neuron_clustered_frac", "neuron_freq_share", "rank_W_L", "n_keys_nanda_rule"]
     assert not set(views) & set(columns(load_run(tiny_run)))  # the MLP's progress.csv is unchanged
     c = Config(model="transformer", p=11, d_model=16, d_mlp=24, noise_n=0, epochs=10, n_checkpoints=3).finalize()
     train(c, tmp_path / "t", device="cpu", threads=1)
@@ -116,3 +116,6 @@ def test_transformer_views_are_columns_of_transformer_runs_only(tmp_path, tiny_r
     assert ((an.column("neuron_clusters") >= 0) & (an.column("neuron_clusters") <= 5)).all()  # (p - 1) / 2 freqs
     frac = an.column("neuron_clustered_frac")
     assert ((frac >= 0) & (frac <= 1)).all()
+    # their rule on the final weights, recomputed here: the column counts its frequencies (k <= p//2 - 1 = 4)
+    acts = torch.relu(grid_pre(run.params(10)).double())
+    assert an.column("n_keys_nanda_rule")[-1] == nanda_key_frequencies(acts).numel() <= 4

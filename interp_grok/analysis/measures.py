@@ -53,6 +53,7 @@ from .transformer_views import (
     dominant_frequency,
     effective_rank,
     frequency_clusters,
+    nanda_key_frequencies,
     neuron_frequencies,
 )
 
@@ -388,7 +389,7 @@ def _transformer_columns(run: rundir.Run) -> list[str]:
         return []
     heads = [c for h in range(run.config.n_heads) for c in (f"head{h}_freq", f"head{h}_freq_share")]
     return ["attn_to_a", "attn_to_b", "attn_to_eq", *heads, "neuron_clusters", "neuron_clustered_frac",
-            "neuron_freq_share", "rank_W_L"]
+            "neuron_freq_share", "rank_W_L", "n_keys_nanda_rule"]
 
 
 @measure(extra=_transformer_columns)
@@ -397,7 +398,8 @@ def transformer_views(c: Checkpoint) -> dict[str, float]:
     mean attention on a, b and itself; per head, the dominant frequency of its score on token a
     and that frequency's share of the score's variance; the neurons' frequency clusters by their
     rule (count of clusters, the fraction of live neurons in one, the mean explained share); the
-    effective rank of W_L = W_out @ W_U[:, :p] at 99 % of its energy."""
+    effective rank of W_L = W_out @ W_U[:, :p] at 99 % of its energy; the number of key
+    frequencies by their own rule (nanda_key_frequencies: distinct dominant neuron frequencies)."""
     P, p = c.params, c.p
     shares = attention_shares(attention_pattern(P)).tolist()
     out = {"attn_to_a": shares[0], "attn_to_b": shares[1], "attn_to_eq": shares[2]}
@@ -412,7 +414,8 @@ def transformer_views(c: Checkpoint) -> dict[str, float]:
     out |= {"neuron_clusters": float(len(clusters)),
             "neuron_clustered_frac": sum(clusters.values()) / live if live else math.nan,
             "neuron_freq_share": fve.nanmean().item(),
-            "rank_W_L": float(effective_rank(P["W_out"].to(torch.float64) @ P["W_U"].to(torch.float64)[:, :p]))}
+            "rank_W_L": float(effective_rank(P["W_out"].to(torch.float64) @ P["W_U"].to(torch.float64)[:, :p])),
+            "n_keys_nanda_rule": float(nanda_key_frequencies(acts).numel())}
     return out
 
 
