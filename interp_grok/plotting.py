@@ -554,35 +554,86 @@ def plot_audit(rows: list[dict], run_name: str = "", *, fig: Figure | SubFigure 
     return _root(fig)
 
 
-def plot_transformer_views(an: Analysis, run_name: str = "", *, fig: Figure | SubFigure | None = None) -> Figure:
+def _row_xy(rows: list[dict], col: str) -> tuple[np.ndarray, np.ndarray]:
+    """A progress column against the epochs from progress.csv rows, without its NaN rows (as _xy)."""
+    e = np.array([r["epoch"] for r in rows], dtype=float)
+    v = np.array([r[col] for r in rows], dtype=float)
+    keep = ~np.isnan(v)
+    return e[keep], v[keep]
+
+
+def plot_transformer_views(an: Analysis | list[dict], run_name: str = "", *, fig: Figure | SubFigure | None = None
+                           ) -> Figure:
     """Nanda et al.'s views of a transformer run over training (4 panels; the transformer_views
-    columns): the "=" position's attention on a, b and itself; each head's dominant-frequency share
-    of its score on token a (its frequency at the end in the legend); the fraction of live neurons
-    in a frequency cluster and their mean explained share; the effective rank of W_L."""
+    columns of ``an``, an Analysis or progress.csv rows as dicts): the "=" position's attention on
+    a, b and itself; each head's dominant-frequency share of its score on token a (its frequency at
+    the end in the legend); the fraction of live neurons in a frequency cluster and their mean
+    explained share; the effective rank of W_L."""
+    rows = an.rows if isinstance(an, Analysis) else an
     with _style():
         fig, axes = _panels(fig, 4, (11, 6.4), ncols=2)
-        _lines(axes[0], an, [("attn_to_a", "on a", "C0", "-"), ("attn_to_b", "on b", "C1", "-"),
-                             ("attn_to_eq", 'on "="', "0.5", "--")])
+        for col, label, color, ls in (("attn_to_a", "on a", "C0", "-"), ("attn_to_b", "on b", "C1", "-"),
+                                      ("attn_to_eq", 'on "="', "0.5", "--")):
+            axes[0].plot(*_row_xy(rows, col), color=color, ls=ls, label=label)
         axes[0].set_ylabel('mean attention from "="')
         axes[0].set_ylim(-0.02, 1.02)
-        heads = sorted(int(k[4:].removesuffix("_freq")) for k in an.rows[0] if k.startswith("head")
-                       and k.endswith("_freq")) if an.rows else []
+        heads = sorted(int(k[4:].removesuffix("_freq")) for k in rows[0] if k.startswith("head")
+                       and k.endswith("_freq")) if rows else []
         for h in heads:
-            k_end = int(an.rows[-1][f"head{h}_freq"])
-            axes[1].plot(*_xy(an, f"head{h}_freq_share"), color=f"C{h}", label=f"head {h} (k = {k_end} at the end)")
+            k_end = int(rows[-1][f"head{h}_freq"])
+            axes[1].plot(*_row_xy(rows, f"head{h}_freq_share"), color=f"C{h}",
+                         label=f"head {h} (k = {k_end} at the end)")
         axes[1].set_ylabel("dominant frequency's share\nof the score on a")
         axes[1].set_ylim(-0.02, 1.02)
-        _lines(axes[2], an, [("neuron_clustered_frac", "neurons in a frequency cluster", "C2", "-"),
-                             ("neuron_freq_share", "mean share of the dominant frequency", "C4", "--")])
+        for col, label, color, ls in (("neuron_clustered_frac", "neurons in a frequency cluster", "C2", "-"),
+                                      ("neuron_freq_share", "mean share of the dominant frequency", "C4", "--")):
+            axes[2].plot(*_row_xy(rows, col), color=color, ls=ls, label=label)
         axes[2].set_ylabel("fraction")
         axes[2].set_ylim(-0.02, 1.02)
-        axes[3].plot(*_xy(an, "rank_W_L"), color="k")
+        axes[3].plot(*_row_xy(rows, "rank_W_L"), color="k")
         axes[3].set_ylabel("rank of W_L (99 % energy)")
         for ax in axes:
             _epoch_axis(ax)
         for ax in axes[:3]:
             ax.legend(loc="best", fontsize=8)
         fig.suptitle(_title(run_name, "The transformer's views (Nanda et al.)"), fontsize=11)
+    return _root(fig)
+
+
+def plot_nanda_phases(runs: dict[str, list[dict]], marks: dict[str, dict[str, int | None]], title: str = "", *,
+                      fig: Figure | SubFigure | None = None) -> Figure:
+    """Nanda et al.'s progress measures, one column per run (label -> progress.csv rows): train,
+    test, restricted and excluded loss (log axis) above, Σθ² below, on a linear epoch axis as their
+    figures; the phase boundaries ``marks[label]`` (phases.nanda_phase_epochs) as vertical lines."""
+    styles = {"memorization_end": ("C1", "memorization ends"), "cleanup_start": ("C3", "cleanup starts"),
+              "cleanup_end": ("C2", "cleanup ends")}
+    with _style():
+        n = len(runs)
+        if fig is None:
+            fig, axes = plt.subplots(2, n, figsize=(4.2 * n + 1, 6.2), layout="constrained", squeeze=False,
+                                     sharex="col", height_ratios=(2, 1))
+        else:
+            axes = fig.subplots(2, n, squeeze=False, sharex="col", height_ratios=(2, 1))
+        for j, (label, rows) in enumerate(runs.items()):
+            top, bottom = axes[0, j], axes[1, j]
+            e = np.array([r["epoch"] for r in rows], dtype=float)
+            for col, name, color in (("train_loss", "train", "C0"), ("test_loss", "test", "C3"),
+                                     ("restricted_loss", "restricted", "C2"), ("excluded_loss", "excluded", "C1")):
+                v = np.array([r[col] for r in rows], dtype=float)
+                keep = ~np.isnan(v)
+                top.plot(e[keep], v[keep], color=color, label=f"{name} loss")
+            top.set_yscale("log")
+            top.set_title(label, fontsize=10)
+            bottom.plot(e, [r["sum_sq_weights"] for r in rows], color="k")
+            bottom.set_xlabel("epoch")
+            for key, (color, name) in styles.items():
+                if marks.get(label, {}).get(key) is not None:
+                    for ax in (top, bottom):
+                        ax.axvline(marks[label][key], color=color, ls=":", lw=1.2, label=name if ax is top else None)
+        axes[0, 0].set_ylabel("cross-entropy (nats)")
+        axes[1, 0].set_ylabel("sum of squared weights")
+        axes[0, 0].legend(loc="best", fontsize=8)
+        fig.suptitle(title or "Progress measures and phases (Nanda et al.)", fontsize=11)
     return _root(fig)
 
 
