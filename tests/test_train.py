@@ -243,3 +243,26 @@ def test_provenance_names_the_commit_this_process_imported(tiny_run, monkeypatch
     assert (prov["git_commit"], prov["git_dirty"]) == (train_mod.GIT_COMMIT, train_mod.GIT_DIRTY)
     cfg = json.loads((tiny_run / "config.json").read_text())
     assert cfg["provenance"]["git_commit"] == train_mod.GIT_COMMIT
+
+
+def test_flushing_denormals_changes_no_weight(tmp_path, monkeypatch):
+    """Training flushes denormals to zero (train._denormals_flushed, for speed): a run that meets
+    denormals (wrong-class softmax probabilities below float32's smallest normal number, from logit
+    gaps above ~87) ends with the same weights, bit for bit, as the same run without flushing."""
+    import contextlib
+
+    from interp_grok import Config, family, load_run, train
+
+    trainer = sys.modules["interp_grok.train"]
+    c = dict(p=11, d_model=8, noise_n=0, epochs=1500, n_checkpoints=3, lr=0.03, weight_decay=0.0)
+    train(Config(**c).finalize(), tmp_path / "flushed", device="cpu", threads=1)
+    monkeypatch.setattr(trainer, "_denormals_flushed", contextlib.nullcontext)
+    train(Config(**c).finalize(), tmp_path / "kept", device="cpu", threads=1)
+    run = load_run(tmp_path / "kept")
+    z = family(run.config).grid_logits(run.params(1500), run.config).reshape(-1, 11)
+    probs = torch.softmax(z.double(), -1).float()
+    assert ((probs > 0) & (probs < torch.finfo(torch.float32).tiny)).sum() > 0  # the run did meet denormals
+    for e in (0, 1500):
+        a = load_file(rundir.checkpoint_path(tmp_path / "flushed", e))
+        b = load_file(rundir.checkpoint_path(tmp_path / "kept", e))
+        assert all(torch.equal(a[k], b[k]) for k in a), e
