@@ -313,6 +313,18 @@ for name in ALL_SWEEPS:
     print(f"{name}: v1 {dict(sorted(v1.items()))}")
     print(f"{' ' * len(name)}  v2 {dict(sorted(v2.items()))}" + "".join(f"\n    {m}" for m in moved))
 
+# where v2 and Doshi et al.'s rule part: training accuracy >= 0.9 does not need M >= 0.9
+grid = {r["name"]: r for r in load_sweep(SWEEP_RUNS / "doshi-grid").rows}
+for name in ("xi0.5_tf0.7_wd20", "xi0.3_tf0.3_wd20"):
+    prog = progress("doshi-grid", name)
+    ph = run_phases([p["epoch"] for p in prog], prog)
+    last = prog[-1]
+    dips = [p for p in prog if p["epoch"] > ph["fit_epoch"] and p["train_noisy_memorized_frac"] < 0.9]
+    print(f"doshi-grid {name}: final training accuracy {last['train_acc']:.3f}, G {last['test_acc_clean']:.3f}; "
+          f"their rule {grid[name]['doshi_phase']}, v2 {ph['final_phase']}; M < 0.9 after the fit epoch "
+          f"{ph['fit_epoch']:.0f} at epochs {[int(p['epoch']) for p in dips]} (first: M "
+          f"{dips[0]['train_noisy_memorized_frac']:.3f})")
+
 # %% [markdown]
 # ## 9. Trajectories that turn back: full inversion, then memorization again
 #

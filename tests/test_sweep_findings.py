@@ -371,6 +371,15 @@ def test_phase_rule_v2_against_v1_on_every_sweep():
     assert round(progress("doshi-grid", "xi0.3_tf0.3_wd20")[-1]["train_noisy_memorized_frac"], 3) == 0.837
     grid = rows("doshi-grid")  # against their rule: v2 agrees on the first, disagrees on the second
     assert [grid[n]["doshi_phase"] for n in ("xi0.5_tf0.7_wd20", "xi0.3_tf0.3_wd20")] == ["forgetting", "memorization"]
+    # the second keeps training accuracy above 0.9 with M below it: v2 is stricter than their rule
+    prog = progress("doshi-grid", "xi0.3_tf0.3_wd20")
+    assert (round(prog[-1]["train_acc"], 3), round(prog[-1]["test_acc_clean"], 3)) == (0.951, 0.525)
+    ph = run_phases([p["epoch"] for p in prog], prog)
+    dips = [(int(p["epoch"]), q) for p, q in zip(prog, ph["phases"])
+            if p["epoch"] > ph["fit_epoch"] and p["train_noisy_memorized_frac"] < 0.9]
+    assert [e for e, _ in dips] == [700, 750, 800, 1850, 1950, 2000] and {q for _, q in dips} == {"forgetting"}
+    assert round(next(p["train_noisy_memorized_frac"] for p in prog if p["epoch"] == 700), 3) == 0.889
+    assert all(p["train_noisy_memorized_frac"] >= 0.9 for p in prog if 850 <= p["epoch"] <= 1800)
 
 
 def test_corrected_statements_of_section_2():
