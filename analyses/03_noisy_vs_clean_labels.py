@@ -66,7 +66,7 @@ for n, (run, an) in runs.items():
 # Per-neuron inverse participation ratio of the input curves' Fourier spectra (one-sided rfft
 # with DC: 1 for a pure cosine, 2/3 for a square wave, about 0.04 for noise at p = 97), at the
 # final checkpoint. Then every neuron below an IPR threshold is silenced (its W_out row zeroed)
-# and the full-grid metrics are recomputed, next to a size-matched random control.
+# and the full-grid metrics are recomputed, next to a size-quartile-matched random control.
 
 # %%
 from interp_grok import neuron_ipr, pruning_experiment  # noqa: E402

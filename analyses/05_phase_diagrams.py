@@ -178,7 +178,7 @@ for xi in sweeps["n4-init"].axes["noise_frac"]:
 # ## 4. The one inversion: ξ = 0.1, lr 1e-2, weight decay 10
 #
 # Its trajectory at every checkpoint: the clean-labelled fit F, the memorized and corrected
-# fractions M and C of the 176 noisy-labelled training examples, the clean test accuracy G.
+# fractions M and C of the 175 noisy-labelled training examples, the clean test accuracy G.
 
 # %%
 inv = progress("n4-xi-wd-lr", "xi0.1_lr0.01_wd10")
@@ -242,10 +242,11 @@ for s, r in grokked:
           f"{f['excluded_loss_train_noisy_vs_clean']:>10.3g}")
 
 # %% [markdown]
-# ## 6. Pruning the low-IPR neurons, against a size-matched random control
+# ## 6. Pruning the low-IPR neurons, against a size-quartile-matched random control
 #
 # `summary.json` → `pruning` of each generalizing run (docs/measurements.md §5): every neuron whose
-# input-curve IPR is below 0.5 silenced, against 8 random sets of as many neurons, matched in size.
+# input-curve IPR is below 0.5 silenced, against 8 random sets of as many neurons with the same
+# count in each size quartile (`neurons.norm_matched_controls`, 4 bins).
 
 # %%
 import json  # noqa: E402
@@ -288,6 +289,36 @@ print(f"xi0.1_lr0.01_wd1: {sr['n_periodic_among_largest']} of its {sr['n_periodi
       f"{sr['n_periodic']} largest")
 for what in ("full", "ipr_pruned", "largest_kept"):
     print(f"    {what}: " + ", ".join(f"{m} {v:.3f}" for m, v in sr[what].items()))
+
+# %% [markdown]
+# How far the quartile control is from size-matched, and a control matched closely in size: the same
+# count of silenced neurons in bins of 4 neurons adjacent in size (128 bins instead of 4). Total size
+# is the sum of `neuron_sizes` over the silenced neurons.
+
+# %%
+import torch  # noqa: E402
+
+from interp_grok import neuron_ipr, neuron_sizes, norm_matched_controls, pruning_experiment  # noqa: E402
+
+n_noisy = int((ds.noisy_labels != ds.clean_labels)[ds.train_idx].sum())
+sizes, low = neuron_sizes(compact), neuron_ipr(compact) < 0.5
+rank = torch.empty(sizes.numel(), dtype=torch.int64)
+rank[torch.argsort(sizes, stable=True)] = torch.arange(sizes.numel())
+print(f"xi0.1_lr0.01_wd1: {n_noisy} noisy-labelled training examples; its {int(low.sum())} low-IPR neurons by size "
+      f"quartile, largest first: {[int((low & (rank * 4 // sizes.numel() == b)).sum()) for b in (3, 2, 1, 0)]}; "
+      f"their total size {sizes[low].sum().item():.0f}")
+for bins in (4, 128):
+    draws = norm_matched_controls(sizes, low, n_bins=bins)
+    total = [sizes[d].sum().item() for d in draws]
+    pe = pruning_experiment(compact, cfg, ds.noisy_labels, ds.clean_labels, ds.train_idx, ds.test_idx, n_bins=bins)
+    mem = pe["control"]["train_noisy_memorized_frac"]
+    print(f"    control in {bins} size bins: total size {min(total):.0f}-{max(total):.0f}; memorized {mem['mean']:.3f} "
+          f"({mem['min']:.3f}-{mem['max']:.3f}), clean test {pe['control']['test_acc_clean']['mean']:.3f}, "
+          f"clean-labelled fit {pe['control']['train_clean_acc']['mean']:.3f}; noisy examples memorized "
+          f"{mem['mean'] * n_noisy:.1f} ({mem['min'] * n_noisy:.0f}-{mem['max'] * n_noisy:.0f}) against "
+          f"{pe['ipr_pruned']['train_noisy_memorized_frac'] * n_noisy:.0f} after IPR pruning")
+print(f"    keeping the {sr['n_periodic']} largest: {sr['largest_kept']['train_noisy_memorized_frac'] * n_noisy:.0f} "
+      f"noisy examples memorized")
 
 # %% [markdown]
 # ## 8. The phase rule: v2 against v1, on every committed sweep

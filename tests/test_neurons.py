@@ -1,4 +1,4 @@
-"""Per-neuron IPR and the pruning experiment against a size-matched random control."""
+"""Per-neuron IPR and the pruning experiment against a size-quartile-matched random control."""
 
 from __future__ import annotations
 

@@ -209,13 +209,13 @@ def test_n4_n8_memorize_every_noisy_label_and_stay_far_from_the_noise_floor(n):
     assert restricted > control + 0.1
 
 
-def test_pruning_low_ipr_neurons_against_a_size_matched_control():
+def test_pruning_low_ipr_neurons_against_a_size_quartile_control():
     """What silencing the non-periodic neurons shows, with its control (docs/findings.md §7): n = 0's
     neurons are single-frequency (all but one). In the noisy n = 4 run, silencing the 479 neurons
     with IPR < 0.5 drops the clean-labelled fit as much as the memorized noisy labels (so it is not
     Doshi et al.'s selective forgetting), the pruned network still predicts the noisy label more
-    often than the clean one, and clean test accuracy rises; size-matched random sets of 479
-    neurons, which must also take periodic ones, destroy everything."""
+    often than the clean one, and clean test accuracy rises; random sets of 479 neurons with the
+    same count per size quartile, which must also take periodic ones, destroy everything."""
     from interp_grok.analysis.neurons import pruning_experiment
 
     run0 = _load(0)

@@ -429,6 +429,43 @@ def test_pruning_by_ipr_against_keeping_the_largest_neurons():
     assert round(sr["largest_kept"]["train_noisy_memorized_frac"], 3) == 0.949
     assert round(sr["largest_kept"]["test_acc_clean"], 3) == 0.990 and sr["largest_kept"]["train_clean_acc"] == 1.0
     assert sr["ipr_pruned"]["train_noisy_memorized_frac"] < sr["largest_kept"]["train_noisy_memorized_frac"]
+    n_noisy = int((ds.noisy_labels != ds.clean_labels)[ds.train_idx].sum())
+    kept = {k: round(sr[k]["train_noisy_memorized_frac"] * n_noisy) for k in ("ipr_pruned", "largest_kept")}
+    assert (n_noisy, kept["ipr_pruned"], kept["largest_kept"]) == (175, 154, 166)  # a gap of 12 examples
+
+
+def test_the_quartile_control_is_biased_against_the_claim_and_a_close_size_match_agrees():
+    """findings §4: the committed control matches size quartiles only; the low-IPR neurons are the
+    smaller ones, so its draws silence more total size. Bins of 4 neurons adjacent in size match it."""
+    import torch
+
+    from interp_grok import rundir
+    from interp_grok.analysis.neurons import neuron_ipr, neuron_sizes, norm_matched_controls, pruning_experiment
+    from interp_grok.data import make_dataset
+
+    wd1 = SWEEPS / "n4-xi-wd-lr" / "runs" / "xi0.1_lr0.01_wd1"
+    cfg, _ = rundir.read_config(wd1)
+    ds = make_dataset(cfg)
+    _, P = rundir.read_compact(rundir.compact_path(wd1, 3000), cfg.p, cfg.d_model, cfg.d_mlp)
+    sizes, low = neuron_sizes(P), neuron_ipr(P) < 0.5
+    rank = torch.empty(512, dtype=torch.int64)
+    rank[torch.argsort(sizes, stable=True)] = torch.arange(512)
+    assert [int((low & (rank * 4 // 512 == b)).sum()) for b in (3, 2, 1, 0)] == [0, 34, 110, 124]
+    total = sizes[low].sum().item()
+    quartile = [sizes[d].sum().item() for d in norm_matched_controls(sizes, low, n_bins=4)]
+    close = [sizes[d].sum().item() for d in norm_matched_controls(sizes, low, n_bins=128)]
+    assert (round(total), round(min(quartile)), round(max(quartile))) == (1657, 1957, 2172)
+    assert (round(min(close)), round(max(close))) == (1654, 1659)
+    committed = summary("n4-xi-wd-lr", "xi0.1_lr0.01_wd1")["pruning"]["control"]["train_noisy_memorized_frac"]
+    q = pruning_experiment(P, cfg, ds.noisy_labels, ds.clean_labels, ds.train_idx, ds.test_idx, n_bins=4)
+    assert q["control"]["train_noisy_memorized_frac"]["mean"] == pytest.approx(committed["mean"], abs=0.0016)
+    pe = pruning_experiment(P, cfg, ds.noisy_labels, ds.clean_labels, ds.train_idx, ds.test_idx, n_bins=128)
+    mem = pe["control"]["train_noisy_memorized_frac"]
+    assert (round(mem["mean"], 3), round(mem["min"], 3), round(mem["max"], 3)) == (0.939, 0.914, 0.954)
+    assert round(pe["control"]["test_acc_clean"]["mean"], 3) == 0.990 and pe["control"]["train_clean_acc"]["min"] == 1.0
+    cut = pe["ipr_pruned"]["train_noisy_memorized_frac"]
+    assert cut < mem["min"]  # still below every draw ...
+    assert (round((mem["mean"] - cut) * 175), round((mem["min"] - cut) * 175)) == (10, 6)  # ... by 10 (6) of 175
 
 
 def test_trajectories_that_invert_and_memorize_again():
