@@ -172,7 +172,31 @@ for r in sorted(rows, key=lambda r: (r["noise_frac"], r["init_scale"])):
 
 for xi in sweeps["n4-init"].axes["noise_frac"]:
     g = [r["test_acc_clean"] for r in rows if r["noise_frac"] == xi]
-    print(f"xi {xi}: clean test accuracy over alpha spans {max(g) - min(g):.3f}")
+    g = [r["test_acc_clean"] for r in sorted(rows, key=lambda r: r["init_scale"]) if r["noise_frac"] == xi]
+    order = "increasing" if g == sorted(g) else "decreasing" if g == sorted(g, reverse=True) else "not monotone"
+    print(f"xi {xi}: clean test accuracy over alpha spans {max(g) - min(g):.3f}; over alpha = 0.5, 1, 2 {order}")
+
+# %% [markdown]
+# A seed spread at n = 4: the `xi1-window` sweep (docs/xi1-window.md; n = 4, ξ = 1, lr 1e-2, training
+# fraction 0.3, 20 000 epochs) has two model seeds per weight decay. Its seed-0 wd-10 run repeats
+# n4-xi-wd-lr's ξ = 1, lr 1e-2, wd 10 run (the same numbers at their common checkpoints).
+
+# %%
+XI1 = SWEEP_RUNS / "xi1-window"
+xi1 = {r["name"]: r for r in load_sweep(XI1).rows if r["state"] == "done"}
+a = {int(r["epoch"]): r for r in progress("n4-xi-wd-lr", "xi1_lr0.01_wd10")}
+b = {int(r["epoch"]): r for r in progress("xi1-window", "tf0.3_s0_wd10")}
+common = sorted(set(a) & set(b))
+same = sum(all(a[e][k] == b[e][k] for k in ("test_acc_clean", "train_acc")) for e in common)
+print(f"xi1-window tf0.3_s0_wd10 vs n4-xi-wd-lr xi1_lr0.01_wd10: {len(common)} common checkpoints, identical in "
+      f"clean test and training accuracy at {same}")
+for wd in sorted({r["weight_decay"] for r in xi1.values()}):
+    pair = [f"tf0.3_s{s}_wd{wd:g}" for s in (0, 1)]
+    if all(n in xi1 for n in pair):
+        g3 = [value_at(progress("xi1-window", n), 3000, "test_acc_clean") for n in pair]
+        gf = [xi1[n]["test_acc_clean"] for n in pair]
+        print(f"xi1-window wd {wd:g}, seeds 0 / 1: G at 3000 {g3[0]:.3f} / {g3[1]:.3f} (gap {abs(g3[0] - g3[1]):.3f}), "
+              f"at 20000 {gf[0]:.3f} / {gf[1]:.3f} (gap {abs(gf[0] - gf[1]):.3f})")
 
 # %% [markdown]
 # ## 4. The one inversion: ξ = 0.1, lr 1e-2, weight decay 10
@@ -408,9 +432,14 @@ for name in SWEEPS:
 for (n, xi), ks in sorted(top_key.items()):
     print(f"n {n} xi {xi}: {len(ks)} runs, largest key frequency {max(ks)} (runs: {sorted(ks)}); damping there "
           f"{damping(max(ks), n, xi):.3f}" + (f"; at k = 48 it would be {damping(48, n, xi):.2g}" if n else ""))
+for r in load_sweep(SWEEP_RUNS / "xi1-window").rows:  # not in the count above
+    if r["state"] == "done" and r["key_freqs"]:
+        k = max(int(k) for k in str(r["key_freqs"]).split())
+        print(f"xi1-window {r['name']} ({r['final_phase']}): largest key frequency {k}, "
+              f"damping {damping(k, 4, 1.0):.3f}")
 
 # %% [markdown]
-# ## 11. Noisy labels are fit slightly before clean ones
+# ## 11. Noisy labels are fit slightly before clean ones (in the three sweeps; not in every sweep)
 #
 # First checkpoint at which half the noisy-labelled training examples are memorized (M ≥ 0.5),
 # against half the clean-labelled ones fit (F ≥ 0.5), in every run with noisy labels that gets there.
@@ -427,6 +456,21 @@ for name in SWEEPS:
         if m is not None and f is not None:
             order["noisy first" if m < f else "same checkpoint" if m == f else "clean first"] += 1
 print("M >= 0.5 against F >= 0.5:", dict(sorted(order.items())))
+for name in ("xi1-window", "doshi-grid", "doshi-wd", "doshi-xi-tf"):  # the other sweeps (finished runs)
+    order, later = Counter(), []
+    for r in load_sweep(SWEEP_RUNS / name).rows:
+        if r.get("state", "done") != "done":
+            continue
+        prog = progress(name, r["name"])
+        if math.isnan(prog[-1]["train_noisy_memorized_frac"]):
+            continue
+        m = next((p["epoch"] for p in prog if p["train_noisy_memorized_frac"] >= 0.5), None)
+        f = next((p["epoch"] for p in prog if p["train_clean_acc"] >= 0.5), None)
+        if m is not None and f is not None:
+            order["noisy first" if m < f else "same checkpoint" if m == f else "clean first"] += 1
+            if m > f:
+                later.append(f"{r['name']} (M >= 0.5 at {m:.0f}, F >= 0.5 at {f:.0f}; {r['final_phase']})")
+    print(f"{name}: {dict(sorted(order.items()))}" + "".join(f"\n    clean first: {x}" for x in later))
 
 # %% [markdown]
 # ## 12. Reproducibility: the same settings in two sweeps, and the sweeps against the reference runs

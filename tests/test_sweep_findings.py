@@ -163,6 +163,29 @@ def test_init_scale_changes_no_phase():
     for a, (mid, end) in {"0.5": (0.390, 0.543), "2": (0.512, 0.590)}.items():  # still rising at 3 000
         g = {int(r["epoch"]): round(r["test_acc_clean"], 3) for r in progress("n4-init", f"xi0.3_a{a}")}
         assert (g[2250], g[3000]) == (mid, end)
+    # over alpha = 0.5, 1, 2: no monotone order at xi = 0.3, increasing at xi = 1
+    g03, g1 = ([t[f"xi{x}_a{a}"]["test_acc_clean"] for a in ("0.5", "1", "2")] for x in ("0.3", "1"))
+    assert g03 != sorted(g03) and g03 != sorted(g03, reverse=True) and g1 == sorted(g1)
+
+
+def test_xi1_window_gives_a_seed_spread_at_n4():
+    """findings §3 and Caveats: xi1-window (n = 4, xi = 1, lr 1e-2, tf 0.3) has two model seeds per
+    weight decay; its seed-0 wd-10 run repeats n4-xi-wd-lr's xi1_lr0.01_wd10."""
+    a = {int(r["epoch"]): r for r in progress("n4-xi-wd-lr", "xi1_lr0.01_wd10")}
+    b = {int(r["epoch"]): r for r in progress("xi1-window", "tf0.3_s0_wd10")}
+    common = sorted(set(a) & set(b))
+    assert len(common) == 10 and common[-1] == 3000
+    assert all(a[e][k] == b[e][k] for e in common for k in ("test_acc_clean", "train_acc"))
+    gap3, gap_end = {}, {}
+    for wd in (5, 10, 11, 12):  # the weight decays with both seeds finished
+        p0, p1 = (progress("xi1-window", f"tf0.3_s{s}_wd{wd}") for s in (0, 1))
+        g3 = [next(r["test_acc_clean"] for r in p if r["epoch"] == 3000) for p in (p0, p1)]
+        gap3[wd], gap_end[wd] = abs(g3[0] - g3[1]), abs(p0[-1]["test_acc_clean"] - p1[-1]["test_acc_clean"])
+        if wd == 10:
+            assert [round(g, 3) for g in g3] == [0.169, 0.297]
+            assert [round(p[-1]["test_acc_clean"], 3) for p in (p0, p1)] == [0.171, 0.311]
+    assert (round(max(gap3.values()), 3), max(gap3, key=gap3.get)) == (0.128, 10)
+    assert (round(max(gap_end.values()), 3), max(gap_end, key=gap_end.get)) == (0.140, 10)
 
 
 def test_key_rule_picks_few_frequencies_on_noisy_runs():
@@ -497,6 +520,13 @@ def test_xi_1_runs_keep_only_low_key_frequencies():
     assert top == {(0, 1.0): 48, (2, 1.0): 26, (4, 0.1): 47, (4, 0.3): 47, (4, 1.0): 18, (8, 1.0): 16}
     damp = {n: math.cos(math.pi * top[(n, 1.0)] / 97) ** n for n in (2, 4, 8)}
     assert [round(damp[n], 3) for n in (2, 4, 8)] == [0.443, 0.486, 0.324]
+    # xi1-window (n = 4, xi = 1; not in the count above) goes higher, outside confusion too
+    xi1 = {r["name"]: r for r in load_sweep(SWEEPS / "xi1-window").rows if r["state"] == "done"}
+    top_xi1 = {n: max(int(k) for k in str(r["key_freqs"]).split()) for n, r in xi1.items() if r["key_freqs"]}
+    outside = {n: k for n, k in top_xi1.items() if xi1[n]["final_phase"] != "confusion"}
+    assert max(outside.values()) == 21 and [n for n, k in outside.items() if k > 18] == ["tf0.3_s1_wd10"]
+    assert round(math.cos(math.pi * 21 / 97) ** 4, 3) == 0.365
+    assert max(top_xi1.values()) == 34 and xi1["tf0.3_s0_wd20"]["final_phase"] == "confusion"
 
 
 def test_noisy_labels_are_fit_no_later_than_clean_ones():
@@ -513,6 +543,21 @@ def test_noisy_labels_are_fit_no_later_than_clean_ones():
             if m is not None and f is not None:
                 order["noisy first" if m < f else "same" if m == f else "clean first"] += 1
     assert order == {"noisy first": 14, "same": 28}
+    # not in every sweep: the other sweeps' finished runs where the clean-labelled half came first
+    later = {}
+    for sweep in ("xi1-window", "doshi-grid", "doshi-wd", "doshi-xi-tf"):
+        for r in load_sweep(SWEEPS / sweep).rows:
+            if r.get("state", "done") != "done":
+                continue
+            prog = progress(sweep, r["name"])
+            if math.isnan(prog[-1]["train_noisy_memorized_frac"]):
+                continue
+            m = next((p["epoch"] for p in prog if p["train_noisy_memorized_frac"] >= 0.5), None)
+            f = next((p["epoch"] for p in prog if p["train_clean_acc"] >= 0.5), None)
+            if m is not None and f is not None and m > f:
+                later[(sweep, r["name"])] = (int(m), int(f))
+    assert later == {("xi1-window", "tf0.3_s0_wd14"): (4460, 3839), ("doshi-grid", "xi0.9_tf0.1_wd20"): (2, 1),
+                     ("doshi-grid", "xi0.9_tf0.9_wd0"): (16, 11)}
 
 
 def test_repeated_settings_reproduce():
