@@ -114,3 +114,7 @@ for n, (run, an) in runs.items():
         full = (logits.reshape(p * p, p).argmax(-1) == ds.clean_labels).double().mean().item()
         restricted = [restricted_accuracy(logits, k, ds.clean_labels) for k in sets]
         print(f"    epoch {epoch:>6}: full {full:.3f}, restricted " + " / ".join(f"{r:.3f}" for r in restricted))
+    final = run.checkpoint_epochs[-1]  # the final checkpoint's exact float32 weights, against its compact form
+    logits = grid_logits(run.params(final), run.config.act)
+    print(f"    epoch {final:>6}, float32: restricted " + " / ".join(
+        f"{restricted_accuracy(logits, k, ds.clean_labels):.3f}" for k in sets))

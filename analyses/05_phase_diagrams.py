@@ -230,6 +230,8 @@ doshi = doshi_phase_trajectory([r["train_acc"] for r in inv], [r["test_acc_clean
 print(f"by Doshi et al.'s rule (train accuracy vs the given labels): final {doshi[-1]}; phases from 290 on "
       f"{sorted({ph for ph, r in zip(doshi, inv) if r['epoch'] >= 290})}; train accuracy from 290 on >= "
       f"{min(r['train_acc'] for r in inv if r['epoch'] >= 290):.3f}, final {inv[-1]['train_acc']:.3f}")
+print(f"from 290 on: F >= {min(r['train_clean_acc'] for r in inv if r['epoch'] >= 290):.4f}, G >= "
+      f"{min(r['test_acc_clean'] for r in inv if r['epoch'] >= 290):.3f}")
 late = [r["train_noisy_memorized_frac"] for r in inv if r["epoch"] >= 675]
 print(f"from epoch 675 on, M stays in {min(late):.3f}-{max(late):.3f}")
 dip = progress("n4-xi-wd-lr", "xi0.1_lr0.01_wd3")
@@ -406,6 +408,15 @@ for name in ("doshi-grid", "n4-xi-wd-lr"):
                   f"{last['train_noisy_corrected_frac']:.3f} G {last['test_acc_clean']:.3f}: {r['final_phase']}, "
                   f"settled {r['settled']}")
 print("weight decays of the turning runs:", sorted({r["weight_decay"] for _, r in turning}))
+for r in (sweeps.get("doshi-grid") or load_sweep(SWEEP_RUNS / "doshi-grid")).rows:  # turning without full inversion
+    prog = progress("doshi-grid", r["name"])
+    top = max(prog, key=lambda p: p["train_noisy_corrected_frac"])
+    back = prog[-1]["train_noisy_memorized_frac"] - top["train_noisy_memorized_frac"]
+    if r["name"] not in {t["name"] for _, t in turning} and top["train_noisy_corrected_frac"] >= 0.5 and back > 0.1 \
+            and prog[-1]["test_acc_clean"] >= 0.9:
+        print(f"doshi-grid {r['name']} (not selected: no full inversion): most corrected C "
+              f"{top['train_noisy_corrected_frac']:.3f} at epoch {int(top['epoch'])}; final M "
+              f"{prog[-1]['train_noisy_memorized_frac']:.3f} G {prog[-1]['test_acc_clean']:.3f}: {r['final_phase']}")
 
 # %% [markdown]
 # ## 10. Key frequencies at ξ = 1 against label damping
@@ -498,7 +509,7 @@ for n in (0, 2, 4, 8):  # noise-tf's tf 0.3 seed 0 cells have the reference runs
     pa = by_epoch(SWEEP_RUNS / "noise-tf" / "runs" / f"n{n}_tf0.3_s0" / "analysis" / "progress.csv")
     pb = by_epoch(ref / f"n{n}" / "analysis" / "progress.csv")
     common = sorted(set(pa) & set(pb))
-    acc = max(abs(float(pa[e][k]) - float(pb[e][k])) for e in common for k in ("test_acc_clean", "train_acc"))
+    acc, train = (max(abs(float(pa[e][k]) - float(pb[e][k])) for e in common) for k in ("test_acc_clean", "train_acc"))
     print(f"noise-tf n{n}_tf0.3_s0 vs reference n{n}: {len(common)} common checkpoints up to {common[-1]}; largest "
-          f"difference in clean test or training accuracy {acc:.4f}; at {common[-1]}: clean test "
+          f"difference in clean test accuracy {acc:.4f}, in training accuracy {train:.4f}; at {common[-1]}: clean test "
           f"{float(pa[common[-1]]['test_acc_clean']):.4f} against {float(pb[common[-1]]['test_acc_clean']):.4f}")

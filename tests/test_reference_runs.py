@@ -300,7 +300,8 @@ def test_key_share_with_and_without_the_constant_row():
 
 def test_restricted_accuracy_over_the_analysis_key_sets_against_the_control():
     """docs/findings.md §8: the logit-outlier key sets' restricted clean-label accuracy (from the
-    compact form of the final checkpoint, as analyses/02 computes it) against the lookup table's."""
+    compact form of the final checkpoint, as analyses/02 computes it) against the lookup table's;
+    the flat key sets' from the compact form and from the exact weights."""
     from interp_grok.analysis.circuits import lookup_table_logits, restricted_accuracy
 
     got = {}
@@ -312,6 +313,16 @@ def test_restricted_accuracy_over_the_analysis_key_sets_against_the_control():
         got[n] = (len(an.key_freqs), round(restricted_accuracy(logits, an.key_freqs, ds.clean_labels), 3),
                   round(restricted_accuracy(table, an.key_freqs, ds.clean_labels, ties="expected"), 3))
     assert got == {2: (3, 0.701, 0.464), 4: (10, 0.505, 0.680), 8: (5, 0.402, 0.443)}
+    # the flat W_E-norm key sets: from the compact form as in the table, and from the exact float32
+    # weights, which differ at n = 4 and 8 by one anti-diagonal of 97 (1/97 = 0.0103)
+    flat = {}
+    for n in (2, 4, 8):
+        run = _load(n)
+        an, ds = read_analysis(run), run.dataset
+        keys = ig.key_frequencies(an.norms[-1])
+        flat[n] = tuple(round(restricted_accuracy(ig.grid_logits(P, run.config.act), keys, ds.clean_labels), 3)
+                        for P in (run.compact(40_000), run.params(40_000)))
+    assert flat == {2: (0.773, 0.773), 4: (0.557, 0.546), 8: (0.536, 0.546)}
 
 
 def test_n0_restricted_and_excluded_loss_at_the_kept_checkpoints():
@@ -325,5 +336,9 @@ def test_n0_restricted_and_excluded_loss_at_the_kept_checkpoints():
     assert min(after, key=lambda e: rows[e]["excluded_loss"]) == 1500
     assert f"{rows[1500]['excluded_loss']:.2g}" == "6.8e-06"
     assert f"{rows[20_000]['restricted_loss']:.2g}" == "3.1e-07" and round(rows[20_000]["excluded_loss"], 2) == 4.44
+    sq = {e: r["sum_sq_weights"] for e, r in rows.items()}  # §5's Σθ² over training
+    assert [round(sq[e]) for e in (0, 122, 1000, 9000, 10_000, 14_000, 20_000)] == [
+        836, 3374, 5490, 3222, 2725, 1581, 1567]
+    assert max(sq, key=sq.get) == 1000
     noisy = {n: read_analysis(_load(n)).rows[-1]["excluded_loss"] for n in (2, 4, 8)}  # §8
     assert [round(noisy[n], 2) for n in (2, 4, 8)] == [1.85, 0.41, 0.14]
