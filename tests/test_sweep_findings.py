@@ -232,6 +232,8 @@ def test_noisy_runs_predict_the_noise_distribution_on_test_pairs():
     assert noisy_acc == [0.357, 0.370]  # always predicting a + b would score P(X = 0) = 0.5
     w4 = [round(t[f"n4_tf0.7_s{s}"]["shift_within1"], 2) for s in (0, 1)]
     assert w4 == [0.69, 0.78]
+    pmf4 = noise_pmf(4, 0.5, 97)
+    assert round((pmf4[0] + pmf4[1] + pmf4[-1]).item(), 3) == 0.875  # P(|X| <= 1) at n = 4
     w = {s: t[f"n2_tf0.7_s{s}"]["shift_within1"] for s in (0, 1)}
     assert (round(w[0], 3), round(w[1], 3)) == (0.947, 0.971)
     assert round(t["n2_tf0.7_s1"]["shift_kl"], 3) == 0.350
