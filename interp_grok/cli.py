@@ -576,7 +576,7 @@ def _print_summary(run, an, out: Path, figures: list[Path], wall: float) -> None
         c = pr["control"]["train_noisy_memorized_frac"]
         print(f"silencing the {pr['n_silenced']} of {pr['n_neurons']} neurons with IPR < {pr['ipr_threshold']}: "
               f"noisy labels memorized {pr['full']['train_noisy_memorized_frac']:.3f} -> "
-              f"{pr['ipr_pruned']['train_noisy_memorized_frac']:.3f} (size-matched random control "
+              f"{pr['ipr_pruned']['train_noisy_memorized_frac']:.3f} (random control matched by size quartile "
               f"{c['mean']:.3f} +- {c['sd']:.3f}), clean test acc {pr['full']['test_acc_clean']:.3f} -> "
               f"{pr['ipr_pruned']['test_acc_clean']:.3f} (control {pr['control']['test_acc_clean']['mean']:.3f})")
     print(f"wrote {out}/" + (f" and {len(figures)} figures in {out / 'figures'}/" if figures else ""))

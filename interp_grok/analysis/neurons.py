@@ -126,7 +126,9 @@ def pruning_experiment(params: dict[str, torch.Tensor], config: Config, noisy_la
                        clean_labels: torch.Tensor, train_idx: torch.Tensor, test_idx: torch.Tensor, *,
                        threshold: float = PERIODIC_IPR, n_draws: int = CONTROL_DRAWS, seed: int = CONTROL_SEED,
                        n_bins: int = NORM_BINS) -> dict:
-    """Silence the neurons with IPR < threshold, and as a control size-matched random sets.
+    """Silence the neurons with IPR < threshold, and as a control random sets matched by size bin
+    (norm_matched_controls: as many neurons from each of ``n_bins`` equal-count size bins; the
+    default 4 bins are size quartiles, a coarse match: docs/findings.md §4).
 
     The model family of ``config`` (models.family) gives the neurons' curves, how a neuron is
     silenced (its ablate_neurons: the MLP zeroes the neuron's W_out row) and the outputs the
