@@ -141,6 +141,36 @@ print(f"their five keys among ours (their rule), per seed: "
 print("rank of W_L against twice the number of keys by their rule: "
       + ", ".join(f"{n}: {o['rank_W_L']:.0f} vs {2 * len(o['keys_theirs'])}" for n, o in repro.items()))
 
+# %% [markdown]
+# The same checks with the key frequencies of their own rule (4–5 per run) instead of ours
+# (15–18): `checkpoints/nanda_their_keys.py` recomputed the restricted and excluded loss at every
+# checkpoint of the full runs with each run's keys by their rule (`their_keys.csv`).
+
+# %%
+with open(REPRO / "their_keys.csv") as f:
+    their_rows = list(csv.DictReader(f))
+their = {}
+for name in repro:
+    rows = progress(REPRO, name)
+    tk = [r for r in their_rows if r["run"] == name]
+    e = [int(r["epoch"]) for r in rows]
+    assert e == [int(r["epoch"]) for r in tk]
+    excl, restr = [float(r["excluded_loss"]) for r in tk], [float(r["restricted_loss"]) for r in tk]
+    marks = nanda_phase_epochs(e, [r["train_acc"] for r in rows], [r["test_loss"] for r in rows], excl,
+                               [r["sum_sq_weights"] for r in rows])
+    at = dict(zip(e, excl))
+    their[name] = {**marks, "keys": tk[0]["keys"], "restricted_drop": first_drop(e, restr, marks["memorization_end"]),
+                   "excluded_rise": at[marks["cleanup_start"]] / at[marks["memorization_end"]]}
+    print(f"{name}, their keys [{their[name]['keys']}]: memorization ends {marks['memorization_end']}, cleanup "
+          f"{marks['cleanup_start']}-{marks['cleanup_end']}; restricted loss halves at "
+          f"{their[name]['restricted_drop']} "
+          f"(before cleanup: {their[name]['restricted_drop'] < marks['cleanup_start']}); excluded loss rises "
+          f"x{their[name]['excluded_rise']:.3g}")
+for n, o in repro.items():
+    rows = progress(REPRO, n)
+    ph = run_phases([int(r["epoch"]) for r in rows], rows)
+    print(f"{n}: final train loss {o['train_loss']:.3g}, final phase {ph['final_phase']}, settled {ph['settled']}")
+
 # %%
 fig = plotting.plot_nanda_phases({f"seed {n[1:]}": progress(REPRO, n) for n in repro},
                                  {f"seed {n[1:]}": repro[n] for n in repro},
