@@ -138,6 +138,13 @@ print(f"their five keys among ours (our rule), per seed: "
       f"{ {n: sorted(set(o['keys']) & set(PUBLISHED['key_freqs'])) for n, o in repro.items()} }")
 print(f"their five keys among ours (their rule), per seed: "
       f"{ {n: sorted(set(o['keys_theirs']) & set(PUBLISHED['key_freqs'])) for n, o in repro.items()} }")
+for name in repro:  # each key's own share of the logits' centered variance (circuits.key_fve of one frequency)
+    run = load_run(REPRO / "runs" / name)
+    L = ig.family(run.config).grid_logits(run.params(run.checkpoint_epochs[-1]), run.config)
+    keys = repro[name]["keys_theirs"]
+    print(f"{name}: key_fve per key (their rule) " + ", ".join(
+        f"{k}: {ig.key_fve(L, torch.tensor([k])):.3f}" for k in keys)
+        + f"; all together {ig.key_fve(L, torch.tensor(keys)):.3f}")
 print("rank of W_L against twice the number of keys by their rule: "
       + ", ".join(f"{n}: {o['rank_W_L']:.0f} vs {2 * len(o['keys_theirs'])}" for n, o in repro.items()))
 
