@@ -17,6 +17,7 @@ import argparse
 import contextlib
 import platform
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -70,7 +71,7 @@ def main() -> int:
             ratios.append(t_off / t_on)
             print(f"repeat {i}: {args.epochs} epochs without flushing {t_off:.1f} s, flushed {t_on:.1f} s: "
                   f"{t_off / t_on:.2f}x; weights bit-identical: {same}")
-    print(f"flushing denormals: {sorted(ratios)[len(ratios) // 2]:.2f}x faster (median of {len(ratios)})")
+    print(f"flushing denormals: {statistics.median(ratios):.2f}x faster (median of {len(ratios)})")
     return 0
 
 
