@@ -292,6 +292,8 @@ print(f"noisy transformers: clean test accuracy {min(G):.3f}-{max(G):.3f}; noisy
       f"{sum(o['settled'] for o in noisy.values())} of {len(noisy)}")
 print("extraction above its lookup-table control (noisy train / test): " + "; ".join(
     f"{n} {o['extr_noisy'] - o['ctl_noisy']:+.3f} / {o['extr_test'] - o['ctl_test']:+.3f}" for n, o in noisy.items()))
+print("our keys' share of W_E's non-constant energy: " + ", ".join(
+    f"{n} {summary(NOISY, n)['key_freq_share_of_nonconstant_W_E_norm2']:.3f}" for n in noisy))
 print("largest key frequency (our rule): " + ", ".join(f"{n} {max(o['keys'], default=0)}" for n, o in noisy.items()))
 clean15 = {n: noisy_readout(REPRO, n, at=15000) for n in repro}
 print("noise-free transformer at epoch 15 000: " + "; ".join(

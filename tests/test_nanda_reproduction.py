@@ -167,3 +167,108 @@ def test_transformerlens_opens_the_committed_seed0_weights(repro):
     from_eq = cache["blocks.0.attn.hook_pattern"][:, :, -1, :]
     assert from_eq[..., 0].mean().item() == pytest.approx(repro["s0"]["last"]["attn_to_a"], abs=1e-5)
     assert round(repro["s0"]["last"]["attn_to_a"], 3) == 0.486
+
+
+NOISY_RUNS = ("n2_xi1_s0", "n2_xi1_s1", "n4_xi1_s0", "n4_xi1_s1", "n2_xi0.1_s0", "n2_xi0.1_s1", "n4_xi0.1_s0",
+              "n4_xi0.1_s1")
+
+
+def _control(name: str, keys: list[int], run_dir: Path | None = None) -> tuple[float, float]:
+    """The lookup-table control (noisy training pairs, test pairs), as notebook 08 computes it."""
+    from interp_grok import lookup_table_logits, restricted_accuracy
+    from interp_grok.data import make_dataset
+    from interp_grok.rundir import read_config
+
+    cfg, _ = read_config(run_dir or NOISY / "runs" / name)
+    ds = make_dataset(cfg)
+    table, k = lookup_table_logits(cfg.p, ds.train_idx, ds.noisy_labels), torch.tensor(keys, dtype=torch.int64)
+    noisy_tr = ds.train_idx[ds.noise[ds.train_idx] != 0]
+    return (restricted_accuracy(table, k, ds.clean_labels, noisy_tr, ties="expected"),
+            restricted_accuracy(table, k, ds.clean_labels, ds.test_idx, ties="expected"))
+
+
+@pytest.fixture(scope="module")
+def noisy() -> dict[str, dict]:
+    out = {}
+    for name in NOISY_RUNS:
+        rows = _rows(NOISY, name)
+        ph = run_phases([int(r["epoch"]) for r in rows], rows)
+        s = _summary(NOISY, name)
+        ctl_noisy, ctl_test = _control(name, s["key_freqs"])
+        out[name] = {**rows[-1], "phase": ph["final_phase"], "settled": ph["settled"], "keys": s["key_freqs"],
+                     "share": s["key_freq_share_of_nonconstant_W_E_norm2"], "ctl_noisy": ctl_noisy,
+                     "ctl_test": ctl_test, "epoch": int(rows[-1]["epoch"])}
+    return out
+
+
+def test_no_noisy_transformer_groks_within_15000_epochs(noisy, repro):
+    """docs/findings.md §9: all eight end in memorization, settled, every noisy label memorized,
+    clean test accuracy 0.054 - 0.319; the noise-free runs had G = 1 at epoch 15 000."""
+    assert all((o["phase"], o["settled"], o["epoch"]) == ("memorization", True, 15_000) for o in noisy.values())
+    assert all(o["train_noisy_memorized_frac"] == 1.0 and o["train_clean_acc"] == 1.0 for o in noisy.values())
+    G = [o["test_acc_clean"] for o in noisy.values()]
+    assert (round(min(G), 3), round(max(G), 3)) == (0.054, 0.319)
+    assert all(next(r for r in o["rows"] if r["epoch"] == 15_000)["test_acc_clean"] == 1.0 for o in repro.values())
+    # the MLP at its nearest settings (xi = 1, n = 2 and 4): memorization, clean test accuracy 0.023 - 0.365
+    ref = Path(__file__).resolve().parents[1] / "checkpoints"
+    mlp = []
+    for n in ("n2", "n4"):
+        with open(ref / n / "analysis" / "progress.csv") as f:
+            mlp.append(list(csv.DictReader(f))[-1])
+    for n in ("n2_tf0.3_s0", "n2_tf0.3_s1", "n4_tf0.3_s0", "n4_tf0.3_s1"):
+        mlp.append(_rows(SWEEPS / "noise-tf", n)[-1])
+    G = [float(r["test_acc_clean"]) for r in mlp]
+    assert (round(min(G), 3), round(max(G), 3)) == (0.023, 0.365)
+    assert all(float(r["train_noisy_memorized_frac"]) == 1.0 for r in mlp)
+
+
+def test_no_clean_circuit_under_noise(noisy):
+    """Their rule's count 14 - 36, W_L rank 25 - 50, 0.2 - 20.5 % of the neurons clustered; our keys
+    carry 26 - 63 % of W_E's non-constant energy."""
+    theirs = [o["n_keys_nanda_rule"] for o in noisy.values()]
+    assert (min(theirs), max(theirs)) == (14, 36)
+    assert (min(o["rank_W_L"] for o in noisy.values()), max(o["rank_W_L"] for o in noisy.values())) == (25, 50)
+    frac = [o["neuron_clustered_frac"] for o in noisy.values()]
+    assert (round(min(frac), 3), round(max(frac), 3)) == (0.002, 0.205)
+    share = [o["share"] for o in noisy.values()]
+    assert (round(min(share), 2), round(max(share), 2)) == (0.26, 0.63)
+
+
+def test_the_key_part_against_the_lookup_table_control(noisy):
+    """At xi = 1 the restricted logits predict the clean label of 41 - 79 % of the noisy training pairs
+    and 44 - 82 % of the test pairs; the lookup-table control scores 38 - 70 % and 41 - 75 %; the
+    network beats it in all four runs, by 0.04 - 0.09 and 0.02 - 0.08. At xi = 0.1 the control scores
+    0.98 - 1.00 and the network at most that (0.64 - 1.00)."""
+    xi1 = [o for n, o in noisy.items() if "xi1_" in n]
+    xi01 = [o for n, o in noisy.items() if "xi0.1" in n]
+
+    def span(xs, nd=2):
+        return round(min(xs), nd), round(max(xs), nd)
+
+    assert span([o["extraction_acc_train_noisy"] for o in xi1]) == (0.41, 0.79)
+    assert span([o["extraction_acc_test"] for o in xi1]) == (0.44, 0.82)
+    assert span([o["ctl_noisy"] for o in xi1]) == (0.38, 0.70)
+    assert span([o["ctl_test"] for o in xi1]) == (0.41, 0.75)
+    assert span([o["extraction_acc_train_noisy"] - o["ctl_noisy"] for o in xi1]) == (0.04, 0.09)
+    assert span([o["extraction_acc_test"] - o["ctl_test"] for o in xi1]) == (0.02, 0.08)
+    assert max(o["test_acc_clean"] for o in xi1) < 0.32
+    assert span([o["ctl_noisy"] for o in xi01] + [o["ctl_test"] for o in xi01]) == (0.98, 1.0)
+    assert all(o["extraction_acc_train_noisy"] <= o["ctl_noisy"] + 1e-12 for o in xi01)
+    assert span([o["extraction_acc_train_noisy"] for o in xi01]) == (0.64, 1.0)
+    # the MLP reference runs (40 000 epochs, final checkpoint): +0.23 at n = 2, -0.16 at n = 4
+    ref = Path(__file__).resolve().parents[1] / "checkpoints"
+    edge = []
+    for n in ("n2", "n4"):
+        with open(ref / n / "analysis" / "progress.csv") as f:
+            last = {k: float(v) for k, v in list(csv.DictReader(f))[-1].items()}
+        keys = json.loads((ref / n / "analysis" / "summary.json").read_text())["key_freqs"]
+        edge.append(round(last["extraction_acc_train_noisy"] - _control(n, keys, ref / n)[0], 2))
+    assert edge == [0.23, -0.16]
+
+
+def test_the_low_frequency_skew_at_xi_1(noisy):
+    """At xi = 1 our rule's keys are <= 16 except 35 in n2 xi1 s0; at n = 4 all <= 12; at xi = 0.1 up to 52."""
+    xi1 = {n: o["keys"] for n, o in noisy.items() if "xi1_" in n}
+    assert sorted(k for ks in xi1.values() for k in ks if k > 16) == [35] and 35 in xi1["n2_xi1_s0"]
+    assert max(k for n, ks in xi1.items() if n.startswith("n4") for k in ks) == 12
+    assert max(k for n, o in noisy.items() if "xi0.1" in n for k in o["keys"]) == 52
