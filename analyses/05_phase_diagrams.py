@@ -456,31 +456,34 @@ for r in load_sweep(SWEEP_RUNS / "xi1-window").rows:  # not in the count above
 # against half the clean-labelled ones fit (F ≥ 0.5), in every run with noisy labels that gets there.
 
 # %%
+def half_fit(prog: list[dict]) -> tuple[float, float] | None:
+    """(first epoch with M >= 0.5, first with F >= 0.5) of a run with noisy labels; None otherwise."""
+    if math.isnan(prog[-1]["train_noisy_memorized_frac"]):
+        return None
+    m = next((p["epoch"] for p in prog if p["train_noisy_memorized_frac"] >= 0.5), None)
+    f = next((p["epoch"] for p in prog if p["train_clean_acc"] >= 0.5), None)
+    return None if m is None or f is None else (m, f)
+
+
+def fit_order(m: float, f: float) -> str:
+    return "noisy first" if m < f else "same checkpoint" if m == f else "clean first"
+
+
 order = Counter()
 for name in SWEEPS:
     for r in sweeps[name].rows:
-        prog = progress(name, r["name"])
-        if math.isnan(prog[-1]["train_noisy_memorized_frac"]):
-            continue
-        m = next((p["epoch"] for p in prog if p["train_noisy_memorized_frac"] >= 0.5), None)
-        f = next((p["epoch"] for p in prog if p["train_clean_acc"] >= 0.5), None)
-        if m is not None and f is not None:
-            order["noisy first" if m < f else "same checkpoint" if m == f else "clean first"] += 1
+        if (mf := half_fit(progress(name, r["name"]))) is not None:
+            order[fit_order(*mf)] += 1
 print("M >= 0.5 against F >= 0.5:", dict(sorted(order.items())))
 for name in ("xi1-window", "doshi-grid", "doshi-wd", "doshi-xi-tf"):  # the other sweeps (finished runs)
     order, later = Counter(), []
     for r in load_sweep(SWEEP_RUNS / name).rows:
-        if r.get("state", "done") != "done":
+        if r.get("state", "done") != "done" or (mf := half_fit(progress(name, r["name"]))) is None:
             continue
-        prog = progress(name, r["name"])
-        if math.isnan(prog[-1]["train_noisy_memorized_frac"]):
-            continue
-        m = next((p["epoch"] for p in prog if p["train_noisy_memorized_frac"] >= 0.5), None)
-        f = next((p["epoch"] for p in prog if p["train_clean_acc"] >= 0.5), None)
-        if m is not None and f is not None:
-            order["noisy first" if m < f else "same checkpoint" if m == f else "clean first"] += 1
-            if m > f:
-                later.append(f"{r['name']} (M >= 0.5 at {m:.0f}, F >= 0.5 at {f:.0f}; {r['final_phase']})")
+        m, f = mf
+        order[fit_order(m, f)] += 1
+        if m > f:
+            later.append(f"{r['name']} (M >= 0.5 at {m:.0f}, F >= 0.5 at {f:.0f}; {r['final_phase']})")
     print(f"{name}: {dict(sorted(order.items()))}" + "".join(f"\n    clean first: {x}" for x in later))
 
 # %% [markdown]
