@@ -292,6 +292,16 @@ print(f"noisy transformers: clean test accuracy {min(G):.3f}-{max(G):.3f}; noisy
       f"{sum(o['settled'] for o in noisy.values())} of {len(noisy)}")
 print("extraction above its lookup-table control (noisy train / test): " + "; ".join(
     f"{n} {o['extr_noisy'] - o['ctl_noisy']:+.3f} / {o['extr_test'] - o['ctl_test']:+.3f}" for n, o in noisy.items()))
+for name in noisy:  # still moving? the change over the last quarter (phases.last_quarter_change)
+    rows = progress(NOISY, name)
+    e = [int(r["epoch"]) for r in rows]
+    dG = ig.last_quarter_change(e, [r["test_acc_clean"] for r in rows])
+    dX = ig.last_quarter_change(e, [r["extraction_acc_train_noisy"] for r in rows])
+    cfg, _ = read_config(NOISY / "runs" / name)
+    ds = make_dataset(cfg)
+    noisy_share = (ds.noise[ds.train_idx] != 0).double().mean().item()
+    print(f"{name}: last quarter: clean test accuracy {dG['delta']:+.3f} (stationary {dG['stationary']}), "
+          f"extraction on noisy training pairs {dX['delta']:+.3f}; noisy training labels {noisy_share:.3f}")
 print("our keys' share of W_E's non-constant energy: " + ", ".join(
     f"{n} {summary(NOISY, n)['key_freq_share_of_nonconstant_W_E_norm2']:.3f}" for n in noisy))
 print("largest key frequency (our rule): " + ", ".join(f"{n} {max(o['keys'], default=0)}" for n, o in noisy.items()))
