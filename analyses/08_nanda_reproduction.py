@@ -22,13 +22,18 @@ import math
 import torch
 
 import interp_grok as ig
-from interp_grok import load_run, nanda_phase_epochs, plotting, run_phases
-from interp_grok.analysis.phases import CLEANUP_DROP
-from interp_grok.analysis.transformer_views import nanda_key_frequencies
-from interp_grok.data import make_dataset
-from interp_grok.models.transformer import grid_pre
+from interp_grok import (
+    CLEANUP_DROP,
+    load_run,
+    make_dataset,
+    nanda_key_frequencies,
+    nanda_phase_epochs,
+    plotting,
+    run_phases,
+    rundir,
+)
+from interp_grok import transformer_grid_pre as grid_pre
 from interp_grok.reference import figures_dir, reference_dir
-from interp_grok.rundir import read_config
 
 REPRO = reference_dir() / "sweeps" / "nanda-repro"
 NOISY = reference_dir() / "sweeps" / "transformer-noise"
@@ -243,7 +248,7 @@ def lookup_control(run_dir, keys: list[int]) -> dict[str, float]:
     "expected"): a pure memorizer of the run's noisy training labels, projected on the run's key
     frequencies, scored against the clean labels on the test pairs and on the noisy-labelled
     training pairs. The dataset is regenerated from config.json (make_dataset is deterministic)."""
-    cfg, _ = read_config(run_dir)
+    cfg, _ = rundir.read_config(run_dir)
     ds = make_dataset(cfg)
     table = ig.lookup_table_logits(cfg.p, ds.train_idx, ds.noisy_labels)
     k = torch.tensor(keys, dtype=torch.int64)
@@ -297,7 +302,7 @@ for name in noisy:  # still moving? the change over the last quarter (phases.las
     e = [int(r["epoch"]) for r in rows]
     dG = ig.last_quarter_change(e, [r["test_acc_clean"] for r in rows])
     dX = ig.last_quarter_change(e, [r["extraction_acc_train_noisy"] for r in rows])
-    cfg, _ = read_config(NOISY / "runs" / name)
+    cfg, _ = rundir.read_config(NOISY / "runs" / name)
     ds = make_dataset(cfg)
     noisy_share = (ds.noise[ds.train_idx] != 0).double().mean().item()
     print(f"{name}: last quarter: clean test accuracy {dG['delta']:+.3f} (stationary {dG['stationary']}), "

@@ -39,8 +39,13 @@ T checkpoints, n_train training examples; pairs (a, b) are flat in a-major order
                                                                    (interp_grok.analysis.audit)
   audit_checkpoint, audit_run, read_audit (RUN/analysis/audit.csv), relabel_run (correct-and-resume:
   a new run directory; continue it with resume)                    (interp_grok.analysis.correction)
+- the transformer's views (Nanda et al.): attention_shares, dominant_frequency, neuron_frequencies,
+  frequency_clusters, nanda_key_frequencies (their key rule), effective_rank
+                                                                   (interp_grok.analysis.transformer_views)
+  attention_pattern, transformer_grid_pre (the MLP pre-activations at "=" over the grid)
+                                                                   (interp_grok.models.transformer)
 - phases under noise: phase_trajectory, doshi_phase_trajectory, transition_epochs, run_phases,
-  last_quarter_change, nanda_phase_epochs (Nanda et al.'s three phases as epochs),
+  last_quarter_change, nanda_phase_epochs (Nanda et al.'s three phases as epochs; CLEANUP_DROP),
   settled, PHASES                                                  (interp_grok.analysis.phases)
 - sweeps: load_sweep (SweepResults: rows of SWEEP/analysis/table.csv, to_frame(), run(name),
   analysis(name)), analyze_sweep                                   (interp_grok.sweep.table;
@@ -105,6 +110,7 @@ from .analysis.numerics import (
     zero_loss_fraction,
 )
 from .analysis.phases import (
+    CLEANUP_DROP,
     PHASES,
     doshi_phase_trajectory,
     last_quarter_change,
@@ -121,6 +127,14 @@ from .analysis.pipeline import (
     landmarks,
     read_analysis,
     write_analysis,
+)
+from .analysis.transformer_views import (
+    attention_shares,
+    dominant_frequency,
+    effective_rank,
+    frequency_clusters,
+    nanda_key_frequencies,
+    neuron_frequencies,
 )
 from .config import Config, ConfigError, checkpoint_schedule
 from .data import Dataset, make_dataset
@@ -140,6 +154,8 @@ from .models.mlp import (
     token_tables,
 )
 from .models.quadratic import gromov_solution
+from .models.transformer import attention_pattern
+from .models.transformer import grid_pre as transformer_grid_pre
 from .noise import noise_floor, noise_pmf
 from .reference import figures_dir, load_reference, load_reference_runs, reference_dir
 from .rundir import Run, RunDirError, load_run
@@ -187,7 +203,9 @@ __all__ = [
     "write_analysis", "x_column",
     "x_value_columns", "PHASES", "doshi_phase_trajectory", "phase_trajectory", "run_phases", "settled",
     "last_quarter_change",
-    "nanda_phase_epochs",
+    "nanda_phase_epochs", "CLEANUP_DROP",
+    "attention_shares", "dominant_frequency", "effective_rank", "frequency_clusters", "nanda_key_frequencies",
+    "neuron_frequencies", "attention_pattern", "transformer_grid_pre",
     "transition_epochs",
     "SweepResults",
     "analyze_sweep", "load_sweep",
