@@ -18,10 +18,8 @@ from pathlib import Path
 
 import torch
 
-from interp_grok import excluded_loss, load_run, restricted_loss
-from interp_grok.analysis.transformer_views import nanda_key_frequencies
-from interp_grok.models import family
-from interp_grok.models.transformer import grid_pre
+from interp_grok import excluded_loss, family, load_run, nanda_key_frequencies, restricted_loss
+from interp_grok import transformer_grid_pre as grid_pre
 from interp_grok.rundir import atomic_write_text
 
 OUT = Path(__file__).parent / "sweeps" / "nanda-repro" / "their_keys.csv"

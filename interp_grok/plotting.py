@@ -107,7 +107,13 @@ def _xy(an: Analysis, col: str) -> tuple[np.ndarray, np.ndarray]:
     """A progress column against the epochs, without its NaN rows: a column measured at fewer
     checkpoints (e.g. a trimmed run's key-dependent columns, only where weights are kept) is drawn
     as a line through the checkpoints that have it, not as isolated invisible segments."""
-    e, v = an.epochs.numpy(), an.column(col).numpy()
+    return _row_xy(an.rows, col)
+
+
+def _row_xy(rows: list[dict], col: str) -> tuple[np.ndarray, np.ndarray]:
+    """_xy on progress.csv rows as dicts (each with its "epoch")."""
+    e = np.array([r["epoch"] for r in rows], dtype=float)
+    v = np.array([r[col] for r in rows], dtype=float)
     keep = ~np.isnan(v)
     return e[keep], v[keep]
 
@@ -554,14 +560,6 @@ def plot_audit(rows: list[dict], run_name: str = "", *, fig: Figure | SubFigure 
     return _root(fig)
 
 
-def _row_xy(rows: list[dict], col: str) -> tuple[np.ndarray, np.ndarray]:
-    """A progress column against the epochs from progress.csv rows, without its NaN rows (as _xy)."""
-    e = np.array([r["epoch"] for r in rows], dtype=float)
-    v = np.array([r[col] for r in rows], dtype=float)
-    keep = ~np.isnan(v)
-    return e[keep], v[keep]
-
-
 def plot_transformer_views(an: Analysis | list[dict], run_name: str = "", *, fig: Figure | SubFigure | None = None
                            ) -> Figure:
     """Nanda et al.'s views of a transformer run over training (4 panels; the transformer_views
@@ -616,15 +614,12 @@ def plot_nanda_phases(runs: dict[str, list[dict]], marks: dict[str, dict[str, in
             axes = fig.subplots(2, n, squeeze=False, sharex="col", height_ratios=(2, 1))
         for j, (label, rows) in enumerate(runs.items()):
             top, bottom = axes[0, j], axes[1, j]
-            e = np.array([r["epoch"] for r in rows], dtype=float)
             for col, name, color in (("train_loss", "train", "C0"), ("test_loss", "test", "C3"),
                                      ("restricted_loss", "restricted", "C2"), ("excluded_loss", "excluded", "C1")):
-                v = np.array([r[col] for r in rows], dtype=float)
-                keep = ~np.isnan(v)
-                top.plot(e[keep], v[keep], color=color, label=f"{name} loss")
+                top.plot(*_row_xy(rows, col), color=color, label=f"{name} loss")
             top.set_yscale("log")
             top.set_title(label, fontsize=10)
-            bottom.plot(e, [r["sum_sq_weights"] for r in rows], color="k")
+            bottom.plot(*_row_xy(rows, "sum_sq_weights"), color="k")
             bottom.set_xlabel("epoch")
             for key, (color, name) in styles.items():
                 if marks.get(label, {}).get(key) is not None:

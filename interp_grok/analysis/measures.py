@@ -53,8 +53,7 @@ from .transformer_views import (
     dominant_frequency,
     effective_rank,
     frequency_clusters,
-    nanda_key_frequencies,
-    neuron_frequencies,
+    neuron_frequencies_and_keys,
 )
 
 Columns = tuple[str, ...] | Callable[[rundir.Run], list[str]]
@@ -408,14 +407,14 @@ def transformer_views(c: Checkpoint) -> dict[str, float]:
         out[f"head{h}_freq"], out[f"head{h}_freq_share"] = float(k[h]), float(share[h])
     acts = torch.relu(grid_pre(P).to(torch.float64)) if c.config.act == "relu" else \
         torch.nn.functional.gelu(grid_pre(P).to(torch.float64))
-    freqs, fve = neuron_frequencies(acts)
+    freqs, fve, their_keys = neuron_frequencies_and_keys(acts)
     clusters = frequency_clusters(freqs, fve)
     live = int((~fve.isnan()).sum())
     out |= {"neuron_clusters": float(len(clusters)),
             "neuron_clustered_frac": sum(clusters.values()) / live if live else math.nan,
             "neuron_freq_share": fve.nanmean().item(),
             "rank_W_L": float(effective_rank(P["W_out"].to(torch.float64) @ P["W_U"].to(torch.float64)[:, :p])),
-            "n_keys_nanda_rule": float(nanda_key_frequencies(acts).numel())}
+            "n_keys_nanda_rule": float(their_keys.numel())}
     return out
 
 

@@ -54,6 +54,33 @@ def dominant_frequency(curves: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
     return torch.where(live, k + 1, torch.zeros_like(k)), share
 
 
+def _frequency_blocks(acts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(share-to-be of each frequency k = 1 .. (p-1)/2: the sum of squares in its 3 x 3 block, float64
+    [K, n]; each neuron's centered sum of squares [n]; whether the neuron is live, bool [n]) from
+    acts [p, p, n]: the one 2D Fourier transform that neuron_frequencies and their key rule read."""
+    p = acts.shape[0]
+    F, _ = fourier_basis(p, torch.float64)
+    x = acts.to(torch.float64)
+    energy = x.square().sum((0, 1))
+    x = x - x.mean((0, 1))
+    coef = torch.einsum("fx,xyn,gy->fgn", F, x, F).square()  # [p, p, n]
+    total = coef.sum((0, 1))
+    rows = torch.stack([torch.tensor([0, 2 * k - 1, 2 * k]) for k in range(1, (p - 1) // 2 + 1)])  # [K, 3]
+    block = coef[rows[:, :, None], rows[:, None, :]].sum((1, 2))  # [K, n]
+    return block, total, total > _ROUNDING * energy  # not live: dead, or constant over the grid
+
+
+def _dominant(block: torch.Tensor, total: torch.Tensor, live: torch.Tensor, max_freq: int | None
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(k of the largest block among k <= max_freq, int64 [n]; its share, float64 [n]); dead: 0, NaN."""
+    n_freq = block.shape[0] if max_freq is None else max_freq
+    if not 1 <= n_freq <= block.shape[0]:
+        raise ValueError(f"max_freq must be in 1..{block.shape[0]} (got {max_freq})")
+    best, k = block[:n_freq].max(0)
+    share = torch.where(live, best / total.clamp_min(1e-300), torch.full_like(total, float("nan")))
+    return torch.where(live, k + 1, torch.zeros_like(k)), share
+
+
 def neuron_frequencies(acts: torch.Tensor, max_freq: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Their calculate_key_freqs, per neuron: acts [p, p, n] (a, b, neuron) centered over the grid,
     in the 2D Fourier basis (helpers.fft2d); for frequency k, the share of the neuron's sum of
@@ -64,22 +91,11 @@ def neuron_frequencies(acts: torch.Tensor, max_freq: int | None = None) -> tuple
     without variance (dead) gets 0 and NaN.
     Known answer: cos(w a) + cos(w b) + cos(w (a + b)) at w = 2 pi k / p gives (k, 1).
     """
-    p = acts.shape[0]
-    F, _ = fourier_basis(p, torch.float64)
-    x = acts.to(torch.float64)
-    energy = x.square().sum((0, 1))
-    x = x - x.mean((0, 1))
-    coef = torch.einsum("fx,xyn,gy->fgn", F, x, F).square()  # [p, p, n]
-    total = coef.sum((0, 1))
-    n_freq = (p - 1) // 2 if max_freq is None else max_freq
-    if not 1 <= n_freq <= (p - 1) // 2:
-        raise ValueError(f"max_freq must be in 1..{(p - 1) // 2} (got {max_freq})")
-    rows = torch.stack([torch.tensor([0, 2 * k - 1, 2 * k]) for k in range(1, n_freq + 1)])  # [K, 3]
-    block = coef[rows[:, :, None], rows[:, None, :]].sum((1, 2))  # [K, n]
-    best, k = block.max(0)
-    live = total > _ROUNDING * energy  # dead, or constant over the grid
-    share = torch.where(live, best / total.clamp_min(1e-300), torch.full_like(total, float("nan")))
-    return torch.where(live, k + 1, torch.zeros_like(k)), share
+    return _dominant(*_frequency_blocks(acts), max_freq)
+
+
+def _their_keys(freqs: torch.Tensor, share: torch.Tensor) -> torch.Tensor:
+    return torch.unique(freqs[~share.isnan()])
 
 
 def nanda_key_frequencies(acts: torch.Tensor) -> torch.Tensor:
@@ -89,8 +105,15 @@ def nanda_key_frequencies(acts: torch.Tensor) -> torch.Tensor:
     the fraction is NaN); this one leaves them out. Every neuron counts, whatever share its
     frequency explains, so an untrained network gives many. Known answer: neurons built on
     frequencies {3, 7} give [3, 7]."""
-    freqs, share = neuron_frequencies(acts, max_freq=acts.shape[0] // 2 - 1)
-    return torch.unique(freqs[~share.isnan()])
+    return _their_keys(*neuron_frequencies(acts, max_freq=acts.shape[0] // 2 - 1))
+
+
+def neuron_frequencies_and_keys(acts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``neuron_frequencies(acts)`` and ``nanda_key_frequencies(acts)`` from one 2D Fourier
+    transform (the per-checkpoint measure needs both)."""
+    blocks = _frequency_blocks(acts)
+    freqs, share = _dominant(*blocks, None)
+    return freqs, share, _their_keys(*_dominant(*blocks, acts.shape[0] // 2 - 1))
 
 
 def frequency_clusters(freqs: torch.Tensor, shares: torch.Tensor, min_share: float = NEURON_CLUSTER_FVE
