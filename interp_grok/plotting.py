@@ -632,6 +632,37 @@ def plot_nanda_phases(runs: dict[str, list[dict]], marks: dict[str, dict[str, in
     return _root(fig)
 
 
+def plot_numerics(runs: dict[str, list[dict]], title: str = "", *, styles: dict[str, tuple[str, str]] | None = None,
+                  fig: Figure | SubFigure | None = None) -> Figure:
+    """The numerics of several runs side by side (label -> progress.csv rows; 4 panels): clean test
+    accuracy, the softmax-collapse fractions (float32 solid, float64 dotted), the float64
+    cross-entropy train loss (log axis) and the cosine of the descent direction with all the weights
+    (docs/numerics.md). ``styles[label]`` = (color, linestyle); default one color per run, solid."""
+    styles = styles or {label: (f"C{i % 10}", "-") for i, label in enumerate(runs)}
+    with _style():
+        fig, axes = _panels(fig, 4, (11, 6.8), ncols=2)
+        for label, rows in runs.items():
+            color, ls = styles[label]
+            axes[0].plot(*_row_xy(rows, "test_acc_clean"), color=color, ls=ls, label=label)
+            axes[1].plot(*_row_xy(rows, "softmax_collapse_f32"), color=color, ls=ls)
+            axes[1].plot(*_row_xy(rows, "softmax_collapse_f64"), color=color, ls=":", lw=1)
+            axes[2].plot(*_row_xy(rows, "train_loss"), color=color, ls=ls)
+            axes[3].plot(*_row_xy(rows, "grad_cos_all"), color=color, ls=ls)
+        axes[0].set_ylabel("clean test accuracy")
+        axes[1].set_ylabel("softmax-collapse fraction\n(float32; float64 dotted)")
+        axes[2].set_ylabel("train loss (float64 CE)")
+        axes[2].set_yscale("log")
+        axes[3].set_ylabel("cos(-gradient, weights)")
+        for ax in (axes[0], axes[1]):
+            ax.set_ylim(-0.02, 1.02)
+        axes[3].set_ylim(-1.02, 1.02)
+        for ax in axes:
+            _epoch_axis(ax)
+        axes[0].legend(loc="best", fontsize=7)
+        fig.suptitle(title or "Numerics (Prieto et al. 2025)", fontsize=11)
+    return _root(fig)
+
+
 def draw_all(an: Analysis, floor: dict, xs: list[int], out_dir: Path, run_name: str = "") -> list[Path]:
     """The standard figures of one run, written to out_dir and closed (what `interp-grok analyze`
     draws); returns their paths."""

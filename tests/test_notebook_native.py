@@ -360,3 +360,18 @@ def test_readme_test_count_is_current():
                          capture_output=True, text=True, cwd=ROOT).stdout
     n = int(re.search(r"(\d+) tests? collected", out).group(1))
     assert f"{n} tests in" in (ROOT / "README.md").read_text(), f"README should say {n} tests"
+
+
+def test_plot_numerics_draws_each_runs_columns():
+    """plot_numerics draws, per run, its clean test accuracy, both collapse fractions, its train loss and
+    its gradient cosine, the points being the rows' own values (NaN rows left out)."""
+    rows = [{"epoch": e, "test_acc_clean": g, "softmax_collapse_f32": c, "softmax_collapse_f64": c / 2,
+             "train_loss": 10.0 ** -e, "grad_cos_all": cos}
+            for e, g, c, cos in ((0, 0.01, 0.0, float("nan")), (1, 0.5, 0.25, 0.5), (2, 1.0, 0.5, 0.9))]
+    fig = plotting.plot_numerics({"a": rows, "b": rows[:2]}, "t")
+    acc, collapse, loss, cos = fig.axes
+    assert [list(line.get_ydata()) for line in acc.get_lines()] == [[0.01, 0.5, 1.0], [0.01, 0.5]]
+    assert [list(line.get_ydata()) for line in collapse.get_lines()][:2] == [[0.0, 0.25, 0.5], [0.0, 0.125, 0.25]]
+    assert loss.get_yscale() == "log" and list(loss.get_lines()[0].get_ydata()) == [1.0, 0.1, 0.01]
+    assert list(cos.get_lines()[0].get_xdata()) == [1.0, 2.0]  # the NaN at epoch 0 is left out
+    assert fig._suptitle.get_text() == "t"

@@ -15,7 +15,7 @@ import torch
 from conftest import TINY, run_cli
 from known_models import fourier_mlp
 
-from interp_grok import Config, ConfigError, rundir, train, train_batch
+from interp_grok import Config, ConfigError, first_epoch_reaching, rundir, stalled, train, train_batch
 from interp_grok.analysis import measures
 from interp_grok.analysis.measures import Checkpoint, measure_row
 from interp_grok.analysis.numerics import (
@@ -469,3 +469,25 @@ def test_analyze_writes_the_columns_and_the_spike_summary(tiny_run, tmp_path):
     _, losses = rundir.train_losses(rundir.read_metrics(out))
     assert summary["train_loss_spike_epochs"] == loss_spikes(torch.tensor(losses)).tolist()
     assert summary["train_loss_spikes"] == len(summary["train_loss_spike_epochs"])
+
+
+# ---- the readout helpers of docs/numerics.md ----
+
+def test_first_epoch_reaching_known_answers():
+    epochs = [0, 10, 20, 40, 80]
+    assert first_epoch_reaching(epochs, [0.0, 0.2, 0.5, 0.9, 0.1], 0.5) == 20  # the level itself reaches
+    assert first_epoch_reaching(epochs, [0.0, float("nan"), 0.4, 0.7, 1.0], 0.5) == 40  # NaN never reaches
+    assert first_epoch_reaching(epochs, [0.0, 0.1, 0.2, 0.3, 0.49], 0.5) is None
+    with pytest.raises(ValueError, match="one length"):
+        first_epoch_reaching(epochs, [0.0, 1.0], 0.5)
+
+
+def test_stalled_known_answers():
+    epochs = [0, 25, 50, 75, 80, 90, 100]  # the last quarter is epochs 75..100
+    frozen = [1.0, 50.0, 90.0, 100.0, 100.0, 100.5, 100.9]  # +0.9 % over the last quarter
+    growing = [1.0, 50.0, 90.0, 100.0, 100.5, 101.0, 101.1]  # +1.1 %
+    flat_g, moving_g = [0.0, 0.1, 0.2, 0.3, 0.3, 0.3, 0.3], [0.0, 0.1, 0.2, 0.3, 0.3, 0.3, 0.33]
+    assert stalled(epochs, frozen, flat_g)
+    assert not stalled(epochs, growing, flat_g)  # weights still moving
+    assert not stalled(epochs, frozen, moving_g)  # test accuracy moved by 0.03 > 0.02
+    assert stalled(epochs, growing, flat_g, max_weight_change=0.02)

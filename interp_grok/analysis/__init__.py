@@ -99,8 +99,10 @@ from .neurons import (
 )
 from .numerics import (
     descent_weight_cosines,
+    first_epoch_reaching,
     loss_spikes,
     softmax_collapse_fraction,
+    stalled,
     top_logit_gap,
     training_gradients,
     zero_loss_fraction,
@@ -166,5 +168,5 @@ __all__ = [
     "write_audit", "read_audit", "relabel_run", "RelabelResult",
     # numerics
     "softmax_collapse_fraction", "zero_loss_fraction", "top_logit_gap", "descent_weight_cosines",
-    "training_gradients", "loss_spikes",
+    "training_gradients", "loss_spikes", "first_epoch_reaching", "stalled",
 ]

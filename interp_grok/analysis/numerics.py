@@ -12,12 +12,18 @@ import torch
 
 from ..config import Config
 from ..models import ModelFamily
+from .phases import SETTLE_FRACTION, last_quarter_change
 
 # the spike rule's defaults (loss_spikes; docs/measurements.md): a train loss at least SPIKE_FACTOR times
 # the lowest of the previous SPIKE_WINDOW epochs and at least SPIKE_FLOOR
 SPIKE_FACTOR = 10.0
 SPIKE_WINDOW = 100
 SPIKE_FLOOR = 1e-3
+# a run has stalled when, over the last quarter, Σθ² moved by at most this share of its final value and
+# its clean test accuracy is stationary (stalled; docs/numerics.md's readout)
+STALL_WEIGHT_CHANGE = 0.01
+# the level at which a collapse column counts as collapsed (first_epoch_reaching; docs/numerics.md)
+COLLAPSE_LEVEL = 0.5
 
 
 def softmax_collapse_fraction(logits: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -111,5 +117,29 @@ def loss_spikes(losses: torch.Tensor, factor: float = SPIKE_FACTOR, window: int 
     return starts.nonzero()[:, 0]
 
 
-__all__ = ["SPIKE_FACTOR", "SPIKE_FLOOR", "SPIKE_WINDOW", "descent_weight_cosines", "loss_spikes",
-           "softmax_collapse_fraction", "top_logit_gap", "training_gradients", "zero_loss_fraction"]
+def first_epoch_reaching(epochs, values, level: float) -> int | None:
+    """The first epoch whose value is >= level (NaN values never reach), or None: e.g. the first
+    checkpoint at which softmax_collapse_f32 reaches COLLAPSE_LEVEL."""
+    e = torch.as_tensor(epochs, dtype=torch.float64).reshape(-1)
+    v = torch.as_tensor(values, dtype=torch.float64).reshape(-1)
+    if e.numel() != v.numel():
+        raise ValueError(f"epochs and values must be of one length (got {e.numel()} and {v.numel()})")
+    hit = (v >= level).nonzero()  # NaN >= level is False
+    return int(e[hit[0, 0]]) if hit.numel() else None
+
+
+def stalled(epochs, sum_sq_weights, test_clean, max_weight_change: float = STALL_WEIGHT_CHANGE,
+            fraction: float = SETTLE_FRACTION) -> bool:
+    """Whether a run has stopped moving over the last ``fraction`` of its epochs: Σθ² changed by at
+    most ``max_weight_change`` of its final value there (|Δ| / final, last_quarter_change's Δ) and the
+    clean test accuracy is stationary by last_quarter_change's rule. A float32 run whose softmax has
+    collapsed gets exactly zero gradients and stalls (Prieto et al. 2025)."""
+    w = last_quarter_change(epochs, sum_sq_weights, fraction)
+    g = last_quarter_change(epochs, test_clean, fraction)
+    final = float(torch.as_tensor(sum_sq_weights, dtype=torch.float64).reshape(-1)[-1])
+    return bool(g["stationary"]) and final > 0 and abs(w["delta"]) <= max_weight_change * final
+
+
+__all__ = ["COLLAPSE_LEVEL", "SPIKE_FACTOR", "SPIKE_FLOOR", "SPIKE_WINDOW", "STALL_WEIGHT_CHANGE",
+           "descent_weight_cosines", "first_epoch_reaching", "loss_spikes", "softmax_collapse_fraction", "stalled",
+           "top_logit_gap", "training_gradients", "zero_loss_fraction"]
