@@ -25,7 +25,7 @@ T checkpoints, n_train training examples; pairs (a, b) are flat in a-major order
                                                                    (interp_grok.analysis.neurons)
   shift_distribution, shift_kl, shift_within                       (interp_grok.analysis.memorization)
   softmax_collapse_fraction, zero_loss_fraction, top_logit_gap, descent_weight_cosines,
-  loss_spikes, first_epoch_reaching, stalled                       (interp_grok.analysis.numerics)
+  loss_spikes, first_epoch_reaching, stalled, numerics_readout     (interp_grok.analysis.numerics)
   example_stats, first_fit_epoch, forgetting_events, ...           (interp_grok.analysis.memorization)
   grid_metrics, metrics_from_logits, sum_sq_weights, weight_norms  (interp_grok.evaluation)
   noise_floor, noise_pmf                                           (interp_grok.noise)
@@ -106,6 +106,7 @@ from .analysis.numerics import (
     descent_weight_cosines,
     first_epoch_reaching,
     loss_spikes,
+    numerics_readout,
     softmax_collapse_fraction,
     stalled,
     top_logit_gap,
@@ -213,5 +214,5 @@ __all__ = [
     "analyze_sweep", "load_sweep",
     "FAMILIES", "ModelFamily", "family", "gromov_solution", "to_hooked_transformer",
     "stablemax_cross_entropy", "softmax_collapse_fraction", "zero_loss_fraction", "top_logit_gap",
-    "descent_weight_cosines", "loss_spikes", "first_epoch_reaching", "stalled",
+    "descent_weight_cosines", "loss_spikes", "first_epoch_reaching", "stalled", "numerics_readout",
 ]

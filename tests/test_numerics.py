@@ -15,7 +15,16 @@ import torch
 from conftest import TINY, run_cli
 from known_models import fourier_mlp
 
-from interp_grok import Config, ConfigError, first_epoch_reaching, rundir, stalled, train, train_batch
+from interp_grok import (
+    Config,
+    ConfigError,
+    first_epoch_reaching,
+    numerics_readout,
+    rundir,
+    stalled,
+    train,
+    train_batch,
+)
 from interp_grok.analysis import measures
 from interp_grok.analysis.measures import Checkpoint, measure_row
 from interp_grok.analysis.numerics import (
@@ -491,3 +500,21 @@ def test_stalled_known_answers():
     assert not stalled(epochs, growing, flat_g)  # weights still moving
     assert not stalled(epochs, frozen, moving_g)  # test accuracy moved by 0.03 > 0.02
     assert stalled(epochs, growing, flat_g, max_weight_change=0.02)
+
+
+def test_numerics_readout_known_answers():
+    """A run that fits at epoch 10, collapses in float32 (fraction >= 0.5) from epoch 100 on, never in
+    float64, and then freezes: every readout value is the row value or epoch the page's rule names."""
+    epochs = [0, 10, 100, 600, 800, 1000]
+    c32 = [0.0, 0.1, 0.6, 0.9, 0.9, 0.9]
+    rows = [{"epoch": e, "train_acc": 1.0 if e >= 10 else 0.5, "softmax_collapse_f32": c,
+             "softmax_collapse_f64": c / 10, "sum_sq_weights": 100.0 if e >= 600 else 10.0,
+             "test_acc_clean": 0.02 if e else 0.01, "train_clean_acc": 1.0 if e >= 10 else 0.5,
+             "train_noisy_memorized_frac": float("nan"), "train_noisy_corrected_frac": float("nan"),
+             "train_loss": 1e-6, "zero_loss_frac_f32": c, "logit_gap_mean": 20.0, "grad_cos_all": 0.9,
+             "grad_cos_W_U": 0.95} for e, c in zip(epochs, c32)]
+    r = numerics_readout(rows, {"epoch_test_acc_clean_first_95": None, "train_loss_spikes": 2})
+    assert (r["fit_epoch"], r["collapse_epoch_f32"], r["collapse_epoch_f64"]) == (10, 100, None)
+    assert (r["collapse_max_f32"], r["collapse_max_f64"], r["collapse_f32"]) == (0.9, 0.09, 0.9)
+    assert r["stalled"] and r["grok_epoch"] is None and r["spikes"] == 2
+    assert (r["G"], r["G_max"], r["phase"], r["epoch"]) == (0.02, 0.02, "memorization", 1000)

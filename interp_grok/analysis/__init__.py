@@ -101,6 +101,7 @@ from .numerics import (
     descent_weight_cosines,
     first_epoch_reaching,
     loss_spikes,
+    numerics_readout,
     softmax_collapse_fraction,
     stalled,
     top_logit_gap,
@@ -168,5 +169,5 @@ __all__ = [
     "write_audit", "read_audit", "relabel_run", "RelabelResult",
     # numerics
     "softmax_collapse_fraction", "zero_loss_fraction", "top_logit_gap", "descent_weight_cosines",
-    "training_gradients", "loss_spikes", "first_epoch_reaching", "stalled",
+    "training_gradients", "loss_spikes", "first_epoch_reaching", "stalled", "numerics_readout",
 ]

@@ -12,7 +12,7 @@ import torch
 
 from ..config import Config
 from ..models import ModelFamily
-from .phases import SETTLE_FRACTION, last_quarter_change
+from .phases import SETTLE_FRACTION, last_quarter_change, run_phases
 
 # the spike rule's defaults (loss_spikes; docs/measurements.md): a train loss at least SPIKE_FACTOR times
 # the lowest of the previous SPIKE_WINDOW epochs and at least SPIKE_FLOOR
@@ -140,6 +140,40 @@ def stalled(epochs, sum_sq_weights, test_clean, max_weight_change: float = STALL
     return bool(g["stationary"]) and final > 0 and abs(w["delta"]) <= max_weight_change * final
 
 
+def numerics_readout(rows: list[dict], summary: dict) -> dict:
+    """docs/numerics.md's readout of one run from its progress.csv rows (dicts with "epoch") and its
+    summary.json: the fit epoch (first checkpoint with train accuracy 1), the grokking epoch
+    (summary's first evaluation with clean test accuracy >= 0.95, None if none), the first checkpoint
+    at which each collapse fraction reaches COLLAPSE_LEVEL and its largest value, whether the run
+    stalled, the largest clean test accuracy, and the final values the page lists."""
+    epochs = [int(r["epoch"]) for r in rows]
+
+    def col(k: str) -> list[float]:
+        return [float(r[k]) for r in rows]
+
+    last, phases = rows[-1], run_phases(epochs, rows)
+    return {
+        "epoch": epochs[-1],
+        "fit_epoch": first_epoch_reaching(epochs, col("train_acc"), 1.0),
+        "grok_epoch": summary.get("epoch_test_acc_clean_first_95"),
+        "collapse_epoch_f32": first_epoch_reaching(epochs, col("softmax_collapse_f32"), COLLAPSE_LEVEL),
+        "collapse_epoch_f64": first_epoch_reaching(epochs, col("softmax_collapse_f64"), COLLAPSE_LEVEL),
+        "collapse_max_f32": max(col("softmax_collapse_f32")),
+        "collapse_max_f64": max(col("softmax_collapse_f64")),
+        "stalled": stalled(epochs, col("sum_sq_weights"), col("test_acc_clean")),
+        "G": float(last["test_acc_clean"]), "G_max": max(col("test_acc_clean")),
+        "M": float(last["train_noisy_memorized_frac"]),
+        "train_loss": float(last["train_loss"]),
+        "collapse_f32": float(last["softmax_collapse_f32"]), "collapse_f64": float(last["softmax_collapse_f64"]),
+        "zero_loss_f32": float(last["zero_loss_frac_f32"]), "logit_gap": float(last["logit_gap_mean"]),
+        "grad_cos_all": float(last["grad_cos_all"]), "grad_cos_W_U": float(last["grad_cos_W_U"]),
+        "sum_sq_weights": float(last["sum_sq_weights"]),
+        "phase": phases["final_phase"], "settled": phases["settled"],
+        "spikes": summary.get("train_loss_spikes"),
+    }
+
+
 __all__ = ["COLLAPSE_LEVEL", "SPIKE_FACTOR", "SPIKE_FLOOR", "SPIKE_WINDOW", "STALL_WEIGHT_CHANGE",
-           "descent_weight_cosines", "first_epoch_reaching", "loss_spikes", "softmax_collapse_fraction", "stalled",
+           "descent_weight_cosines", "first_epoch_reaching", "loss_spikes", "numerics_readout",
+           "softmax_collapse_fraction", "stalled",
            "top_logit_gap", "training_gradients", "zero_loss_fraction"]
