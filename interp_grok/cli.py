@@ -624,7 +624,7 @@ def _parse_budget(text: str) -> tuple[str, float]:
 
 def _add_relabel_parser(sub) -> None:
     from .analysis.audit import AUDIT_SCORES
-    from .analysis.correction import BEST, OPTIMIZER_POLICIES
+    from .analysis.correction import ADAM_STATE_POLICIES, BEST
 
     ap = sub.add_parser(
         "relabel", help="correct-and-resume: relabel the training examples an audit flags, as a new run",
@@ -648,9 +648,10 @@ def _add_relabel_parser(sub) -> None:
     ap.add_argument("--from-scratch", action="store_true",
                     help="retrain from the parent's initialization on the corrected labels, instead of continuing "
                     "from the checkpoint")
-    ap.add_argument("--optimizer", choices=OPTIMIZER_POLICIES, default="reset",
+    ap.add_argument("--adam-state", choices=ADAM_STATE_POLICIES, default="reset",
                     help="continuing: reset (default) starts AdamW fresh at the checkpoint; keep takes the parent's "
-                    "saved moments, which exist only at the epoch of its train state (its last checkpoint)")
+                    "saved moments, which exist only at the epoch of its train state (its last checkpoint). The "
+                    "optimizer itself (adamw or orthoadamw) is the parent's")
     ap.add_argument("--out", type=Path, required=True, help="the new run directory (must not exist)")
     ap.add_argument("--overwrite", action="store_true", help="replace an existing run at --out")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads for the audit")
@@ -676,7 +677,7 @@ def _cmd_relabel(args) -> int:
     try:
         r = relabel_run(args.run_dir, args.out, epoch=args.epoch, budget=budget, score=args.score,
                         key_freqs=args.key_freqs, mode="scratch" if args.from_scratch else "continue",
-                        optimizer=args.optimizer, overwrite=args.overwrite)
+                        adam_state=args.adam_state, overwrite=args.overwrite)
     except ValueError as e:
         raise ConfigError(str(e)) from None
     rec = r.record

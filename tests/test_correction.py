@@ -85,7 +85,7 @@ def test_budget_zero_with_the_parents_optimizer_is_the_parent_continued_bit_for_
     run = rundir.load_run(parent)
     final = run.config.epochs
     child = tmp_path / "unchanged"
-    r = relabel_run(parent, child, epoch=final, budget=0, optimizer="keep")
+    r = relabel_run(parent, child, epoch=final, budget=0, adam_state="keep")
     assert r.n_changed == 0 and r.pairs.numel() == 0
     twin = tmp_path / "twin"
     import shutil
@@ -114,7 +114,7 @@ def test_from_scratch_at_budget_zero_retrains_the_parent_exactly(parent, tmp_pat
 
 
 def test_a_reset_optimizer_continues_like_a_fresh_adam(parent, tmp_path):
-    """Continuing with --optimizer reset is a fresh AdamW on the parent's weights and the new labels:
+    """Continuing with --adam-state reset is a fresh AdamW on the parent's weights and the new labels:
     a plain loop from there reaches the next checkpoint's weights."""
     from interp_grok.models import family
     from interp_grok.optim import make_optimizer
@@ -150,7 +150,7 @@ def test_relabel_refuses_bad_requests(parent, tmp_path):
     run = rundir.load_run(parent)
     E = _mid(run)
     with pytest.raises(TrainError, match="optimizer state at epoch"):
-        relabel_run(parent, tmp_path / "x", epoch=E, budget=1, optimizer="keep")
+        relabel_run(parent, tmp_path / "x", epoch=E, budget=1, adam_state="keep")
     with pytest.raises(TrainError, match="another directory"):
         relabel_run(parent, parent, epoch=E, budget=1)
     with pytest.raises(ValueError, match="budget must be in"):

@@ -45,7 +45,7 @@ from .circuits import logit_frequency_power, logit_key_frequencies, project_sum_
 from .memorization import example_stats, first_fit_epoch
 
 RELABEL_MODES = ("continue", "scratch")
-OPTIMIZER_POLICIES = ("reset", "keep")
+ADAM_STATE_POLICIES = ("reset", "keep")
 BEST = "best"  # relabel by the score with the highest audit precision at the budget (an oracle choice)
 
 
@@ -229,7 +229,7 @@ def relabelled_dataset(ds: Dataset, pairs: torch.Tensor, new: torch.Tensor) -> D
 
 
 def relabel_run(parent: Path | str, out: Path | str, *, epoch: int, budget: int, score: str = "loss",
-                key_freqs: list[int] | None = None, mode: str = "continue", optimizer: str = "reset",
+                key_freqs: list[int] | None = None, mode: str = "continue", adam_state: str = "reset",
                 overwrite: bool = False) -> RelabelResult:
     """Write a new run directory ``out``: ``parent``'s run with the top-``budget`` training examples
     by ``score`` at checkpoint ``epoch`` relabelled with the circuit's prediction (module docstring).
@@ -241,8 +241,8 @@ def relabel_run(parent: Path | str, out: Path | str, *, epoch: int, budget: int,
     """
     if mode not in RELABEL_MODES:
         raise ValueError(f"mode must be one of {', '.join(RELABEL_MODES)} (got {mode!r})")
-    if optimizer not in OPTIMIZER_POLICIES:
-        raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZER_POLICIES)} (got {optimizer!r})")
+    if adam_state not in ADAM_STATE_POLICIES:
+        raise ValueError(f"adam_state must be one of {', '.join(ADAM_STATE_POLICIES)} (got {adam_state!r})")
     if score not in (*AUDIT_SCORES, BEST):
         raise ValueError(f"score must be one of {', '.join((*AUDIT_SCORES, BEST))} (got {score!r})")
     run = rundir.load_run(parent)
@@ -255,11 +255,11 @@ def relabel_run(parent: Path | str, out: Path | str, *, epoch: int, budget: int,
     if out == Path(os.path.abspath(run.path)):
         raise TrainError(f"{out}: the new run must go to another directory than its parent")
     state = None
-    if mode == "continue" and optimizer == "keep":
+    if mode == "continue" and adam_state == "keep":
         start, state = rundir.read_train_state(run.path, run.shapes)
         if start != epoch:
-            raise TrainError(f"--optimizer keep needs the parent's saved optimizer state at epoch {epoch}, but "
-                             f"{run.path / rundir.TRAIN_STATE} is at epoch {start}; use --optimizer reset")
+            raise TrainError(f"--adam-state keep needs the parent's saved optimizer state at epoch {epoch}, but "
+                             f"{run.path / rundir.TRAIN_STATE} is at epoch {start}; use --adam-state reset")
     if epoch not in run.checkpoint_epochs:
         audit_checkpoint(run, epoch)  # the one-line error naming the checkpoints there are
     first_fit, first_fit_from = first_fit_upto(run, epoch)
@@ -281,8 +281,8 @@ def relabel_run(parent: Path | str, out: Path | str, *, epoch: int, budget: int,
         "checkpoint_sha256": rundir.file_sha256(rundir.checkpoint_path(run.path, epoch)),
         "mode": mode,
         "start_epoch": epoch if mode == "continue" else 0,
-        "optimizer": optimizer if mode == "continue" else "init",
-        "adam_step_origin": epoch if mode == "continue" and optimizer == "reset" else 0,
+        "optimizer": adam_state if mode == "continue" else "init",  # the Adam-state policy (run-format.md)
+        "adam_step_origin": epoch if mode == "continue" and adam_state == "reset" else 0,
         "score": chosen,
         "score_requested": score,
         "budget": budget,
