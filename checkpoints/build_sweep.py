@@ -2,13 +2,15 @@
 
     python checkpoints/build_sweep.py [--no-spectra] [--final-weights] /work/sweeps/noise-tf [...]
     python checkpoints/build_sweep.py --rephase [--phase-rule v1] [checkpoints/sweeps/noise-tf ...]
+    python checkpoints/build_sweep.py --runs DEST RUN_DIR [...]
 
 For a sweep trained by `interp-grok sweep` and analyzed by `interp-grok analyze SWEEP_DIR`, it
 keeps sweep.json, analysis/table.csv and, per run, config.json (settings, versions, git commit)
 and the small analysis files: progress.csv (one row per checkpoint), summary.json and
 embed_fourier.safetensors (N_k of W_E per checkpoint). It leaves out what is large or per
 example: checkpoints, train state, dataset, metrics.jsonl, memorization.safetensors, figures,
-and the analysis manifest (whose hashes name files not kept). It writes SHA256SUMS beside them
+and the analysis manifest (whose hashes name files not kept); a run's audit.csv (the label audit at
+its final checkpoint, a few kB) is kept where it exists. It writes SHA256SUMS beside them
 and prints the total size. The copy is read by `interp_grok.load_sweep` (the table) and the
 notebooks; it is not a set of run directories that `interp-grok analyze` could redo.
 `--no-spectra` leaves embed_fourier out too, for a grid whose use is its table and phases
@@ -16,6 +18,10 @@ notebooks; it is not a set of run directories that `interp-grok analyze` could r
 each run's dataset.safetensors and its final checkpoint (exact float32 weights, about 0.9 MB for
 the transformer at p = 113): the copy of each run is then a run directory that `load_run` opens
 (`run.params(final)`, `to_hooked_transformer(run, final)`), for measurements on the final weights.
+
+`--runs DEST RUN_DIR ...` copies analyzed run directories that belong to no sweep (e.g. the
+children of `interp-grok relabel`) the same way, analysis-only, into checkpoints/DEST/<run name>/,
+with a SHA256SUMS; a run's config.json keeps its provenance (the parent and the relabelling).
 
 `--rephase` re-derives, in the committed copies (all of checkpoints/sweeps/ by default), the
 table columns that the phase rule sets (final_phase, settled and the transition epochs) from each
@@ -41,6 +47,45 @@ from interp_grok.sweep.table import SWEEP_ANALYSIS_DIR, TABLE, read_table, write
 HERE = Path(__file__).parent
 RUN_FILES = ("config.json",)
 ANALYSIS_FILES = (rundir.PROGRESS_CSV, rundir.SUMMARY, rundir.EMBED_FOURIER)
+OPTIONAL_FILES = (rundir.AUDIT_CSV,)  # kept where the analysis wrote them
+
+
+def _copy_run(run: Path, out: Path, analysis_files: tuple[str, ...], final_weights: bool = False) -> None:
+    (out / rundir.ANALYSIS_DIR).mkdir(parents=True)
+    for f in RUN_FILES:
+        shutil.copy2(run / f, out / f)
+    for f in analysis_files:
+        shutil.copy2(run / rundir.ANALYSIS_DIR / f, out / rundir.ANALYSIS_DIR / f)
+    for f in OPTIONAL_FILES:
+        if (run / rundir.ANALYSIS_DIR / f).exists():
+            shutil.copy2(run / rundir.ANALYSIS_DIR / f, out / rundir.ANALYSIS_DIR / f)
+    if final_weights:
+        final = rundir.checkpoint_epochs_on_disk(run)[-1]
+        shutil.copy2(run / rundir.DATASET, out / rundir.DATASET)
+        (out / rundir.CHECKPOINT_DIR).mkdir()
+        ckpt = rundir.checkpoint_path(run, final)
+        shutil.copy2(ckpt, out / rundir.CHECKPOINT_DIR / ckpt.name)
+
+
+def _finish(tmp: Path, dest: Path) -> list[Path]:
+    files = sorted(p for p in tmp.rglob("*") if p.is_file())
+    sums = "".join(f"{hashlib.sha256(p.read_bytes()).hexdigest()}  {p.relative_to(tmp)}\n" for p in files)
+    (tmp / "SHA256SUMS").write_text(sums)
+    shutil.rmtree(dest, ignore_errors=True)
+    tmp.rename(dest)
+    return files
+
+
+def build_runs(runs: list[Path], dest: Path, analysis_files: tuple[str, ...] = ANALYSIS_FILES) -> list[Path]:
+    """``--runs``: analyzed run directories (no sweep) copied analysis-only into dest/<run name>/."""
+    tmp = dest.with_name(dest.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for run in runs:
+        if not (run / rundir.ANALYSIS_DIR / rundir.PROGRESS_CSV).exists():
+            raise SystemExit(f"{run}: not analyzed; run `interp-grok analyze {run}` first")
+        _copy_run(run, tmp / run.name, analysis_files)
+    return _finish(tmp, dest)
 
 
 def build(src: Path, dest: Path, analysis_files: tuple[str, ...] = ANALYSIS_FILES, final_weights: bool = False
@@ -55,26 +100,11 @@ def build(src: Path, dest: Path, analysis_files: tuple[str, ...] = ANALYSIS_FILE
     shutil.copy2(src / "sweep.json", tmp / "sweep.json")
     shutil.copy2(table, tmp / SWEEP_ANALYSIS_DIR / TABLE)
     for name in sweep.runs:
-        run, out = sweep.run_dir(name), tmp / "runs" / name
+        run = sweep.run_dir(name)
         if not (run / rundir.ANALYSIS_DIR / rundir.PROGRESS_CSV).exists():
             continue  # not trained or not analyzed yet (a sweep still running): table.csv gives its state
-        (out / rundir.ANALYSIS_DIR).mkdir(parents=True)
-        for f in RUN_FILES:
-            shutil.copy2(run / f, out / f)
-        for f in analysis_files:
-            shutil.copy2(run / rundir.ANALYSIS_DIR / f, out / rundir.ANALYSIS_DIR / f)
-        if final_weights:
-            final = rundir.checkpoint_epochs_on_disk(run)[-1]
-            shutil.copy2(run / rundir.DATASET, out / rundir.DATASET)
-            (out / rundir.CHECKPOINT_DIR).mkdir()
-            ckpt = rundir.checkpoint_path(run, final)
-            shutil.copy2(ckpt, out / rundir.CHECKPOINT_DIR / ckpt.name)
-    files = sorted(p for p in tmp.rglob("*") if p.is_file())
-    sums = "".join(f"{hashlib.sha256(p.read_bytes()).hexdigest()}  {p.relative_to(tmp)}\n" for p in files)
-    (tmp / "SHA256SUMS").write_text(sums)
-    shutil.rmtree(dest, ignore_errors=True)
-    tmp.rename(dest)
-    return files
+        _copy_run(run, tmp / "runs" / name, analysis_files, final_weights)
+    return _finish(tmp, dest)
 
 
 def _sha256sums(folder: Path) -> None:
@@ -116,6 +146,15 @@ def main(argv: list[str]) -> int:
             changed = rephase(dest, rule)
             print(f"{dest.name}: {len(changed)} final phases changed" + "".join(
                 f"\n    {n}: {a} -> {b}" for n, (a, b) in sorted(changed.items())))
+        return 0
+    if argv[:1] == ["--runs"]:
+        if len(argv) < 3:
+            print(__doc__)
+            return 2
+        dest = HERE / argv[1]
+        files = build_runs([Path(a) for a in argv[2:]], dest)
+        size = sum(p.stat().st_size for p in dest.rglob("*") if p.is_file())
+        print(f"{dest}: {len(files)} files, {size / 1e6:.2f} MB")
         return 0
     spectra, weights = "--no-spectra" not in argv, "--final-weights" in argv
     argv = [a for a in argv if a not in ("--no-spectra", "--final-weights")]
