@@ -244,17 +244,14 @@ FMCG = ("train_clean_acc", "train_noisy_memorized_frac", "train_noisy_corrected_
 
 
 def lookup_control(run_dir, keys: list[int]) -> dict[str, float]:
-    """The lookup-table control for extraction accuracy (circuits.lookup_table_logits, ties
-    "expected"): a pure memorizer of the run's noisy training labels, projected on the run's key
-    frequencies, scored against the clean labels on the test pairs and on the noisy-labelled
-    training pairs. The dataset is regenerated from config.json (make_dataset is deterministic)."""
+    """The lookup-table control for extraction accuracy (ig.lookup_extraction_control) on the test
+    pairs and on the noisy-labelled training pairs. The dataset is regenerated from config.json
+    (make_dataset is deterministic)."""
     cfg, _ = rundir.read_config(run_dir)
     ds = make_dataset(cfg)
-    table = ig.lookup_table_logits(cfg.p, ds.train_idx, ds.noisy_labels)
-    k = torch.tensor(keys, dtype=torch.int64)
     noisy_tr = ds.train_idx[ds.noise[ds.train_idx] != 0]
-    return {"ctl_test": ig.restricted_accuracy(table, k, ds.clean_labels, ds.test_idx, ties="expected"),
-            "ctl_noisy": ig.restricted_accuracy(table, k, ds.clean_labels, noisy_tr, ties="expected")}
+    return {split: ig.lookup_extraction_control(cfg.p, ds.train_idx, ds.noisy_labels, keys, ds.clean_labels, idx)
+            for split, idx in (("ctl_test", ds.test_idx), ("ctl_noisy", noisy_tr))}
 
 
 def noisy_readout(sweep, name: str, at: int | None = None) -> dict:

@@ -34,7 +34,8 @@ T checkpoints, n_train training examples; pairs (a, b) are flat in a-major order
 - per-checkpoint measures: x_value_columns, x_column; the registry is
   interp_grok.analysis.measures (MEASURES, @measure, Checkpoint)   (interp_grok.analysis.measures)
 - what became of the noisy labels: extraction_accuracy, correct_diagonals (the restricted logits
-  against the clean labels); audit_scores, expected_hits, audit_curve, audit_budgets, audit_table,
+  against the clean labels), lookup_extraction_control (its lookup-table control);
+  audit_scores, expected_hits, audit_curve, audit_budgets, audit_table,
   flag (the label audit: precision / recall at budget B, ties in expectation)
                                                                    (interp_grok.analysis.audit)
   audit_checkpoint, audit_run, read_audit (RUN/analysis/audit.csv), relabel_run (correct-and-resume:
@@ -72,6 +73,7 @@ from .analysis.audit import (
     expected_hits,
     extraction_accuracy,
     flag,
+    lookup_extraction_control,
 )
 from .analysis.circuits import (
     excluded_logits,
@@ -188,6 +190,7 @@ def to_hooked_transformer(run: Run, epoch: int | None = None, device: str = "cpu
 
 
 __all__ = [
+    "lookup_extraction_control",
     "extraction_accuracy", "correct_diagonals", "audit_scores", "expected_hits", "audit_curve", "audit_budgets",
     "audit_table", "flag", "AUDIT_SCORES", "Audit", "audit_checkpoint", "audit_run", "read_audit", "relabel_run",
     "RelabelResult",

@@ -18,6 +18,7 @@ from interp_grok.analysis.audit import (
     expected_hits,
     extraction_accuracy,
     flag,
+    lookup_extraction_control,
 )
 from interp_grok.analysis.circuits import project_sum_frequencies, restricted_logits
 
@@ -287,3 +288,17 @@ def test_measures_when_the_network_memorizes_and_the_circuit_knows():
     assert row["train_noisy_memorized_frac"] == 1.0 and row["train_noisy_corrected_frac"] == 0.0
     assert row["extraction_acc_train_noisy"] == 1.0 and row["extraction_acc_test"] == 1.0
     assert row["audit_rprec_restricted_disagree"] == 1.0
+
+
+def test_lookup_extraction_control_known_answers():
+    """The lookup-table control: with clean training labels and every frequency kept, each
+    anti-diagonal's memorized labels all vote for its clean label, so the control is exactly 1 on
+    the test pairs; with every label shifted by +1 they all vote for s + 1, and it is exactly 0."""
+    p = 7
+    a, b = torch.arange(p * p) // p, torch.arange(p * p) % p
+    clean = (a + b) % p
+    train_idx = torch.arange(0, p * p, 2)  # every other pair: each anti-diagonal has training pairs
+    test_idx = torch.arange(1, p * p, 2)
+    every = torch.arange(1, p // 2 + 1)
+    assert lookup_extraction_control(p, train_idx, clean, every, clean, test_idx) == 1.0
+    assert lookup_extraction_control(p, train_idx, (clean + 1) % p, every, clean, test_idx) == 0.0

@@ -35,6 +35,7 @@ from .audit import (
     expected_hits,
     extraction_accuracy,
     flag,
+    lookup_extraction_control,
 )
 from .circuits import (
     LOGIT_KEY_RULE,
@@ -164,6 +165,7 @@ __all__ = [
     # measures (the per-checkpoint columns)
     "MEASURES", "Measure", "Checkpoint", "measure", "measure_row",
     # audit (extraction accuracy, the label audit) and correction (a run's audit, correct-and-resume)
+    "lookup_extraction_control",
     "extraction_accuracy", "correct_diagonals", "audit_scores", "expected_hits", "audit_curve", "audit_budgets",
     "audit_table", "flag", "AUDIT_SCORES", "AUDIT_BUDGET_FRACS", "Audit", "audit_checkpoint", "audit_run",
     "write_audit", "read_audit", "relabel_run", "RelabelResult",

@@ -25,7 +25,7 @@ import math
 
 import torch
 
-from .circuits import tie_credit
+from .circuits import lookup_table_logits, restricted_accuracy, tie_credit
 
 # the scores of audit_scores, in table order; each is "higher = more suspicious"
 AUDIT_SCORES = ("loss", "margin", "first_fit_late", "first_fit_early", "restricted_disagree", "restricted_nll")
@@ -53,6 +53,17 @@ def extraction_accuracy(restricted: torch.Tensor, clean: torch.Tensor, idx: torc
     if clean.numel() == 0:
         return math.nan
     return tie_credit(restricted, clean, ties).mean().item()
+
+
+def lookup_extraction_control(p: int, train_idx: torch.Tensor, train_labels: torch.Tensor, freqs: torch.Tensor,
+                              clean: torch.Tensor, idx: torch.Tensor) -> float:
+    """The control for extraction accuracy: a pure memorizer of the training labels (logit 1 on
+    ``train_labels[i]`` for i in train_idx, circuits.lookup_table_logits) projected on the same key
+    frequencies and scored against the clean labels on ``idx``, ties "expected". Memorized noisy
+    labels s + X vote most often for s + 0 along each anti-diagonal, so the table alone recovers
+    clean labels; only extraction above this control says the circuit knows more than the table."""
+    table = lookup_table_logits(p, train_idx, train_labels)
+    return restricted_accuracy(table, torch.as_tensor(freqs, dtype=torch.int64), clean, idx, ties="expected")
 
 
 def correct_diagonals(restricted: torch.Tensor, p: int) -> torch.Tensor:
