@@ -289,20 +289,23 @@ def plot_memorization(an: Analysis, floor: dict, xs: list[int], run_name: str = 
 # ------------------------------------------------------------------ several runs
 
 
-def plot_compare(analyses: dict[str, Analysis], columns: list[tuple[str, str]], title: str,
+def plot_compare(analyses: dict[str, Analysis | list[dict]], columns: list[tuple[str, str]], title: str,
                  logy: bool = False, floors: dict[str, float] | None = None, *,
-                 fig: Figure | SubFigure | None = None) -> Figure:
-    """One panel per (column, y label), one line per run (label -> Analysis), shared epoch axis.
+                 styles: dict[str, tuple[str, str]] | None = None, fig: Figure | SubFigure | None = None) -> Figure:
+    """One panel per (column, y label), one line per run (label -> Analysis, or progress.csv rows as
+    dicts), shared epoch axis. ``styles[label]`` = (color, linestyle); default one color per run.
 
     ``floors`` (label -> value) draws each run's reference level as a dotted line in its color.
     """
+    styles = styles or {label: (f"C{i % 10}", "-") for i, label in enumerate(analyses)}
     with _style():
         fig, axes = _panels(fig, len(columns), (4.2 * len(columns) + 1, 3.8))
         for ax, (col, ylabel) in zip(axes, columns):
-            for i, (label, an) in enumerate(analyses.items()):
-                ax.plot(*_xy(an, col), color=f"C{i}", label=label)
+            for label, an in analyses.items():
+                color, ls = styles[label]
+                ax.plot(*_row_xy(an.rows if isinstance(an, Analysis) else an, col), color=color, ls=ls, label=label)
                 if floors and label in floors:
-                    ax.axhline(floors[label], color=f"C{i}", ls=":", lw=1)
+                    ax.axhline(floors[label], color=color, ls=":", lw=1)
             if logy:
                 ax.set_yscale("log")
             ax.set_ylabel(ylabel)
