@@ -37,6 +37,10 @@ for sweep in SWEEPS:
             s = o["setting"]
             runs[("wd0" if s["wd"] == 0 else "default", s["n"], s["loss"], s["dtype"], s["opt"], s["seed"])] = o
 print(f"{len(runs)} finished runs")
+for key, o in sorted(runs.items(), key=lambda kv: str(kv[0])):
+    if o["spikes"]:
+        first, last = o["spike_epochs"][0], o["spike_epochs"][-1]
+        print(" ".join(map(str, key)), f"spikes {o['spikes']}, at epochs {first}-{last}")
 
 
 def fmt(x) -> str:
@@ -125,6 +129,26 @@ for claim, holds in claims.items():
     print(f"{claim}: per seed {holds} -> {verdict(holds)}")
 
 # %% [markdown]
+# ## Behind the no-weight-decay text: collapse, then a slingshot (float32) or a stall (float64)
+
+# %%
+for s in SEEDS:
+    f32, f64 = wd0("cross_entropy", "float32", s), wd0("cross_entropy", "float64", s)
+    at1000 = {o["setting"]["dtype"]: [r for r in o["rows"] if r["epoch"] == 1000][0] for o in (f32, f64)}
+    print(f"seed {s}: clean test accuracy at initialization {f32['rows'][0]['test_acc_clean']:.4f}; float32 CE "
+          f"sum of squares {at1000['float32']['sum_sq_weights']:.0f} at epoch 1000 -> {f32['sum_sq_weights']:.0f}; "
+          f"float64 {at1000['float64']['sum_sq_weights']:.0f} -> {f64['sum_sq_weights']:.0f}")
+print("seed 0, float32 CE, epochs 700-1300 (epoch, f32 collapse fraction, mean top-logit gap):",
+      [(int(r["epoch"]), round(r["softmax_collapse_f32"], 3), round(r["logit_gap_mean"], 1))
+       for r in wd0("cross_entropy", "float32", 0)["rows"] if 700 <= r["epoch"] <= 1300])
+for s in SEEDS:
+    for dtype in ("float32", "float64"):
+        o = wd0("stablemax", dtype, s)
+        first = min(r["epoch"] for r in o["rows"] if r["softmax_collapse_f32"] == 1.0)
+        print(f"StableMax {dtype} seed {s}: fit at {o['fit_epoch']}, f32 collapse column 1.0 from {first:.0f}, "
+              f"final mean top-logit gap {o['logit_gap']:.0f}, sum of squares {o['sum_sq_weights']:.0f}")
+
+# %% [markdown]
 # ## The collapse epochs and largest fractions behind claim 7
 
 # %%
@@ -138,26 +162,27 @@ for label, pairs in (("wd 0", [(wd0("cross_entropy", "float32", s, n=4), wd0("cr
               f"(largest {clean['collapse_max_f32']:.3f})")
 
 # %% [markdown]
-# ## Figures: seed 0 of each arm (seed 1 is in the printed table)
+# ## Figures: each arm, one figure per seed
 
 # %%
-arms = {"CE float32": ("cross_entropy", "float32", "adamw", 0, ("C3", "-")),
-        "CE float64": ("cross_entropy", "float64", "adamw", 0, ("C0", "-")),
-        "StableMax float32": ("stablemax", "float32", "adamw", 0, ("C2", "-")),
-        "StableMax float64": ("stablemax", "float64", "adamw", 0, ("C2", "--")),
-        "orthoadamw CE float32": ("cross_entropy", "float32", "orthoadamw", 0, ("C4", "-")),
-        "orthoadamw CE float64": ("cross_entropy", "float64", "orthoadamw", 0, ("C4", "--")),
-        "CE float32, n = 4": ("cross_entropy", "float32", "adamw", 4, ("C1", "-"))}
-fig = plotting.plot_numerics({k: wd0(loss, dt, 0, opt, n)["rows"] for k, (loss, dt, opt, n, _) in arms.items()},
-                             "No weight decay (lr 1e-2, training fraction 0.4), seed 0",
-                             styles={k: v[-1] for k, v in arms.items()})
-plotting.save_figure(fig, figures_dir() / "numerics_wd0.png")
+for seed in SEEDS:
+    arms = {"CE float32": ("cross_entropy", "float32", "adamw", 0, ("C3", "-")),
+            "CE float64": ("cross_entropy", "float64", "adamw", 0, ("C0", "-")),
+            "StableMax float32": ("stablemax", "float32", "adamw", 0, ("C2", "-")),
+            "StableMax float64": ("stablemax", "float64", "adamw", 0, ("C2", "--")),
+            "orthoadamw CE float32": ("cross_entropy", "float32", "orthoadamw", 0, ("C4", "-")),
+            "orthoadamw CE float64": ("cross_entropy", "float64", "orthoadamw", 0, ("C4", "--")),
+            "CE float32, n = 4": ("cross_entropy", "float32", "adamw", 4, ("C1", "-"))}
+    fig = plotting.plot_numerics({k: wd0(loss, dt, seed, opt, n)["rows"] for k, (loss, dt, opt, n, _) in arms.items()},
+                                 f"No weight decay (lr 1e-2, training fraction 0.4), seed {seed}",
+                                 styles={k: v[-1] for k, v in arms.items()})
+    plotting.save_figure(fig, figures_dir() / f"numerics_wd0_s{seed}.png")
 
-arms = {f"n = {n}, {name}": (n, loss, dt, (color, "-" if n == 0 else "--"))
-        for n in (0, 4) for name, loss, dt, color in (("CE float32", "cross_entropy", "float32", "C3"),
-                                                      ("CE float64", "cross_entropy", "float64", "C0"),
-                                                      ("StableMax float32", "stablemax", "float32", "C2"))}
-fig = plotting.plot_numerics({k: default(n, loss, dt, 0)["rows"] for k, (n, loss, dt, _) in arms.items()},
-                             "The seed's defaults (wd 1, lr 1e-3, training fraction 0.3), seed 0",
-                             styles={k: v[-1] for k, v in arms.items()})
-plotting.save_figure(fig, figures_dir() / "numerics_default.png")
+    arms = {f"n = {n}, {name}": (n, loss, dt, (color, "-" if n == 0 else "--"))
+            for n in (0, 4) for name, loss, dt, color in (("CE float32", "cross_entropy", "float32", "C3"),
+                                                          ("CE float64", "cross_entropy", "float64", "C0"),
+                                                          ("StableMax float32", "stablemax", "float32", "C2"))}
+    fig = plotting.plot_numerics({k: default(n, loss, dt, seed)["rows"] for k, (n, loss, dt, _) in arms.items()},
+                                 f"The seed's defaults (wd 1, lr 1e-3, training fraction 0.3), seed {seed}",
+                                 styles={k: v[-1] for k, v in arms.items()})
+    plotting.save_figure(fig, figures_dir() / f"numerics_default_s{seed}.png")

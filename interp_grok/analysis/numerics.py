@@ -169,7 +169,7 @@ def numerics_readout(rows: list[dict], summary: dict) -> dict:
         "grad_cos_all": float(last["grad_cos_all"]), "grad_cos_W_U": float(last["grad_cos_W_U"]),
         "sum_sq_weights": float(last["sum_sq_weights"]),
         "phase": phases["final_phase"], "settled": phases["settled"],
-        "spikes": summary.get("train_loss_spikes"),
+        "spikes": summary.get("train_loss_spikes"), "spike_epochs": summary.get("train_loss_spike_epochs"),
     }
 
 
