@@ -149,6 +149,27 @@ for s in SEEDS:
               f"final mean top-logit gap {o['logit_gap']:.0f}, sum of squares {o['sum_sq_weights']:.0f}")
 
 # %% [markdown]
+# ## Behind the defaults text
+
+# %%
+for s in SEEDS:
+    f64_run = default(0, "cross_entropy", "float64", s)
+    print(f"seed {s}: float64 noise-free run, largest float32 collapse fraction {f64_run['collapse_max_f32']:.3f}; "
+          f"float32 n = 4 largest {default(4, 'cross_entropy', 'float32', s)['collapse_max_f32']:.5f}; "
+          f"StableMax float32 groks {default(0, 'stablemax', 'float32', s)['grok_epoch']} against float64 "
+          f"softmax {default(0, 'cross_entropy', 'float64', s)['grok_epoch']} and float32 softmax "
+          f"{default(0, 'cross_entropy', 'float32', s)['grok_epoch']}")
+spiky = default(0, "cross_entropy", "float32", 1)
+print("float32 noise-free seed 1: lowest clean test accuracy from epoch 13 000 on",
+      min(r["test_acc_clean"] for r in spiky["rows"] if r["epoch"] >= 13_000))
+print("wd 0, float64 CE seed 0, float32 collapse fraction at epochs 905 and 1000:",
+      [round(r["softmax_collapse_f32"], 3) for r in wd0("cross_entropy", "float64", 0)["rows"]
+       if r["epoch"] in (905, 1000)])
+print("wd 0, n = 4 float32 CE: clean test accuracy at initialization",
+      [round(wd0("cross_entropy", "float32", s, n=4)["rows"][0]["test_acc_clean"], 4) for s in SEEDS],
+      "largest", [round(wd0("cross_entropy", "float32", s, n=4)["G_max"], 4) for s in SEEDS])
+
+# %% [markdown]
 # ## The collapse epochs and largest fractions behind claim 7
 
 # %%

@@ -54,7 +54,7 @@ def test_no_weight_decay_adamw_never_groks(runs):
     adamw = {k: o for k, o in runs.items() if k[0] == "wd0" and k[4] == "adamw"}
     assert len(adamw) == 10 and all(o["grok_epoch"] is None for o in adamw.values())
     assert max(o["G_max"] for k, o in adamw.items() if k[1] == 0) < 0.010
-    assert max(o["G_max"] for k, o in adamw.items() if k[1] == 4) < 0.019
+    assert max(o["G_max"] for k, o in adamw.items() if k[1] == 4) < 0.0185
 
 
 def test_float32_collapses_but_does_not_stall(runs):
@@ -137,7 +137,7 @@ def test_noisy_runs_collapse_less_at_the_defaults(runs):
     for s, top in ((0, 0.057), (1, 0.133)):
         noisy, clean = default(runs, 4, "cross_entropy", "float32", s), default(runs, 0, "cross_entropy", "float32", s)
         assert noisy["collapse_epoch_f32"] is None and clean["collapse_epoch_f32"] is None
-        assert noisy["collapse_max_f32"] < 0.0008 and clean["collapse_max_f32"] == pytest.approx(top, abs=5e-4)
+        assert noisy["collapse_max_f32"] <= 2 / 2822 and clean["collapse_max_f32"] == pytest.approx(top, abs=5e-4)
 
 
 def test_the_no_weight_decay_details(runs):
@@ -198,3 +198,29 @@ def test_the_float64_stall_and_the_rest_of_the_wd0_text(runs):
         assert noisy["spikes"] == 7 and noisy["M"] == 1.0
     ortho = [wd0(runs, "cross_entropy", "float32", s, "orthoadamw") for s in (0, 1)]
     assert [o["collapse_epoch_f32"] for o in ortho] == [1000, 1250]
+
+
+def test_the_rest_of_the_defaults_text(runs):
+    """The float32 measure on the float64 noise-free runs peaks at 8.2 % / 4.6 %; StableMax float32 groks
+    4 150-4 700 epochs after float64 softmax; the spiking float32 run keeps clean test accuracy 1.0 from
+    epoch 13 000 (spikes at 13 716-18 618); the wd-0 spikes at 1 059-9 116; n = 4 float32 CE ends at
+    0.143 / 0.140; StableMax's float32 collapse column stays 1.0 once it reaches it; the float64 ⊥AdamW
+    runs end stalled; float64 CE at wd 0 has its float32 collapse 0.970 at 905 and 1.0 at 1 000."""
+    assert [round(default(runs, 0, "cross_entropy", "float64", s)["collapse_max_f32"], 3) for s in (0, 1)] == [
+        0.082, 0.046]
+    delays = [default(runs, 0, "stablemax", "float32", s)["grok_epoch"]
+              - default(runs, 0, "cross_entropy", "float64", s)["grok_epoch"] for s in (0, 1)]
+    assert delays == [4700, 4150]
+    spiky = default(runs, 0, "cross_entropy", "float32", 1)
+    assert min(r["test_acc_clean"] for r in spiky["rows"] if r["epoch"] >= 13_000) == 1.0
+    assert (spiky["spike_epochs"][0], spiky["spike_epochs"][-1]) == (13716, 18618)
+    wd0_spikes = [e for s in (0, 1) for e in wd0(runs, "cross_entropy", "float32", s)["spike_epochs"]]
+    assert (min(wd0_spikes), max(wd0_spikes)) == (1059, 9116)
+    assert [round(default(runs, 4, "cross_entropy", "float32", s)["G"], 3) for s in (0, 1)] == [0.143, 0.140]
+    for k, o in runs.items():
+        if k[2] == "stablemax":
+            c = [r["softmax_collapse_f32"] for r in o["rows"]]
+            assert all(x == 1.0 for x in c[c.index(1.0):])
+    assert all(wd0(runs, "cross_entropy", "float64", s, "orthoadamw")["stalled"] for s in (0, 1))
+    rows = {int(r["epoch"]): r["softmax_collapse_f32"] for r in wd0(runs, "cross_entropy", "float64", 0)["rows"]}
+    assert (round(rows[905], 3), rows[1000]) == (0.970, 1.0)
