@@ -666,8 +666,8 @@ def _cmd_relabel(args) -> int:
 
     if args.threads is not None and args.threads < 1:
         raise ConfigError(f"threads must be an integer >= 1 (got {args.threads})")
-    if args.from_scratch and args.optimizer != "reset":
-        raise ConfigError("--optimizer applies to continuing from the checkpoint, not to --from-scratch")
+    if args.from_scratch and args.adam_state != "reset":
+        raise ConfigError("--adam-state applies to continuing from the checkpoint, not to --from-scratch")
     torch.set_num_threads(args.threads or _default_threads())
     n_train = load_run(args.run_dir).dataset.train_idx.numel()
     kind, value = args.budget

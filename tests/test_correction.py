@@ -191,6 +191,14 @@ def test_cli_relabel_then_resume(parent, tmp_path, capsys):
     assert run_cli("relabel", parent, "--epoch", E + 10**6, "--budget", "1", "--out", tmp_path / "c") == 1
     assert "no checkpoint at epoch" in capsys.readouterr().err
     assert not (tmp_path / "c").exists()
+    # the flags of the two modes: --from-scratch from the CLI, and --adam-state keep refused with it
+    assert run_cli("relabel", parent, "--epoch", E, "--budget", "1", "--from-scratch", "--out", tmp_path / "d") == 0
+    cfg = json.loads((tmp_path / "d" / "config.json").read_text())
+    assert cfg["provenance"][rundir.PARENT]["mode"] == "scratch"
+    assert run_cli("relabel", parent, "--epoch", E, "--budget", "1", "--from-scratch", "--adam-state", "keep",
+                   "--out", tmp_path / "e") != 0
+    assert "--adam-state applies to continuing" in capsys.readouterr().err
+    assert not (tmp_path / "e").exists()
 
 
 def test_analyze_writes_the_audit_table_and_its_figure(parent, tmp_path, capsys):
