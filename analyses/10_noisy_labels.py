@@ -73,7 +73,7 @@ for label in ("E", "final"):
     for split in ("test", "noisy"):
         edge = [extraction[(s, label)][f"extr_{split}"] - extraction[(s, label)][f"ctl_{split}"] for s in SEEDS]
         print(f"{label}, {split}: extraction minus control {', '.join(f'{e:+.3f}' for e in edge)} -> "
-              f"{'knows more than the table' if min(edge) > 0.02 else 'not above the table in both seeds'}")
+              f"{'knows more than the table' if min(edge) > 0.02 else 'not more than 0.02 above it in both seeds'}")
 
 # %% [markdown]
 # ## 2. The label audit at the final checkpoint (audit.csv)
@@ -83,16 +83,20 @@ audits = {}
 for s in SEEDS:
     with open(parent_dir(s) / "analysis" / "audit.csv") as f:
         rows = list(csv.DictReader(f))
-    n_train = max(int(r["budget"]) for r in rows if float(r["budget_frac"]) == 1.0)
-    n_noisy = {int(r["budget"]) for r in rows if r["is_rprec"] == "True"} if "is_rprec" in rows[0] else None
-    audits[s] = rows
-    budgets = sorted({int(r["budget"]) for r in rows})
-    b4 = min(budgets, key=lambda b: abs(b - 0.04 * n_train))
+    full = [r for r in rows if float(r["budget_frac"]) == 1.0][0]
+    n_train, n_noisy = int(full["budget"]), round(float(full["hits"]))
+    b4 = min({int(r["budget"]) for r in rows}, key=lambda b: abs(b - 0.04 * n_train))
     base = float(rows[0]["baseline_precision"])
-    print(f"seed {s}: {n_train} training examples; random precision {base:.3f}")
+    audits[s] = {"n_train": n_train, "n_noisy": n_noisy, "b4": b4, "baseline": base, "epoch": int(rows[0]["epoch"]),
+                 "scores": {}}
+    print(f"seed {s} (epoch {audits[s]['epoch']}): {n_train} training examples, {n_noisy} noisy; random precision "
+          f"{base:.3f}")
     for score in dict.fromkeys(r["score"] for r in rows):
-        at = {int(r["budget"]): r for r in rows if r["score"] == score}
-        print(f"  {score:<20} precision at B = {b4} (4 %): {float(at[b4]['precision']):.3f}")
+        at = {int(r["budget"]): float(r["precision"]) for r in rows if r["score"] == score}
+        audits[s]["scores"][score] = {"p4": at[b4], "rprec": at[n_noisy]}
+        print(f"  {score:<20} precision at B = {b4} (4 %) {at[b4]:.3f}; at B = n_noisy {at[n_noisy]:.3f}")
+    best = max(audits[s]["scores"], key=lambda k: audits[s]["scores"][k]["rprec"])
+    print(f"  best score by R-precision: {best}")
 
 # %% [markdown]
 # ## 3. Correct-and-resume
@@ -111,8 +115,10 @@ for s in SEEDS:
             "grok_epoch": summary(run)["epoch_test_acc_clean_first_95"], "phase": ph["final_phase"],
             "settled": ph["settled"], "G": rows[-1]["test_acc_clean"], "epoch": int(rows[-1]["epoch"]),
             "mode": rel["mode"]}
+        audit = (f"audit precision at E {o['precision']:.3f} (random {rel['audit_baseline_precision']:.3f}); "
+                 f"{o['now_clean'] / o['changed']:.3f} of the changed now clean; " if o["budget"] else "")
         print(f"seed {s} {arm:<12} {o['mode']:<8} budget {o['budget']:>5}: flagged noisy {o['noisy_flagged']:>5}, "
-              f"changed {o['changed']:>5}, now clean {o['now_clean']:>5}; grok epoch {o['grok_epoch']}, "
+              f"changed {o['changed']:>5}, now clean {o['now_clean']:>5}; {audit}grok epoch {o['grok_epoch']}, "
               f"final {o['phase']} (settled {o['settled']}), G {o['G']:.3f} at {o['epoch']}")
 for arm in ("b4", "b62", "b62_scratch"):
     restores = [children[(s, arm)]["grok_epoch"] is not None and children[(s, "control")]["grok_epoch"] is None
