@@ -12,6 +12,8 @@
 import csv
 import json
 
+import torch
+
 import interp_grok as ig
 from interp_grok import plotting, rundir
 from interp_grok.reference import figures_dir, reference_dir
@@ -120,6 +122,30 @@ for s in SEEDS:
         print(f"seed {s} {arm:<12} {o['mode']:<8} budget {o['budget']:>5}: flagged noisy {o['noisy_flagged']:>5}, "
               f"changed {o['changed']:>5}, now clean {o['now_clean']:>5}; {audit}grok epoch {o['grok_epoch']}, "
               f"final {o['phase']} (settled {o['settled']}), G {o['G']:.3f} at {o['epoch']}")
+# %% [markdown]
+# What the relabelling did to the training labels (the children's dataset.safetensors): each changed
+# example went wrong -> clean, clean -> wrong or wrong -> wrong; the noisy-label count before and after.
+
+# %%
+p = 97
+clean_of = (torch.arange(p * p) // p + torch.arange(p * p) % p) % p
+changes = {}
+for s in SEEDS:
+    for arm in ("b4", "b62"):
+        t = rundir.read_dataset(child_dir(s, arm), p)
+        changed = t["relabel_old"] != t["relabel_new"]
+        old, new, clean = t["relabel_old"][changed], t["relabel_new"][changed], clean_of[t["relabel_idx"][changed]]
+        c = changes[(s, arm)] = {
+            "to_clean": int(((old != clean) & (new == clean)).sum()), "clean_to_wrong": int((old == clean).sum()),
+            "wrong_to_wrong": int(((old != clean) & (new != clean)).sum()), "changed": int(changed.sum()),
+            "noisy_after": int((t["noise"][t["train_idx"]] % p != 0).sum())}
+        print(f"seed {s} {arm}: {c['changed']} changed: wrong -> clean {c['to_clean']}, clean -> wrong "
+              f"{c['clean_to_wrong']}, wrong -> wrong {c['wrong_to_wrong']}; noisy training labels "
+              f"{audits[s]['n_noisy']} -> {c['noisy_after']}")
+print("relabelling keys (chosen at E):", {s: rundir.read_config(child_dir(s, "b4"))[1]["relabelled_from"]["key_freqs"]
+                                           for s in SEEDS})
+
+# %%
 for arm in ("b4", "b62", "b62_scratch"):
     restores = [children[(s, arm)]["grok_epoch"] is not None and children[(s, "control")]["grok_epoch"] is None
                 for s in SEEDS]

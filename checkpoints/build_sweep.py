@@ -20,8 +20,9 @@ the transformer at p = 113): the copy of each run is then a run directory that `
 (`run.params(final)`, `to_hooked_transformer(run, final)`), for measurements on the final weights.
 
 `--runs DEST RUN_DIR ...` copies analyzed run directories that belong to no sweep (e.g. the
-children of `interp-grok relabel`) the same way, analysis-only, into checkpoints/DEST/<run name>/,
-with a SHA256SUMS; a run's config.json keeps its provenance (the parent and the relabelling).
+children of `interp-grok relabel`) the same way, analysis-only plus each run's dataset.safetensors
+(a relabelled run's new labels), into checkpoints/DEST/<run name>/, with a SHA256SUMS; a run's
+config.json keeps its provenance (the parent and the relabelling).
 
 `--rephase` re-derives, in the committed copies (all of checkpoints/sweeps/ by default), the
 table columns that the phase rule sets (final_phase, settled and the transition epochs) from each
@@ -85,6 +86,8 @@ def build_runs(runs: list[Path], dest: Path, analysis_files: tuple[str, ...] = A
         if not (run / rundir.ANALYSIS_DIR / rundir.PROGRESS_CSV).exists():
             raise SystemExit(f"{run}: not analyzed; run `interp-grok analyze {run}` first")
         _copy_run(run, tmp / run.name, analysis_files)
+        # the dataset (a few hundred kB at p = 97) holds a relabelled run's new labels (relabel_idx/old/new)
+        shutil.copy2(run / rundir.DATASET, tmp / run.name / rundir.DATASET)
     return _finish(tmp, dest)
 
 

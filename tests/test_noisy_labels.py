@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from interp_grok import load_sweep, lookup_extraction_control, make_dataset, run_phases, rundir
 
@@ -45,6 +46,8 @@ def test_extraction_is_not_above_the_lookup_control(seed, at, extr_test, ctl_tes
     [row] = [r for r in _progress(run) if r["epoch"] == at]
     got = (row["extraction_acc_test"], ctl[0], row["extraction_acc_train_noisy"], ctl[1])
     assert got == pytest.approx((extr_test, ctl_test, extr_noisy, ctl_noisy), abs=5e-4)
+    assert row["test_acc_clean"] == pytest.approx({(0, 5000): 0.019, (0, 20000): 0.151, (1, 5000): 0.014,
+                                                   (1, 20000): 0.147}[(seed, at)], abs=5e-4)
     # the page's rule (more than 0.02 above the control, in both seeds): met only by seed 0 at the end,
     # so the circuit is not shown to know more than the table
     above = min(got[0] - got[1], got[2] - got[3]) > 0.02
@@ -53,8 +56,12 @@ def test_extraction_is_not_above_the_lookup_control(seed, at, extr_test, ctl_tes
 
 def test_the_audit_at_the_final_checkpoint():
     """R-precision (B = n_noisy = 1 774 of 2 822) and precision at 4 % (B = 113) per score, both seeds."""
-    want = {0: {"loss": (0.699, 0.653), "restricted_nll": (0.858, 0.723), "restricted_disagree": (0.722, 0.722)},
-            1: {"loss": (0.708, 0.648), "restricted_nll": (1.000, 0.736), "restricted_disagree": (0.748, 0.748)}}
+    want = {0: {"loss": (0.699, 0.653), "margin": (0.602, 0.638), "first_fit_late": (0.638, 0.618),
+                "first_fit_early": (0.653, 0.638), "restricted_disagree": (0.722, 0.722),
+                "restricted_nll": (0.858, 0.723)},
+            1: {"loss": (0.708, 0.648), "margin": (0.735, 0.648), "first_fit_late": (0.576, 0.626),
+                "first_fit_early": (0.637, 0.638), "restricted_disagree": (0.748, 0.748),
+                "restricted_nll": (1.000, 0.736)}}
     for seed, scores in want.items():
         with open(_parent(seed) / "analysis" / "audit.csv") as f:
             rows = list(csv.DictReader(f))
@@ -81,6 +88,10 @@ def test_correct_and_resume_restores_nothing(seed):
         key = arm.removesuffix("_scratch")
         if key != "control":
             assert (rel["budget"], rel["n_noisy_flagged"], rel["n_changed"], rel["n_now_clean"]) == did[key]
+            # the loss audit at E: at chance (random 1 774 / 2 822 = 0.629)
+            assert rel["audit_precision"] == pytest.approx({(0, "b4"): 0.611, (0, "b62"): 0.618, (1, "b4"): 0.602,
+                                                            (1, "b62"): 0.618}[(seed, key)], abs=5e-4)
+            assert rel["key_freqs"] == ([1, 2, 4, 5, 8, 10], [2, 5])[seed]
         else:
             assert rel["budget"] == 0
         rows = _progress(run)
@@ -88,3 +99,23 @@ def test_correct_and_resume_restores_nothing(seed):
         assert json.loads((run / "analysis" / "summary.json").read_text())["epoch_test_acc_clean_first_95"] is None
         assert (ph["final_phase"], ph["settled"], int(rows[-1]["epoch"])) == ("memorization", True, 20000)
         assert rows[-1]["test_acc_clean"] == pytest.approx(G, abs=5e-4)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_the_relabelling_made_the_training_labels_noisier(seed):
+    """From the children's datasets: each changed label went wrong -> clean, clean -> wrong or wrong ->
+    wrong, and the children's training sets hold more noisy labels than the parent's 1 774."""
+    want = {0: {"b4": (18, 40, 47, 1796), "b62": (195, 576, 726, 2155)},
+            1: {"b4": (2, 43, 63, 1815), "b62": (73, 626, 971, 2327)}}[seed]
+    parent = make_dataset(rundir.read_config(_parent(seed))[0])
+    assert int((parent.noise[parent.train_idx] != 0).sum()) == 1774
+    p = 97
+    clean_of = (torch.arange(p * p) // p + torch.arange(p * p) % p) % p
+    for arm, (to_clean, clean_to_wrong, wrong_to_wrong, noisy_after) in want.items():
+        t = rundir.read_dataset(CHILDREN / f"s{seed}_{arm}", p)
+        changed = t["relabel_old"] != t["relabel_new"]
+        old, new, clean = t["relabel_old"][changed], t["relabel_new"][changed], clean_of[t["relabel_idx"][changed]]
+        assert int(((old != clean) & (new == clean)).sum()) == to_clean
+        assert int((old == clean).sum()) == clean_to_wrong
+        assert int(((old != clean) & (new != clean)).sum()) == wrong_to_wrong
+        assert int((t["noise"][t["train_idx"]] % p != 0).sum()) == noisy_after
