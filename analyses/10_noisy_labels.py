@@ -12,8 +12,6 @@
 import csv
 import json
 
-import torch
-
 import interp_grok as ig
 from interp_grok import plotting, rundir
 from interp_grok.reference import figures_dir, reference_dir
@@ -127,18 +125,18 @@ for s in SEEDS:
 # example went wrong -> clean, clean -> wrong or wrong -> wrong; the noisy-label count before and after.
 
 # %%
-p = 97
-clean_of = (torch.arange(p * p) // p + torch.arange(p * p) % p) % p
 changes = {}
 for s in SEEDS:
     for arm in ("b4", "b62"):
-        t = rundir.read_dataset(child_dir(s, arm), p)
-        changed = t["relabel_old"] != t["relabel_new"]
-        old, new, clean = t["relabel_old"][changed], t["relabel_new"][changed], clean_of[t["relabel_idx"][changed]]
+        run = child_dir(s, arm)
+        ds = rundir.load_dataset(run, rundir.read_config(run)[0].p)
+        changed = ds.relabel["relabel_old"] != ds.relabel["relabel_new"]
+        old, new = ds.relabel["relabel_old"][changed], ds.relabel["relabel_new"][changed]
+        clean = ds.clean_labels[ds.relabel["relabel_idx"][changed]]
         c = changes[(s, arm)] = {
             "to_clean": int(((old != clean) & (new == clean)).sum()), "clean_to_wrong": int((old == clean).sum()),
             "wrong_to_wrong": int(((old != clean) & (new != clean)).sum()), "changed": int(changed.sum()),
-            "noisy_after": int((t["noise"][t["train_idx"]] % p != 0).sum())}
+            "noisy_after": int(ds.is_noisy[ds.train_idx].sum())}
         print(f"seed {s} {arm}: {c['changed']} changed: wrong -> clean {c['to_clean']}, clean -> wrong "
               f"{c['clean_to_wrong']}, wrong -> wrong {c['wrong_to_wrong']}; noisy training labels "
               f"{audits[s]['n_noisy']} -> {c['noisy_after']}")

@@ -10,7 +10,6 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 
 from interp_grok import load_sweep, lookup_extraction_control, make_dataset, run_phases, rundir
 
@@ -108,14 +107,13 @@ def test_the_relabelling_made_the_training_labels_noisier(seed):
     want = {0: {"b4": (18, 40, 47, 1796), "b62": (195, 576, 726, 2155)},
             1: {"b4": (2, 43, 63, 1815), "b62": (73, 626, 971, 2327)}}[seed]
     parent = make_dataset(rundir.read_config(_parent(seed))[0])
-    assert int((parent.noise[parent.train_idx] != 0).sum()) == 1774
-    p = 97
-    clean_of = (torch.arange(p * p) // p + torch.arange(p * p) % p) % p
+    assert int(parent.is_noisy[parent.train_idx].sum()) == 1774
     for arm, (to_clean, clean_to_wrong, wrong_to_wrong, noisy_after) in want.items():
-        t = rundir.read_dataset(CHILDREN / f"s{seed}_{arm}", p)
-        changed = t["relabel_old"] != t["relabel_new"]
-        old, new, clean = t["relabel_old"][changed], t["relabel_new"][changed], clean_of[t["relabel_idx"][changed]]
+        ds = rundir.load_dataset(CHILDREN / f"s{seed}_{arm}", parent.p)
+        changed = ds.relabel["relabel_old"] != ds.relabel["relabel_new"]
+        old, new = ds.relabel["relabel_old"][changed], ds.relabel["relabel_new"][changed]
+        clean = ds.clean_labels[ds.relabel["relabel_idx"][changed]]
         assert int(((old != clean) & (new == clean)).sum()) == to_clean
         assert int((old == clean).sum()) == clean_to_wrong
         assert int(((old != clean) & (new != clean)).sum()) == wrong_to_wrong
-        assert int((t["noise"][t["train_idx"]] % p != 0).sum()) == noisy_after
+        assert int(ds.is_noisy[ds.train_idx].sum()) == noisy_after
