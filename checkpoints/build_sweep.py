@@ -3,6 +3,7 @@
     python checkpoints/build_sweep.py [--no-spectra] [--final-weights] /work/sweeps/noise-tf [...]
     python checkpoints/build_sweep.py --rephase [--phase-rule v1] [checkpoints/sweeps/noise-tf ...]
     python checkpoints/build_sweep.py --runs DEST RUN_DIR [...]
+    python checkpoints/build_sweep.py --keep-committed /work/sweeps/xi1-window
 
 For a sweep trained by `interp-grok sweep` and analyzed by `interp-grok analyze SWEEP_DIR`, it
 keeps sweep.json, analysis/table.csv and, per run, config.json (settings, versions, git commit)
@@ -24,6 +25,12 @@ children of `interp-grok relabel`) the same way, analysis-only plus each run's d
 (a relabelled run's new labels), into checkpoints/DEST/<run name>/, with a SHA256SUMS; a run's
 config.json keeps its provenance (the parent and the relabelling).
 
+`--keep-committed` adds to a committed sweep the runs that a second copy of the same sweep
+(the same sweep.json, planned from the committed one) trained and analyzed: a run finished and
+analyzed there replaces the committed one; every other run, with its table row, is kept as
+committed. For a sweep trained in parts on different machines, where the first part's checkpoints
+are gone (issue 17's xi1-window).
+
 `--rephase` re-derives, in the committed copies (all of checkpoints/sweeps/ by default), the
 table columns that the phase rule sets (final_phase, settled and the transition epochs) from each
 run's committed progress.csv by `run_phases` with the rule given (default: the current default,
@@ -34,6 +41,7 @@ it is: the copies hold no checkpoints, so nothing else could be recomputed.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import io
 import shutil
@@ -91,22 +99,34 @@ def build_runs(runs: list[Path], dest: Path, analysis_files: tuple[str, ...] = A
     return _finish(tmp, dest)
 
 
-def build(src: Path, dest: Path, analysis_files: tuple[str, ...] = ANALYSIS_FILES, final_weights: bool = False
-          ) -> list[Path]:
+def build(src: Path, dest: Path, analysis_files: tuple[str, ...] = ANALYSIS_FILES, final_weights: bool = False,
+          keep_committed: bool = False) -> list[Path]:
     sweep = read_sweep(src)
     table = src / SWEEP_ANALYSIS_DIR / TABLE
     if not table.exists():
         raise SystemExit(f"{table}: missing; run `interp-grok analyze {src}` first")
+    kept: dict[str, dict] = {}
+    if keep_committed:
+        if read_sweep(dest).manifest() != sweep.manifest():
+            raise SystemExit(f"{src}/sweep.json differs from {dest}/sweep.json: not a second copy of that sweep")
+        kept = {r["name"]: r for r in read_table(dest / SWEEP_ANALYSIS_DIR / TABLE) if r["state"] == "done"}
     tmp = dest.with_name(dest.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     (tmp / SWEEP_ANALYSIS_DIR).mkdir(parents=True)
     shutil.copy2(src / "sweep.json", tmp / "sweep.json")
-    shutil.copy2(table, tmp / SWEEP_ANALYSIS_DIR / TABLE)
-    for name in sweep.runs:
-        run = sweep.run_dir(name)
-        if not (run / rundir.ANALYSIS_DIR / rundir.PROGRESS_CSV).exists():
-            continue  # not trained or not analyzed yet (a sweep still running): table.csv gives its state
-        _copy_run(run, tmp / "runs" / name, analysis_files, final_weights)
+    rows = read_table(table)
+    for i, r in enumerate(rows):
+        name, run = r["name"], sweep.run_dir(r["name"])
+        if (run / rundir.ANALYSIS_DIR / rundir.PROGRESS_CSV).exists():
+            _copy_run(run, tmp / "runs" / name, analysis_files, final_weights)
+            if r["state"] == "done":
+                kept.pop(name, None)
+        if name in kept:  # finished in the committed copy, not here: keep the committed run and row
+            shutil.rmtree(tmp / "runs" / name, ignore_errors=True)
+            shutil.copytree(dest / "runs" / name, tmp / "runs" / name)
+            rows[i] = kept[name]
+        # else: not trained or not analyzed yet (a sweep still running): table.csv gives its state
+    write_table(dataclasses.replace(sweep, path=tmp), rows)
     return _finish(tmp, dest)
 
 
@@ -160,7 +180,8 @@ def main(argv: list[str]) -> int:
         print(f"{dest}: {len(files)} files, {size / 1e6:.2f} MB")
         return 0
     spectra, weights = "--no-spectra" not in argv, "--final-weights" in argv
-    argv = [a for a in argv if a not in ("--no-spectra", "--final-weights")]
+    keep_committed = "--keep-committed" in argv
+    argv = [a for a in argv if a not in ("--no-spectra", "--final-weights", "--keep-committed")]
     if not argv:
         print(__doc__)
         return 2
@@ -168,7 +189,7 @@ def main(argv: list[str]) -> int:
     total = 0
     for src in map(Path, argv):
         dest = HERE / "sweeps" / src.name
-        files = build(src, dest, keep, final_weights=weights)
+        files = build(src, dest, keep, final_weights=weights, keep_committed=keep_committed)
         size = sum(p.stat().st_size for p in dest.rglob("*") if p.is_file())
         total += size
         print(f"{dest}: {len(files)} files, {size / 1e6:.2f} MB")
