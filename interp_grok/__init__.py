@@ -46,7 +46,7 @@ T checkpoints, n_train training examples; pairs (a, b) are flat in a-major order
   attention_pattern, transformer_grid_pre (the MLP pre-activations at "=" over the grid)
                                                                    (interp_grok.models.transformer)
 - phases under noise: phase_trajectory, doshi_phase_trajectory, transition_epochs, run_phases,
-  last_quarter_change, nanda_phase_epochs (Nanda et al.'s three phases as epochs; CLEANUP_DROP),
+  last_quarter_change, turning_epochs, nanda_phase_epochs (Nanda et al.'s three phases as epochs; CLEANUP_DROP),
   settled, PHASES                                                  (interp_grok.analysis.phases)
 - sweeps: load_sweep (SweepResults: rows of SWEEP/analysis/table.csv, to_frame(), run(name),
   analysis(name)), analyze_sweep                                   (interp_grok.sweep.table;
@@ -124,6 +124,7 @@ from .analysis.phases import (
     run_phases,
     settled,
     transition_epochs,
+    turning_epochs,
 )
 from .analysis.pipeline import (
     Analysis,
@@ -212,7 +213,7 @@ __all__ = [
     "nanda_phase_epochs", "CLEANUP_DROP",
     "attention_shares", "dominant_frequency", "effective_rank", "frequency_clusters", "nanda_key_frequencies",
     "neuron_frequencies", "attention_pattern", "transformer_grid_pre",
-    "transition_epochs",
+    "transition_epochs", "turning_epochs",
     "SweepResults",
     "analyze_sweep", "load_sweep",
     "FAMILIES", "ModelFamily", "family", "gromov_solution", "to_hooked_transformer",

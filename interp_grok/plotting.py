@@ -315,6 +315,20 @@ def plot_compare(analyses: dict[str, Analysis | list[dict]], columns: list[tuple
     return _root(fig)
 
 
+def plot_compare_grid(groups: dict[str, dict[str, list[dict]]], columns: list[tuple[str, str]], title: str = "", *,
+                      styles: dict[str, tuple[str, str]] | None = None) -> Figure:
+    """``plot_compare`` once per group, stacked: one row of panels per group (heading -> label ->
+    progress.csv rows), one panel per (column, y label), shared styles (label -> (color, linestyle))."""
+    with _style():
+        fig = plt.figure(figsize=(4.2 * len(columns) + 1, 3.4 * len(groups)), layout="constrained")
+        subs = fig.subfigures(len(groups), 1, squeeze=False)[:, 0]
+        for sub, (heading, runs) in zip(subs, groups.items()):
+            plot_compare(runs, columns, heading, styles={k: v for k, v in (styles or {}).items() if k in runs} or None,
+                         fig=sub)
+        fig.suptitle(title, fontsize=12)
+    return fig
+
+
 def plot_final_spectra(analyses: dict[str, Analysis], p: int, noise: dict[str, int], *,
                        ax: Axes | None = None) -> Figure:
     """Final N_k / max_k N_k of W_E per run, key frequencies as dots (unless the key set is flat),

@@ -375,3 +375,18 @@ def test_plot_numerics_draws_each_runs_columns():
     assert loss.get_yscale() == "log" and list(loss.get_lines()[0].get_ydata()) == [1.0, 0.1, 0.01]
     assert list(cos.get_lines()[0].get_xdata()) == [1.0, 2.0]  # the NaN at epoch 0 is left out
     assert fig._suptitle.get_text() == "t"
+
+
+def test_plot_compare_grid_one_row_per_group_with_the_rows_values():
+    """plot_compare_grid: a row of panels per group, one line per run per column, y values the rows'
+    own, each group's heading on its row and the shared styles applied."""
+    rows = [{"epoch": e, "g": g, "m": m} for e, g, m in ((0, 0.1, 0.9), (10, 0.4, 0.6), (100, 0.9, 0.1))]
+    fig = plotting.plot_compare_grid({"A": {"x": rows, "y": rows[:2]}, "B": {"x": rows}}, [("g", "G"), ("m", "M")],
+                                     "t", styles={"x": ("C3", "--"), "y": ("C4", "-")})
+    assert len(fig.axes) == 4 and fig._suptitle.get_text() == "t"
+    a_g, a_m, b_g, b_m = fig.axes
+    assert [list(line.get_ydata()) for line in a_g.get_lines()] == [[0.1, 0.4, 0.9], [0.1, 0.4]]
+    assert [list(line.get_ydata()) for line in b_m.get_lines()] == [[0.9, 0.6, 0.1]]
+    assert a_g.get_lines()[0].get_linestyle() == "--" and a_g.get_lines()[1].get_color() == "C4"
+    assert [sf._suptitle.get_text() for sf in fig.subfigs] == ["A", "B"]
+    matplotlib.pyplot.close(fig)

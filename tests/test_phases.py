@@ -150,3 +150,19 @@ def test_nanda_phase_epochs_on_curves_with_the_transitions_placed():
     assert nanda_phase_epochs(epochs, [0.5] * 21, test, excl, sq)["memorization_end"] is None
     with pytest.raises(ValueError, match="one value per checkpoint"):
         nanda_phase_epochs(epochs, acc[:-1], test, excl, sq)
+
+
+def test_turning_epochs_first_inversion_and_first_return_after_it():
+    """docs/turning-trajectories.md's turning: the first checkpoint in partial or full inversion, and
+    the first later one in memorization or coexistence; a memorization before the inversion does not
+    count, and a trajectory that never inverts or never returns gets None."""
+    from interp_grok.analysis.phases import turning_epochs
+
+    ph = ["confusion", "memorization", "full_inversion", "partial_inversion", "coexistence", "memorization"]
+    assert turning_epochs([0, 10, 20, 30, 40, 50], ph) == {"inversion_epoch": 20, "back_epoch": 40}
+    assert turning_epochs([0, 10, 20], ph[:3]) == {"inversion_epoch": 20, "back_epoch": None}
+    assert turning_epochs([0, 10], ["memorization", "coexistence"]) == {"inversion_epoch": None, "back_epoch": None}
+    assert turning_epochs([0, 5, 9], ["confusion", "partial_inversion", "forgetting"]) == {
+        "inversion_epoch": 5, "back_epoch": None}
+    with pytest.raises(ValueError, match="one length"):
+        turning_epochs([0, 1], ["confusion"])

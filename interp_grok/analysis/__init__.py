@@ -119,6 +119,7 @@ from .phases import (
     run_phases,
     settled,
     transition_epochs,
+    turning_epochs,
 )
 from .pipeline import (
     ANALYSIS_VERSION,
@@ -154,6 +155,7 @@ __all__ = [
     "neuron_ipr", "neuron_sizes", "norm_matched_controls", "pruning_experiment", "size_ranked_pruning", "PERIODIC_IPR",
     # phases
     "phase_trajectory", "transition_epochs", "settled", "run_phases", "doshi_phase_trajectory", "last_quarter_change",
+    "turning_epochs",
     "nanda_phase_epochs",
     "PHASES", "TRANSITIONS",
     # frames (pandas)

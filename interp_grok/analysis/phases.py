@@ -57,7 +57,7 @@ DEFAULT_PHASE_RULE = "v2"
 __all__ = ["DEFAULT_PHASE_RULE", "MEASURES", "PHASES", "PHASE_RULES", "PHASE_THRESHOLD", "SETTLE_FRACTION",
            "STATIONARY_DELTA", "STATIONARY_RANGE", "TRANSITIONS", "doshi_phase_trajectory", "last_quarter_change",
            "nanda_phase_epochs", "phase_trajectory",
-           "run_phases", "settled", "transition_epochs"]
+           "run_phases", "settled", "transition_epochs", "turning_epochs"]
 
 
 def _f64(x) -> torch.Tensor:
@@ -174,6 +174,22 @@ def last_quarter_change(epochs, values, fraction: float = SETTLE_FRACTION) -> di
     delta, span = window[-1] - window[0], max(window) - min(window)
     return {"delta": delta, "range": span,
             "stationary": abs(delta) <= STATIONARY_DELTA and span <= STATIONARY_RANGE}
+
+
+INVERTED = ("partial_inversion", "full_inversion")
+TURNED_BACK = ("memorization", "coexistence")
+
+
+def turning_epochs(epochs, phases: list[str]) -> dict[str, int | None]:
+    """Where a trajectory inverts and turns back (docs/turning-trajectories.md): ``inversion_epoch``,
+    the first checkpoint in partial or full inversion, and ``back_epoch``, the first later checkpoint
+    in memorization or coexistence (the noisy labels memorized again); None where there is none."""
+    e = [int(x) for x in _f64(epochs).tolist()]
+    if len(e) != len(phases):
+        raise ValueError(f"epochs and phases must be of one length (got {len(e)} and {len(phases)})")
+    inv = next((i for i, q in enumerate(phases) if q in INVERTED), None)
+    back = None if inv is None else next((i for i in range(inv + 1, len(e)) if phases[i] in TURNED_BACK), None)
+    return {"inversion_epoch": None if inv is None else e[inv], "back_epoch": None if back is None else e[back]}
 
 
 def run_phases(epochs, rows: list[dict], tau: float = PHASE_THRESHOLD, rule: str = DEFAULT_PHASE_RULE) -> dict:
