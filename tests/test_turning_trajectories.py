@@ -1,0 +1,104 @@
+"""docs/turning-trajectories.md's results (issue 17, item 2), on the committed analysis-only copies
+checkpoints/sweeps/{doshi-xi0.1, doshi-xi0.3, n4-xi0.1-lr1e-2-wd10} and checkpoints/long-runs/n4-100k,
+read by the readout the page fixed before any of them was analyzed
+(analyses/11_turning_trajectories.py prints the same)."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+
+from interp_grok import doshi_phase_trajectory, last_quarter_change, load_sweep, run_phases, turning_epochs
+
+REF = Path(__file__).resolve().parents[1] / "checkpoints"
+INVERTED = ("partial_inversion", "full_inversion")
+
+
+def _progress(run: Path) -> list[dict]:
+    with open(run / "analysis" / "progress.csv") as f:
+        return [{k: float(v) for k, v in r.items()} for r in csv.DictReader(f)]
+
+
+def _readout(run: Path, noise_frac: float | None = None) -> dict:
+    rows = _progress(run)
+    epochs = [int(r["epoch"]) for r in rows]
+    v2, v1 = run_phases(epochs, rows), run_phases(epochs, rows, rule="v1")
+    g = last_quarter_change(epochs, [r["test_acc_clean"] for r in rows])
+    m = last_quarter_change(epochs, [r["train_noisy_memorized_frac"] for r in rows])
+    out = {"phase": v2["final_phase"], "settled": v2["settled"], "v1": v1["final_phase"],
+           **turning_epochs(epochs, v2["phases"]), "dG": g["delta"], "G_stationary": g["stationary"],
+           "dM": m["delta"], "M_range": m["range"], "M_stationary": m["stationary"], "epoch": epochs[-1],
+           **{k: rows[-1][c] for k, c in (("F", "train_clean_acc"), ("M", "train_noisy_memorized_frac"),
+                                          ("C", "train_noisy_corrected_frac"), ("G", "test_acc_clean"))},
+           "rows": rows}
+    if noise_frac is not None:
+        out["doshi"] = doshi_phase_trajectory([r["train_acc"] for r in rows], [r["test_acc_clean"] for r in rows],
+                                              noise_frac)[-1]
+    return out
+
+
+@pytest.fixture(scope="module")
+def additive():
+    res = load_sweep(REF / "sweeps" / "n4-xi0.1-lr1e-2-wd10")
+    return {r["seed"]: _readout(res.path / "runs" / r["name"]) for r in res.rows if r["state"] == "done"}
+
+
+@pytest.fixture(scope="module")
+def long():
+    return _readout(REF / "long-runs" / "n4-100k")
+
+
+def test_the_additive_run_one_seed_keeps_a_partial_inversion_the_other_returns_to_coexistence(additive):
+    """n = 4 on ξ 0.1 of the labels, lr 1e-2, wd 10, 20 000 epochs: seed 0 inverts at epoch 299 and
+    never memorizes its noisy labels again (M 0.726-0.857 from epoch 1 343 on; 0.726 at the end, not
+    stationary: range 0.109 over the last quarter); seed 1 inverts at 1 343, is back in coexistence
+    at 1 500 and ends there (M 1.000, G 0.993). Both settled, G stationary."""
+    assert sorted(additive) == [0, 1] and all(o["epoch"] == 20_000 for o in additive.values())
+    s0, s1 = additive[0], additive[1]
+    assert (s0["phase"], s0["v1"], s0["inversion_epoch"], s0["back_epoch"]) == (
+        "partial_inversion", "partial_inversion", 299, None)
+    assert (s1["phase"], s1["v1"], s1["inversion_epoch"], s1["back_epoch"]) == ("coexistence", "coexistence", 1343, 1500)
+    assert all(o["settled"] and o["G_stationary"] for o in additive.values())
+    assert (s0["M"], s0["C"], s0["G"]) == pytest.approx((0.726, 0.200, 0.964), abs=5e-4)
+    assert not s0["M_stationary"] and s0["M_range"] == pytest.approx(0.109, abs=5e-4)
+    assert (s1["M"], s1["G"]) == pytest.approx((1.0, 0.993), abs=5e-4)
+    late = [r["train_noisy_memorized_frac"] for r in s0["rows"] if r["epoch"] >= 1343]
+    assert (min(late), max(late)) == pytest.approx((0.726, 0.857), abs=5e-4)
+
+
+def test_the_100k_run_stays_in_memorization(long):
+    """The default n = 4 run to 100 000 epochs: memorization at every checkpoint from the fit on,
+    settled, G stationary over 75 000-100 000 (0.176 at the end, at most 0.176 after 20 000: no late
+    grokking, no late collapse)."""
+    assert long["epoch"] == 100_000
+    assert (long["phase"], long["v1"], long["settled"], long["G_stationary"]) == (
+        "memorization", "memorization", True, True)
+    late = [r for r in long["rows"] if r["epoch"] > 20_000]
+    g_max = max(r["test_acc_clean"] for r in late)
+    assert g_max < 0.9  # no late grokking
+    assert not all(r["test_acc_clean"] < g_max - 0.05 for r in long["rows"] if r["epoch"] >= 75_000)  # no collapse
+    assert (long["G"], g_max) == pytest.approx((0.176, 0.176), abs=5e-4)
+    at20k = [r for r in long["rows"] if r["epoch"] == 20_000][0]
+    assert at20k["test_acc_clean"] == pytest.approx(0.151, abs=5e-4)
+    assert all(r["train_noisy_memorized_frac"] == 1.0 for r in late)
+
+
+def test_the_100k_run_repeats_the_default_float64_run_exactly(long):
+    """Its first 20 000 epochs are numerics-default's float64 n = 4 seed-0 run (same settings, trained
+    by a later commit): every column equal at all 21 common checkpoints. Against the reference run n4
+    (an earlier commit, another session) clean test accuracy drifts: at most 0.011 apart over the 25
+    common checkpoints to 40 000."""
+    other = {int(r["epoch"]): r for r in _progress(REF / "sweeps" / "numerics-default" / "runs" /
+                                                    "n4_s0_loss_dtypefloat64")}
+    ref = {int(r["epoch"]): r for r in _progress(REF / "n4")}
+    mine = {int(r["epoch"]): r for r in long["rows"]}
+    common = sorted(set(mine) & set(other))
+    assert len(common) == 21 and common[-1] == 20_000
+    cols = ("test_acc_clean", "train_acc", "train_loss", "test_loss", "sum_sq_weights", "train_noisy_memorized_frac")
+    assert all(mine[e][c] == other[e][c] for e in common for c in cols)
+    common = sorted(set(mine) & set(ref))
+    assert len(common) == 25
+    drift = max(abs(mine[e]["test_acc_clean"] - ref[e]["test_acc_clean"]) for e in common)
+    assert drift == pytest.approx(0.011, abs=5e-4)
