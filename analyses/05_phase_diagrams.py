@@ -485,6 +485,15 @@ for name in ("xi1-window", "doshi-grid", "doshi-wd", "doshi-xi-tf"):  # the othe
         if m > f:
             later.append(f"{r['name']} (M >= 0.5 at {m:.0f}, F >= 0.5 at {f:.0f}; {r['final_phase']})")
     print(f"{name}: {dict(sorted(order.items()))}" + "".join(f"\n    clean first: {x}" for x in later))
+    for r in load_sweep(SWEEP_RUNS / name).rows:  # half the clean ones fit, half the noisy ones never memorized
+        if r.get("state", "done") != "done":
+            continue
+        prog = progress(name, r["name"])
+        if half_fit(prog) is None and not math.isnan(prog[-1]["train_noisy_memorized_frac"]):
+            f = next((p["epoch"] for p in prog if p["train_clean_acc"] >= 0.5), None)
+            if f is not None:
+                print(f"    never M >= 0.5: {r['name']} (F >= 0.5 at {f:.0f}, largest M "
+                      f"{max(p['train_noisy_memorized_frac'] for p in prog):.3f}; {r['final_phase']})")
 
 # %% [markdown]
 # ## 12. Reproducibility: the same settings in two sweeps, and the sweeps against the reference runs

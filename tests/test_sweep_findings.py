@@ -556,7 +556,7 @@ def test_noisy_labels_are_fit_no_later_than_clean_ones():
                 order["noisy first" if m < f else "same" if m == f else "clean first"] += 1
     assert order == {"noisy first": 14, "same": 28}
     # not in every sweep: the other sweeps' finished runs where the clean-labelled half came first
-    later = {}
+    later, never = {}, {}
     for sweep in ("xi1-window", "doshi-grid", "doshi-wd", "doshi-xi-tf"):
         for r in load_sweep(SWEEPS / sweep).rows:
             if r.get("state", "done") != "done":
@@ -568,8 +568,12 @@ def test_noisy_labels_are_fit_no_later_than_clean_ones():
             f = next((p["epoch"] for p in prog if p["train_clean_acc"] >= 0.5), None)
             if m is not None and f is not None and m > f:
                 later[(sweep, r["name"])] = (int(m), int(f))
+            if m is None and f is not None:  # half the clean labels fit, half the noisy ones never memorized
+                never[(sweep, r["name"])] = (int(f), round(max(p["train_noisy_memorized_frac"] for p in prog), 3))
     assert later == {("xi1-window", "tf0.3_s0_wd14"): (4460, 3839), ("doshi-grid", "xi0.9_tf0.1_wd20"): (2, 1),
                      ("doshi-grid", "xi0.9_tf0.9_wd0"): (16, 11)}
+    assert never == {("doshi-grid", "xi0.1_tf0.7_wd20"): (25, 0.476), ("doshi-grid", "xi0.1_tf0.9_wd20"): (25, 0.364),
+                     ("doshi-grid", "xi0.3_tf0.9_wd20"): (37, 0.447)}
 
 
 def test_repeated_settings_reproduce():
