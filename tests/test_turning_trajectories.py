@@ -71,8 +71,10 @@ def test_the_additive_run_seed_0_stays_partly_inverted_seed_1_ends_in_coexistenc
     assert (s0["M"], s0["C"], s0["G"]) == pytest.approx((0.726, 0.200, 0.964), abs=5e-4)
     assert not s0["M_stationary"] and s0["M_range"] == pytest.approx(0.109, abs=5e-4)
 
-    assert (s1["phase"], s1["v1"], s1["inversion_epoch"], s1["back_epoch"]) == ("coexistence", "coexistence", 1343, 1500)
-    ph1 = dict(zip([int(r["epoch"]) for r in s1["rows"]], run_phases([r["epoch"] for r in s1["rows"]], s1["rows"])["phases"]))
+    assert (s1["phase"], s1["v1"], s1["inversion_epoch"], s1["back_epoch"]) == (
+        "coexistence", "coexistence", 1343, 1500)
+    epochs1 = [int(r["epoch"]) for r in s1["rows"]]
+    ph1 = dict(zip(epochs1, run_phases(epochs1, s1["rows"])["phases"]))
     assert all(q == "confusion" for e, q in ph1.items() if e <= 1156)
     assert ph1[1343] == "partial_inversion" and all(q == "coexistence" for e, q in ph1.items() if e >= 1500)
     c1343 = next(r for r in s1["rows"] if r["epoch"] == 1343)["train_noisy_corrected_frac"]
