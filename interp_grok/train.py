@@ -132,6 +132,17 @@ def _git_state() -> tuple[str | None, bool | None]:
 GIT_COMMIT, GIT_DIRTY = _git_state()
 
 
+def cpu_name() -> str:
+    """The CPU's model name (Linux: /proc/cpuinfo), else what ``platform`` knows of it."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def provenance(device: torch.device, threads: int) -> dict:
     def version(pkg: str) -> str | None:
         try:
@@ -149,6 +160,10 @@ def provenance(device: torch.device, threads: int) -> dict:
         "git_dirty": GIT_DIRTY,  # the imported package's tracked files differed from that commit
         "device": str(device),
         "torch_threads": threads,
+        # the same code and settings round differently on another CPU (vector width, kernels), and a
+        # run at lr 1e-2 can amplify that to a different trajectory (docs/findings.md §2)
+        "cpu": cpu_name(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
 

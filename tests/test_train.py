@@ -266,3 +266,14 @@ def test_flushing_denormals_changes_no_weight(tmp_path, monkeypatch):
         a = load_file(rundir.checkpoint_path(tmp_path / "flushed", e))
         b = load_file(rundir.checkpoint_path(tmp_path / "kept", e))
         assert all(torch.equal(a[k], b[k]) for k in a), e
+
+
+def test_provenance_names_the_cpu(tiny_run):
+    """The CPU and torch's vector-kernel level are recorded: the same settings round differently on
+    another CPU (docs/findings.md §2). Here: /proc/cpuinfo's model name where there is one."""
+    train_mod = importlib.import_module("interp_grok.train")
+    prov = json.loads((tiny_run / "config.json").read_text())["provenance"]
+    assert prov["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    names = [ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")] \
+        if os.path.exists("/proc/cpuinfo") else []
+    assert prov["cpu"] == train_mod.cpu_name() and (not names or prov["cpu"] == names[0]) and prov["cpu"]

@@ -29,7 +29,8 @@ def _readout(run: Path, noise_frac: float | None = None) -> dict:
     g = last_quarter_change(epochs, [r["test_acc_clean"] for r in rows])
     m = last_quarter_change(epochs, [r["train_noisy_memorized_frac"] for r in rows])
     out = {"phase": v2["final_phase"], "settled": v2["settled"], "v1": v1["final_phase"],
-           **turning_epochs(epochs, v2["phases"]), "dG": g["delta"], "G_stationary": g["stationary"],
+           **turning_epochs(epochs, v2["phases"]),
+           "dG": g["delta"], "G_range": g["range"], "G_stationary": g["stationary"],
            "dM": m["delta"], "M_range": m["range"], "M_stationary": m["stationary"], "epoch": epochs[-1],
            **{k: rows[-1][c] for k, c in (("F", "train_clean_acc"), ("M", "train_noisy_memorized_frac"),
                                           ("C", "train_noisy_corrected_frac"), ("G", "test_acc_clean"))},
@@ -96,6 +97,7 @@ def test_the_100k_run_stays_in_memorization(long):
     assert g_max < 0.9  # no late grokking
     assert not all(r["test_acc_clean"] < g_max - 0.05 for r in long["rows"] if r["epoch"] >= 75_000)  # no collapse
     assert (long["G"], g_max) == pytest.approx((0.176, 0.176), abs=5e-4)
+    assert long["G_range"] == pytest.approx(0.003, abs=5e-4)
     at20k = [r for r in long["rows"] if r["epoch"] == 20_000][0]
     assert at20k["test_acc_clean"] == pytest.approx(0.151, abs=5e-4)
     assert all(r["train_noisy_memorized_frac"] == 1.0 for r in late)
