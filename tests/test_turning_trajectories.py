@@ -148,3 +148,94 @@ def test_the_100k_run_and_the_reference_n4_run_reach_key_frequency_19():
     keys = {name: json.loads((REF / path / "analysis" / "summary.json").read_text())["key_freqs"]
             for name, path in (("long", "long-runs/n4-100k"), ("ref", "n4"))}
     assert keys == {"long": [1, 4, 10, 11, 12, 16, 18, 19], "ref": [1, 2, 4, 10, 11, 12, 13, 16, 18, 19]}
+
+
+@pytest.fixture(scope="module")
+def quadratic():
+    out = {}
+    for sweep in ("doshi-xi0.1", "doshi-xi0.3"):
+        res = load_sweep(REF / "sweeps" / sweep)
+        for r in res.rows:
+            assert r["state"] == "done"
+            out[(r["noise_frac"], r["train_frac"], r["weight_decay"], r["seed"])] = _readout(
+                res.path / "runs" / r["name"], r["noise_frac"])
+    return out
+
+
+def test_the_quadratic_grid_is_the_one_the_page_fixed(quadratic):
+    """Three cells (ξ 0.1 at training fraction 0.5 and 0.7, ξ 0.3 at 0.7) × wd 0, 5 × seeds 0, 1, all
+    trained to 20 000 epochs; every run settled with G and M stationary over the last quarter."""
+    cells = {(xi, tf) for xi, tf, _, _ in quadratic}
+    assert cells == {(0.1, 0.5), (0.1, 0.7), (0.3, 0.7)} and len(quadratic) == 12
+    assert all(o["epoch"] == 20_000 and o["settled"] and o["G_stationary"] and o["M_stationary"]
+               for o in quadratic.values())
+
+
+def test_wd_0_at_xi_0_1_memorizes_again_and_loses_test_accuracy(quadratic):
+    """ξ 0.1, wd 0: fully inverted early (most corrected at 57-105, C ≥ 0.981), back in coexistence or
+    memorization from 995 (tf 0.5) or 6 996 and 11 500 (tf 0.7), ends in memorization (M 1.000, 1.000,
+    0.943, 0.926); G peaks at 1.000 (epochs 49-78), first falls below 0.9 at 4 460-8 000, ends at
+    0.855, 0.847, 0.830, 0.830, still falling (-0.009 to -0.020 over the last quarter)."""
+    runs = {(tf, s): quadratic[(0.1, tf, 0.0, s)] for tf in (0.5, 0.7) for s in (0, 1)}
+    assert all(o["phase"] == "memorization" and o["v1"] == "memorization" and o["doshi"] == "memorization"
+               for o in runs.values())
+    assert {k: o["back_epoch"] for k, o in runs.items()} == {(0.5, 0): 995, (0.5, 1): 995, (0.7, 0): 6996,
+                                                             (0.7, 1): 11500}
+    peaks = [max(o["rows"], key=lambda r: r["train_noisy_corrected_frac"]) for o in runs.values()]
+    assert all(57 <= p["epoch"] <= 105 and p["train_noisy_corrected_frac"] >= 0.9805 for p in peaks)
+    assert [o["M"] for o in runs.values()] == pytest.approx([1.0, 1.0, 0.943, 0.926], abs=5e-4)
+    assert [o["G"] for o in runs.values()] == pytest.approx([0.855, 0.847, 0.830, 0.830], abs=5e-4)
+    for o in runs.values():
+        top = max(o["rows"], key=lambda r: r["test_acc_clean"])
+        below = next(r["epoch"] for r in o["rows"] if r["epoch"] > top["epoch"] and r["test_acc_clean"] < 0.9)
+        assert top["test_acc_clean"] == 1.0 and 49 <= top["epoch"] <= 78 and 4460 <= below <= 8000
+        assert -0.0205 < o["dG"] < -0.0085
+
+
+def test_wd_0_at_xi_0_3_stays_partly_inverted_with_m_creeping_up(quadratic):
+    """ξ 0.3, training fraction 0.7, wd 0: most corrected at 105 and 122 (C 0.960, 0.949), then M
+    climbs (0.522/0.526 at 2 000, 0.575/0.568 at 10 000, 0.586/0.592 at 20 000) while G goes from
+    0.999 to 0.988; never back in memorization or coexistence."""
+    runs = [quadratic[(0.3, 0.7, 0.0, s)] for s in (0, 1)]
+    assert all(o["phase"] == "partial_inversion" and o["doshi"] == "partial_inversion" and o["back_epoch"] is None
+               for o in runs)
+    at = [{int(r["epoch"]): r for r in o["rows"]} for o in runs]
+    peaks = [max(o["rows"], key=lambda r: r["train_noisy_corrected_frac"]) for o in runs]
+    assert [(p["epoch"], p["train_noisy_corrected_frac"]) for p in peaks] == [
+        (105, pytest.approx(0.960, abs=5e-4)), (122, pytest.approx(0.949, abs=5e-4))]
+    for e, ms in ((2000, (0.522, 0.526)), (10000, (0.575, 0.568)), (20000, (0.586, 0.592))):
+        assert [a[e]["train_noisy_memorized_frac"] for a in at] == pytest.approx(ms, abs=5e-4)
+    assert [a[2000]["test_acc_clean"] for a in at] == pytest.approx([0.999, 0.999], abs=5e-4)
+    assert [o["G"] for o in runs] == pytest.approx([0.988, 0.988], abs=5e-4)
+    assert all(o["dM"] > 0 for o in runs)
+
+
+def test_wd_5_keeps_the_full_inversion(quadratic):
+    """All six wd-5 runs: inverted at every checkpoint from the first inversion (epochs 37-57) on, full
+    inversion at the end (M 0, C 1, G 1). Doshi et al.'s accuracy rule calls the ξ 0.1 ones coexistence
+    (training accuracy against the given labels 0.901 ≥ 0.9), the ξ 0.3 ones full inversion."""
+    for (xi, _tf, wd, _s), o in quadratic.items():
+        if wd != 5.0:
+            continue
+        epochs = [int(r["epoch"]) for r in o["rows"]]
+        phases = run_phases(epochs, o["rows"])["phases"]
+        assert 37 <= o["inversion_epoch"] <= 57 and o["back_epoch"] is None
+        assert all(q in INVERTED for e, q in zip(epochs, phases) if e >= o["inversion_epoch"])
+        assert (o["phase"], o["M"], o["C"], o["G"]) == ("full_inversion", 0.0, 1.0, 1.0)
+        assert o["doshi"] == ("coexistence" if xi == 0.1 else "full_inversion")
+        if xi == 0.1:
+            assert o["rows"][-1]["train_acc"] == pytest.approx(0.901, abs=5e-4)
+
+
+def test_the_seed_0_quadratic_runs_retrace_the_doshi_grid_cells(quadratic):
+    """Same settings and seed as doshi-grid's cells (2 000 epochs, an earlier session): M at epoch
+    2 000 within 0.01 (0.976/0.974, 0.776/0.778, 0.522/0.530 at wd 0; 0 at wd 5), not equal."""
+    grid = load_sweep(REF / "sweeps" / "doshi-grid")
+    for (xi, tf, wd, s), o in quadratic.items():
+        if s != 0:
+            continue
+        cell = next(r for r in grid.rows if (r["noise_frac"], r["train_frac"], r["weight_decay"]) == (xi, tf, wd))
+        then = {int(r["epoch"]): r for r in _progress(grid.path / "runs" / cell["name"])}[2000]
+        now = {int(r["epoch"]): r for r in o["rows"]}[2000]
+        assert abs(now["train_noisy_memorized_frac"] - then["train_noisy_memorized_frac"]) < 0.01
+        assert now["train_loss"] != then["train_loss"]
