@@ -87,6 +87,24 @@ for name, o in sorted(runs.items(), key=lambda kv: (kv[1]["xi"], kv[1]["tf"], kv
     show(name, o)
 
 
+def segments(o: dict) -> str:
+    """The run's phases as 'epoch phase' at each change (rule v2)."""
+    out = []
+    for e, ph in zip(o["epochs"], o["phases"]):
+        if not out or out[-1][1] != ph:
+            out.append((e, ph))
+    return ", ".join(f"{e} {ph}" for e, ph in out)
+
+
+# %% [markdown]
+# Each quadratic run's path through the phases (the epoch of each change), the final training
+# accuracy against the given labels (what Doshi et al.'s rule reads), and G's last-quarter change.
+
+# %%
+for name, o in sorted(runs.items(), key=lambda kv: (kv[1]["xi"], kv[1]["tf"], kv[1]["wd"], kv[1]["seed"])):
+    print(f"{name}: {segments(o)}; final training accuracy {o['rows'][-1]['train_acc']:.3f}, dG {o['dG']:+.4f}")
+
+
 # %%
 def converges_to_coexistence(o: dict) -> bool:
     return o["phase"] == "coexistence" and o["settled"] and o["G_stationary"] and o["M_stationary"]
@@ -115,8 +133,8 @@ for name, o in sorted(runs.items(), key=lambda kv: (kv[1]["xi"], kv[1]["tf"], kv
 
 # %% [markdown]
 # The wd-0 runs along the way: their most corrected checkpoint, and M, C, G at four epochs. The
-# seed-0 runs have the settings and seed of the doshi-grid cells (2 000 epochs, an earlier session on
-# another machine); M at epoch 2 000 side by side.
+# seed-0 runs have the settings and seed of the doshi-grid cells (2 000 epochs, an earlier session and
+# commit); M at epoch 2 000 side by side.
 
 # %%
 grid = load_sweep(REF / "sweeps" / "doshi-grid")
@@ -163,18 +181,29 @@ for r in res.rows:
 print(HEADER)
 for name, o in additive.items():
     show(name, o)
+for name, o in additive.items():
+    rows = o["rows"]
+    late = [r["train_noisy_memorized_frac"] for r in rows if r["epoch"] >= 1343]
+    at1343 = next(r for r in rows if r["epoch"] == 1343)
+    print(f"{name}: {segments(o)}")
+    print(f"  largest M {max(r['train_noisy_memorized_frac'] for r in rows):.3f}; M from epoch 1 343 on "
+          f"{min(late):.3f}-{max(late):.3f}; at 1 343 C {at1343['train_noisy_corrected_frac']:.3f} "
+          f"G {at1343['test_acc_clean']:.3f}; largest C {max(r['train_noisy_corrected_frac'] for r in rows):.3f}")
 
 # %% [markdown]
 # Seed 0 has every setting of n4-xi-wd-lr's ξ 0.1, lr 1e-2, wd 10 run (3 000 epochs, trained in an
-# earlier session on another machine). Side by side at their common checkpoints:
+# earlier session by an earlier commit). Side by side at their common checkpoints:
 
 # %%
 first = {int(r["epoch"]): r for r in progress(REF / "sweeps" / "n4-xi-wd-lr" / "runs" / "xi0.1_lr0.01_wd10")}
 again = {int(r["epoch"]): r for r in additive["n4-xi0.1-wd10_s0"]["rows"]}
 common = sorted(set(first) & set(again))
 differ = [e for e in common if first[e]["train_loss"] != again[e]["train_loss"]]
+a, b = first[differ[0]]["train_loss"], again[differ[0]]["train_loss"]
+digits_a, digits_b = (f"{x:.16e}".split("e")[0].replace(".", "") for x in (a, b))  # both here have exponent 0
+same_digits = next(i for i, (u, v) in enumerate(zip(digits_a, digits_b)) if u != v)  # leading digits that agree
 print(f"{len(common)} common checkpoints; train loss differs at {len(differ)} of them, first at epoch {differ[0]} "
-      f"({first[differ[0]]['train_loss']!r} against {again[differ[0]]['train_loss']!r})")
+      f"({a!r} against {b!r}: {same_digits} significant digits agree, the {same_digits + 1}th differs)")
 for e in (1500, 3000):
     print(f"epoch {e}: M {first[e]['train_noisy_memorized_frac']:.3f} against "
           f"{again[e]['train_noisy_memorized_frac']:.3f}, "
@@ -208,6 +237,22 @@ else:
           f"{int(at20k['epoch'])}): {at20k['test_acc_clean']:.3f}, M {at20k['train_noisy_memorized_frac']:.3f}")
     for k, v in verdicts.items():
         print(f"{k}: {v}")
+    g_lq = [r["test_acc_clean"] for r in last_quarter]
+    print(f"M after epoch 20 000: smallest {min(r['train_noisy_memorized_frac'] for r in late):.3f}; "
+          f"G over the last quarter {min(g_lq):.3f}-{max(g_lq):.3f}; G rose by "
+          f"{rows[-1]['test_acc_clean'] - at20k['test_acc_clean']:.3f} from 20 000 to the end")
+    cols = ("test_acc_clean", "train_acc", "train_loss", "test_loss", "sum_sq_weights", "train_noisy_memorized_frac")
+    other = {int(r["epoch"]): r for r in progress(REF / "sweeps" / "numerics-default" / "runs" /
+                                                  "n4_s0_loss_dtypefloat64")}
+    mine = {int(r["epoch"]): r for r in rows}
+    common = sorted(set(mine) & set(other))
+    equal = sum(all(mine[e][c] == other[e][c] for c in cols) for e in common)
+    print(f"against numerics-default's float64 n = 4 seed-0 run: {equal} of {len(common)} common checkpoints equal "
+          f"in {len(cols)} columns")
+    ref = {int(r["epoch"]): r for r in progress(REF / "n4")}
+    common = sorted(set(mine) & set(ref))
+    drift = max(abs(mine[e]["test_acc_clean"] - ref[e]["test_acc_clean"]) for e in common)
+    print(f"against the reference run n4: G at most {drift:.3f} apart over {len(common)} common checkpoints")
     for label, run in (("n4-100k", LONG), ("reference n4 (40 000 epochs)", REF / "n4")):
         keys = json.loads((run / "analysis" / "summary.json").read_text())["key_freqs"]
         print(f"key frequencies of {label}: {keys} (largest {max(keys)})")
