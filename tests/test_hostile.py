@@ -825,8 +825,11 @@ def _sweep_process(out, *flags):
     import time
 
     cmd = [sys.executable, "-m", "interp_grok.cli", "sweep", str(out), "--p", "7", "--d-model", "8", *flags]
+    # SIGINT at its default, as in a terminal: a shell starts a background job (`make test &`) with
+    # SIGINT ignored, which the sweep would inherit and the Ctrl-C test would then not exercise
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True), time
+                            start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)), time
 
 
 def test_a_sweep_killed_while_its_workers_start_leaves_no_process(tmp_path):
