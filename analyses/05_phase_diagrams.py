@@ -178,7 +178,7 @@ for xi in sweeps["n4-init"].axes["noise_frac"]:
 
 # %% [markdown]
 # A seed spread at n = 4: the `xi1-window` sweep (docs/xi1-window.md; n = 4, ξ = 1, lr 1e-2, training
-# fraction 0.3, 20 000 epochs) has two model seeds per weight decay. Its seed-0 wd-10 run repeats
+# fraction 0.3 and 0.7, 20 000 epochs) has two model seeds per weight decay. Its seed-0 wd-10 run repeats
 # n4-xi-wd-lr's ξ = 1, lr 1e-2, wd 10 run (the same numbers at their common checkpoints).
 
 # %%
@@ -190,13 +190,14 @@ common = sorted(set(a) & set(b))
 same = sum(all(a[e][k] == b[e][k] for k in ("test_acc_clean", "train_acc")) for e in common)
 print(f"xi1-window tf0.3_s0_wd10 vs n4-xi-wd-lr xi1_lr0.01_wd10: {len(common)} common checkpoints, identical in "
       f"clean test and training accuracy at {same}")
-for wd in sorted({r["weight_decay"] for r in xi1.values()}):
-    pair = [f"tf0.3_s{s}_wd{wd:g}" for s in (0, 1)]
-    if all(n in xi1 for n in pair):
-        g3 = [value_at(progress("xi1-window", n), 3000, "test_acc_clean") for n in pair]
-        gf = [xi1[n]["test_acc_clean"] for n in pair]
-        print(f"xi1-window wd {wd:g}, seeds 0 / 1: G at 3000 {g3[0]:.3f} / {g3[1]:.3f} (gap {abs(g3[0] - g3[1]):.3f}), "
-              f"at 20000 {gf[0]:.3f} / {gf[1]:.3f} (gap {abs(gf[0] - gf[1]):.3f})")
+for tf in sorted({r["train_frac"] for r in xi1.values()}):
+    for wd in sorted({r["weight_decay"] for r in xi1.values()}):
+        pair = [f"tf{tf:g}_s{s}_wd{wd:g}" for s in (0, 1)]
+        if all(n in xi1 for n in pair):
+            g3 = [value_at(progress("xi1-window", n), 3000, "test_acc_clean") for n in pair]
+            gf = [xi1[n]["test_acc_clean"] for n in pair]
+            print(f"xi1-window tf {tf:g} wd {wd:g}, seeds 0 / 1: G at 3000 {g3[0]:.3f} / {g3[1]:.3f} "
+                  f"(gap {abs(g3[0] - g3[1]):.3f}), at 20000 {gf[0]:.3f} / {gf[1]:.3f} (gap {abs(gf[0] - gf[1]):.3f})")
 
 # %% [markdown]
 # ## 4. The one inversion: ξ = 0.1, lr 1e-2, weight decay 10

@@ -29,7 +29,7 @@ config.json keeps its provenance (the parent and the relabelling).
 (the same sweep.json, planned from the committed one) trained and analyzed: a run finished and
 analyzed there replaces the committed one; every other run, with its table row, is kept as
 committed. For a sweep trained in parts on different machines, where the first part's checkpoints
-are gone (issue 17's xi1-window).
+are gone (issue 17's xi1-window). With `--no-spectra` the kept runs lose their embed_fourier too.
 
 `--rephase` re-derives, in the committed copies (all of checkpoints/sweeps/ by default), the
 table columns that the phase rule sets (final_phase, settled and the transition epochs) from each
@@ -124,6 +124,8 @@ def build(src: Path, dest: Path, analysis_files: tuple[str, ...] = ANALYSIS_FILE
         if name in kept:  # finished in the committed copy, not here: keep the committed run and row
             shutil.rmtree(tmp / "runs" / name, ignore_errors=True)
             shutil.copytree(dest / "runs" / name, tmp / "runs" / name)
+            if rundir.EMBED_FOURIER not in analysis_files:  # --no-spectra holds for the kept runs too
+                (tmp / "runs" / name / rundir.ANALYSIS_DIR / rundir.EMBED_FOURIER).unlink(missing_ok=True)
             rows[i] = kept[name]
         # else: not trained or not analyzed yet (a sweep still running): table.csv gives its state
     write_table(dataclasses.replace(sweep, path=tmp), rows)

@@ -74,3 +74,16 @@ def test_keep_committed_refuses_another_sweep(whole, tmp_path):
     with pytest.raises(SystemExit, match="not a second copy"):
         bs.build(other, tmp_path / "dest", keep_committed=True)
     assert read_table(tmp_path / "dest" / "analysis" / "table.csv")  # the committed copy is untouched
+
+
+def test_keep_committed_with_no_spectra_drops_the_kept_runs_spectra(whole, tmp_path):
+    bs = _build_sweep()
+    a, b = _part(whole, tmp_path / "a", "s1"), _part(whole, tmp_path / "b", "s0")
+    dest = tmp_path / "merged"
+    bs.build(a, dest)  # s0 committed with its spectrum
+    assert (dest / "runs" / "s0" / "analysis" / "embed_fourier.safetensors").exists()
+    no_spectra = tuple(f for f in bs.ANALYSIS_FILES if f != "embed_fourier.safetensors")
+    bs.build(b, dest, no_spectra, keep_committed=True)
+    assert not list(dest.rglob("embed_fourier.safetensors"))
+    assert (dest / "runs" / "s0" / "analysis" / "progress.csv").exists()
+    assert [r["state"] for r in read_table(dest / "analysis" / "table.csv")] == ["done", "done"]

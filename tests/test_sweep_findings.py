@@ -171,15 +171,15 @@ def test_init_scale_changes_no_phase():
 
 
 def test_xi1_window_gives_a_seed_spread_at_n4():
-    """findings §3 and Caveats: xi1-window (n = 4, xi = 1, lr 1e-2, tf 0.3) has two model seeds per
-    weight decay; its seed-0 wd-10 run repeats n4-xi-wd-lr's xi1_lr0.01_wd10."""
+    """findings §3 and Caveats: xi1-window (n = 4, xi = 1, lr 1e-2, tf 0.3 and 0.7) has two model seeds
+    per weight decay; its seed-0 wd-10 run repeats n4-xi-wd-lr's xi1_lr0.01_wd10."""
     a = {int(r["epoch"]): r for r in progress("n4-xi-wd-lr", "xi1_lr0.01_wd10")}
     b = {int(r["epoch"]): r for r in progress("xi1-window", "tf0.3_s0_wd10")}
     common = sorted(set(a) & set(b))
     assert len(common) == 10 and common[-1] == 3000
     assert all(a[e][k] == b[e][k] for e in common for k in ("test_acc_clean", "train_acc"))
     gap3, gap_end = {}, {}
-    for wd in (5, 10, 11, 12):  # the weight decays with both seeds finished
+    for wd in (5, 10, 11, 12, 13, 14, 15, 20):
         p0, p1 = (progress("xi1-window", f"tf0.3_s{s}_wd{wd}") for s in (0, 1))
         g3 = [next(r["test_acc_clean"] for r in p if r["epoch"] == 3000) for p in (p0, p1)]
         gap3[wd], gap_end[wd] = abs(g3[0] - g3[1]), abs(p0[-1]["test_acc_clean"] - p1[-1]["test_acc_clean"])
@@ -188,6 +188,14 @@ def test_xi1_window_gives_a_seed_spread_at_n4():
             assert [round(p[-1]["test_acc_clean"], 3) for p in (p0, p1)] == [0.171, 0.311]
     assert (round(max(gap3.values()), 3), max(gap3, key=gap3.get)) == (0.128, 10)
     assert (round(max(gap_end.values()), 3), max(gap_end, key=gap_end.get)) == (0.140, 10)
+    # at training fraction 0.7 the seeds differ more: up to 0.318 (wd 15) at 3 000 and at 20 000
+    gap3, gap_end = {}, {}
+    for wd in (5, 10, 11, 12, 13, 14, 15, 20):
+        p0, p1 = (progress("xi1-window", f"tf0.7_s{s}_wd{wd}") for s in (0, 1))
+        g3 = [next(r["test_acc_clean"] for r in p if r["epoch"] == 3000) for p in (p0, p1)]
+        gap3[wd], gap_end[wd] = abs(g3[0] - g3[1]), abs(p0[-1]["test_acc_clean"] - p1[-1]["test_acc_clean"])
+    assert (round(max(gap3.values()), 3), max(gap3, key=gap3.get)) == (0.318, 15)
+    assert (round(max(gap_end.values()), 3), max(gap_end, key=gap_end.get)) == (0.318, 15)
 
 
 def test_key_rule_picks_few_frequencies_on_noisy_runs():
@@ -538,7 +546,9 @@ def test_xi_1_runs_keep_only_low_key_frequencies():
     outside = {n: k for n, k in top_xi1.items() if xi1[n]["final_phase"] != "confusion"}
     assert max(outside.values()) == 21 and [n for n, k in outside.items() if k > 18] == ["tf0.3_s1_wd10"]
     assert round(math.cos(math.pi * 21 / 97) ** 4, 3) == 0.365
-    assert max(top_xi1.values()) == 34 and xi1["tf0.3_s0_wd20"]["final_phase"] == "confusion"
+    assert top_xi1["tf0.3_s0_wd20"] == 34 and xi1["tf0.3_s0_wd20"]["final_phase"] == "confusion"
+    assert max(top_xi1, key=top_xi1.get) == "tf0.7_s1_wd20" and max(top_xi1.values()) == 36
+    assert xi1["tf0.7_s1_wd20"]["final_phase"] == "confusion"
 
 
 def test_noisy_labels_are_fit_no_later_than_clean_ones():
@@ -573,7 +583,8 @@ def test_noisy_labels_are_fit_no_later_than_clean_ones():
     assert later == {("xi1-window", "tf0.3_s0_wd14"): (4460, 3839), ("doshi-grid", "xi0.9_tf0.1_wd20"): (2, 1),
                      ("doshi-grid", "xi0.9_tf0.9_wd0"): (16, 11)}
     assert never == {("doshi-grid", "xi0.1_tf0.7_wd20"): (25, 0.476), ("doshi-grid", "xi0.1_tf0.9_wd20"): (25, 0.364),
-                     ("doshi-grid", "xi0.3_tf0.9_wd20"): (37, 0.447)}
+                     ("doshi-grid", "xi0.3_tf0.9_wd20"): (37, 0.447), ("xi1-window", "tf0.7_s1_wd11"): (164, 0.486),
+                     ("xi1-window", "tf0.7_s1_wd15"): (1156, 0.282)}
 
 
 def test_repeated_settings_reproduce():
