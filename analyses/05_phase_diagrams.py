@@ -198,6 +198,12 @@ for tf in sorted({r["train_frac"] for r in xi1.values()}):
             gf = [xi1[n]["test_acc_clean"] for n in pair]
             print(f"xi1-window tf {tf:g} wd {wd:g}, seeds 0 / 1: G at 3000 {g3[0]:.3f} / {g3[1]:.3f} "
                   f"(gap {abs(g3[0] - g3[1]):.3f}), at 20000 {gf[0]:.3f} / {gf[1]:.3f} (gap {abs(gf[0] - gf[1]):.3f})")
+# and at ξ = 0.1: the two seeds of n4-xi0.1-lr1e-2-wd10 (lr 1e-2, wd 10; docs/turning-trajectories.md)
+pair = [progress("n4-xi0.1-lr1e-2-wd10", f"s{s}") for s in (0, 1)]
+g3 = [value_at(p, 3000, "test_acc_clean") for p in pair]
+gf = [p[-1]["test_acc_clean"] for p in pair]
+print(f"n4-xi0.1-lr1e-2-wd10, seeds 0 / 1: G at 3000 {g3[0]:.3f} / {g3[1]:.3f} (gap {abs(g3[0] - g3[1]):.3f}), "
+      f"at 20000 {gf[0]:.3f} / {gf[1]:.3f} (gap {abs(gf[0] - gf[1]):.3f})")
 
 # %% [markdown]
 # ## 4. The one inversion: ξ = 0.1, lr 1e-2, weight decay 10

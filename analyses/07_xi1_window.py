@@ -14,6 +14,7 @@
 
 # %%
 import csv
+import math
 from collections import defaultdict
 
 from interp_grok import last_quarter_change, load_sweep, plotting, run_phases
@@ -39,7 +40,11 @@ def readout(name: str, sweep=SWEEP) -> dict:
     return {"phase": v2["final_phase"], "settled": v2["settled"], "phase_v1": v1["final_phase"],
             "settled_v1": v1["settled"], "dG": g["delta"], "G_range": g["range"], "stationary": g["stationary"],
             "F": last["train_clean_acc"], "M": last["train_noisy_memorized_frac"],
-            "C": last["train_noisy_corrected_frac"], "G": last["test_acc_clean"], "epoch": epochs[-1]}
+            "C": last["train_noisy_corrected_frac"], "G": last["test_acc_clean"], "epoch": epochs[-1],
+            "G_best": max(r["test_acc_clean"] for r in rows),
+            "G_best_epoch": int(max(rows, key=lambda r: r["test_acc_clean"])["epoch"]),
+            "path": [(e, ph) for i, (e, ph) in enumerate(zip(epochs, v2["phases"]))
+                     if i == 0 or ph != v2["phases"][i - 1]]}
 
 
 HEADER = (f"{'run':<16} {'phase (v2)':<18} {'settled':<7} {'v1':<18} {'dG':>7} {'range':>6} {'stat':<5} "
@@ -62,6 +67,13 @@ def read_all(sweep_rows: list[dict], sweep=SWEEP) -> dict:
 done = [r for r in res.rows if r["state"] == "done"]
 print(f"{len(done)} of {len(res.rows)} runs finished (the others are not read)")
 out = read_all(done)
+best = max(out, key=lambda n: out[n]["G_best"])
+print(f"largest clean test accuracy at any checkpoint: {out[best]['G_best']:.3f} ({best}, epoch "
+      f"{out[best]['G_best_epoch']})")
+for name, o in out.items():
+    if not (o["settled"] and o["settled_v1"]):
+        print(f"{name}: settled {o['settled']} (v1 {o['settled_v1']}); phases "
+              + ", ".join(f"{e} {ph}" for e, ph in o["path"]))
 
 # %% [markdown]
 # ## Training fraction 0.7 between wd 5 and 10: the third sweep (wd 6-9, model seed 0)
@@ -84,6 +96,19 @@ else:
 fig = plotting.plot_phase_diagram(done + done3, "weight_decay", "train_frac", title="Final phase at 20 000 epochs, "
                                   "n = 4, xi = 1, lr 1e-2, data seed 346 (finished runs; seeds pooled per cell)")
 plotting.save_figure(fig, figures_dir() / "xi1_window_phases.png")
+
+# %% [markdown]
+# Key frequencies (readout item 4; the table above). Beyond the readout, an observation with no rule
+# fixed for it: how many runs' key sets are all multiples of one frequency ≥ 2 (harmonics), by phase.
+
+# %%
+for phase in ("memorization", "confusion"):
+    runs = [o for o in out.values() if o["phase"] == phase and o["key_freqs"]]
+    keys = [[int(k) for k in str(o["key_freqs"]).split()] for o in runs]
+    harmonic = [ks for ks in keys if math.gcd(*ks) >= 2]
+    print(f"{phase}: {len(harmonic)} of {len(runs)} runs have every key a multiple of 2 or more "
+          f"(of 2: {sum(math.gcd(*k) == 2 for k in harmonic)}, of 3: {sum(math.gcd(*k) == 3 for k in harmonic)}); "
+          f"largest key {max(max(k) for k in keys)}")
 
 # %% [markdown]
 # ## The verdict, per cell (docs/xi1-window.md)
@@ -125,6 +150,9 @@ if (SWEEP_DS347 / "sweep.json").exists():
     done2 = [r for r in res2.rows if r["state"] == "done"]
     print(f"{len(done2)} of {len(res2.rows)} runs finished (the others are not read)")
     out2 = read_all(done2, SWEEP_DS347)
+    for name, o in out2.items():
+        if not (o["settled"] and o["settled_v1"]):
+            print(f"data seed 347 {name}: settled {o['settled']}, by rule v1 {o['phase_v1']} settled {o['settled_v1']}")
     first_split = {(o["tf"], o["wd"], o["seed"]): o for o in out.values()}
     for o in sorted(out2.values(), key=lambda o: o["wd"]):
         same = [first_split.get((o["tf"], o["wd"], s)) for s in (0, 1)]

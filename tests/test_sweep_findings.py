@@ -196,6 +196,11 @@ def test_xi1_window_gives_a_seed_spread_at_n4():
         gap3[wd], gap_end[wd] = abs(g3[0] - g3[1]), abs(p0[-1]["test_acc_clean"] - p1[-1]["test_acc_clean"])
     assert (round(max(gap3.values()), 3), max(gap3, key=gap3.get)) == (0.318, 15)
     assert (round(max(gap_end.values()), 3), max(gap_end, key=gap_end.get)) == (0.318, 15)
+    # and at xi = 0.1, wd 10: n4-xi0.1-lr1e-2-wd10's two seeds differ by 0.037 at 3 000 and 0.029 at 20 000
+    p0, p1 = (progress("n4-xi0.1-lr1e-2-wd10", f"s{s}") for s in (0, 1))
+    g3 = [next(r["test_acc_clean"] for r in p if r["epoch"] == 3000) for p in (p0, p1)]
+    assert round(abs(g3[0] - g3[1]), 3) == 0.037
+    assert round(abs(p0[-1]["test_acc_clean"] - p1[-1]["test_acc_clean"]), 3) == 0.029
 
 
 def test_key_rule_picks_few_frequencies_on_noisy_runs():

@@ -23,11 +23,15 @@ def _readout(sweep: Path, name: str) -> dict:
         rows = [{k: float(v) for k, v in r.items()} for r in csv.DictReader(f)]
     epochs = [int(r["epoch"]) for r in rows]
     ph = run_phases(epochs, rows)
-    v1 = run_phases(epochs, rows, rule="v1")["final_phase"]
+    v1_all = run_phases(epochs, rows, rule="v1")
+    v1 = v1_all["final_phase"]
+    changes = [i for i, p in enumerate(ph["phases"]) if i == 0 or p != ph["phases"][i - 1]]
     return {"phase": ph["final_phase"], "settled": ph["settled"], "v1": v1,
             **last_quarter_change(epochs, [r["test_acc_clean"] for r in rows]), "G": rows[-1]["test_acc_clean"],
             "M": rows[-1]["train_noisy_memorized_frac"], "C": rows[-1]["train_noisy_corrected_frac"],
-            "F": rows[-1]["train_clean_acc"], "epoch": epochs[-1]}
+            "F": rows[-1]["train_clean_acc"], "epoch": epochs[-1], "settled_v1": v1_all["settled"],
+            "G_best": max((r["test_acc_clean"], r["epoch"]) for r in rows),
+            "path": [(epochs[i], ph["phases"][i]) for i in changes]}
 
 
 def _finished(sweep: Path) -> dict:
@@ -48,6 +52,8 @@ def test_every_run_of_the_grid_finished_and_none_generalizes(finished):
     assert all(o["epoch"] == 20_000 for o in finished.values())
     top = max(finished, key=lambda k: finished[k]["G"])
     assert top == (0.7, 15.0, 1) and finished[top]["G"] == pytest.approx(0.479, abs=5e-4)
+    best = max(finished, key=lambda k: finished[k]["G_best"])  # at any checkpoint: 0.533 (tf 0.7, s0, wd 10, 164)
+    assert best == (0.7, 10.0, 0) and finished[best]["G_best"] == (pytest.approx(0.533, abs=5e-4), 164)
     assert all(o["phase"] == o["v1"] for o in finished.values())  # the two phase rules agree here
 
 
@@ -69,6 +75,8 @@ def test_settled_and_stationary_but_a_few(finished):
     the last quarter in all but three: that run (+0.113), tf 0.7, seed 0, wd 15 (+0.024) and tf 0.7,
     seed 1, wd 20 (+0.022)."""
     assert {k for k, o in finished.items() if not o["settled"]} == {(0.3, 11.0, 1)}
+    assert finished[(0.3, 11.0, 1)]["path"] == [(0, "confusion"), (18000, "memorization")]  # for that seed at wd 11
+    assert finished[(0.3, 11.0, 1)]["G"] == pytest.approx(0.171, abs=5e-4)
     moving = {k: round(o["delta"], 3) for k, o in finished.items() if not o["stationary"]}
     assert moving == {(0.3, 11.0, 1): 0.113, (0.7, 15.0, 0): 0.024, (0.7, 20.0, 1): 0.022}
 
@@ -101,5 +109,26 @@ def test_the_second_data_seed():
     assert [ds[(0.3, wd, 0)]["v1"] for wd in (11.0, 12.0)] == ["memorization", "memorization"]
     assert [ds[(0.3, wd, 0)]["M"] for wd in (11.0, 12.0)] == pytest.approx([0.856, 0.705], abs=5e-4)
     assert [ds[(0.3, wd, 0)]["F"] for wd in (11.0, 12.0)] == pytest.approx([0.962, 0.902], abs=5e-4)
+    assert [ds[(0.3, wd, 0)]["settled_v1"] for wd in (11.0, 12.0)] == [True, False]
+    first = _finished(SWEEP)  # the first split's two seeds: F 0.944-0.946 at wd 11, 0.687-0.708 at wd 12
+    for wd, (lo, hi) in ((11.0, (0.944, 0.946)), (12.0, (0.687, 0.708))):
+        f = sorted(first[(0.3, wd, s)]["F"] for s in (0, 1))
+        assert f == pytest.approx([lo, hi], abs=5e-4) and ds[(0.3, wd, 0)]["F"] > hi
     assert ds[(0.3, 10.0, 0)]["G"] == pytest.approx(0.289, abs=5e-4)
     assert not any(o["phase"] in GROKKED for o in ds.values())
+
+
+def test_key_frequencies_low_when_memorizing_harmonic_in_confusion():
+    """Memorizing runs' largest key frequency is 21; in 18 of the 24 confusion runs every key is a
+    multiple of 2 (15) or of 3 (3), in none of the 8 memorizing runs (an observation, no rule fixed)."""
+    import math
+
+    rows = [r for r in load_sweep(SWEEP).rows if r["key_freqs"]]
+    keys = {r["name"]: [int(k) for k in str(r["key_freqs"]).split()] for r in rows}
+    phase = {r["name"]: r["final_phase"] for r in rows}
+    mem = [n for n in keys if phase[n] == "memorization"]
+    conf = [n for n in keys if phase[n] == "confusion"]
+    assert (len(mem), len(conf)) == (8, 24) and max(max(keys[n]) for n in mem) == 21
+    gcds = [math.gcd(*keys[n]) for n in conf]
+    assert (sum(g == 2 for g in gcds), sum(g == 3 for g in gcds), sum(g >= 2 for g in gcds)) == (15, 3, 18)
+    assert all(math.gcd(*keys[n]) == 1 for n in mem)
