@@ -88,6 +88,9 @@ if (SWEEP_TF07 / "sweep.json").exists():
     done3 = [r for r in res3.rows if r["state"] == "done"]
     print(f"{len(done3)} of {len(res3.rows)} runs finished (the others are not read)")
     out3 = read_all(done3, SWEEP_TF07)
+    for name, o in sorted(out3.items(), key=lambda kv: kv[1]["wd"]):
+        print(f"{name}: largest G {o['G_best']:.3f} (epoch {o['G_best_epoch']}); v1 settled {o['settled_v1']}; phases "
+              + ", ".join(f"{e} {ph}" for e, ph in o["path"]))
 else:
     done3, out3 = [], {}
     print(f"{SWEEP_TF07}: not committed yet")

@@ -132,3 +132,25 @@ def test_key_frequencies_low_when_memorizing_harmonic_in_confusion():
     gcds = [math.gcd(*keys[n]) for n in conf]
     assert (sum(g == 2 for g in gcds), sum(g == 3 for g in gcds), sum(g >= 2 for g in gcds)) == (15, 3, 18)
     assert all(math.gcd(*keys[n]) == 1 for n in mem)
+
+
+def test_the_third_sweep_tf_0_7_wd_6_to_9():
+    """Training fraction 0.7, wd 6-9, seed 0: wd 6 memorization (forgetting at three checkpoints
+    between 5 000 and 13 000), wd 7 forgetting from 2 844 (rule v1: memorization, not settled), wd 8
+    and 9 confusion (v1 calls wd 8 forgetting, not settled); none grokked (G at most 0.446, wd 9,
+    epoch 141; 0.392 at the end). F falls 0.985, 0.937, 0.896, 0.875; C rises 0.023 -> 0.173."""
+    ext = _finished(SWEEPS / "xi1-window-tf0.7")
+    assert sorted(ext) == [(0.7, wd, 0) for wd in (6.0, 7.0, 8.0, 9.0)]
+    o = {k[1]: v for k, v in ext.items()}
+    assert all(v["epoch"] == 20_000 and v["settled"] and v["stationary"] for v in o.values())
+    assert [o[wd]["phase"] for wd in (6.0, 7.0, 8.0, 9.0)] == ["memorization", "forgetting", "confusion", "confusion"]
+    assert [(o[wd]["v1"], o[wd]["settled_v1"]) for wd in (7.0, 8.0)] == [("memorization", False), ("forgetting", False)]
+    assert [e for e, p in o[6.0]["path"] if p == "forgetting"] == [5000, 12000, 13000]
+    assert o[6.0]["path"][-1] == (13500, "memorization")
+    assert o[7.0]["path"][-2:] == [(2447, "memorization"), (2844, "forgetting")]
+    assert [round(o[wd]["F"], 3) for wd in (6.0, 7.0, 8.0, 9.0)] == [0.985, 0.937, 0.896, 0.875]
+    assert (round(o[6.0]["C"], 3), round(o[9.0]["C"], 3)) == (0.023, 0.173)
+    best = max(o, key=lambda wd: o[wd]["G_best"])
+    assert best == 9.0 and o[9.0]["G_best"] == (pytest.approx(0.446, abs=5e-4), 141)
+    assert max(v["G"] for v in o.values()) == pytest.approx(0.392, abs=5e-4)
+    assert not any(v["phase"] in GROKKED for v in o.values())
