@@ -147,7 +147,10 @@ def test_the_third_sweep_tf_0_7_wd_6_to_9():
     assert [(o[wd]["v1"], o[wd]["settled_v1"]) for wd in (7.0, 8.0)] == [("memorization", False), ("forgetting", False)]
     assert [e for e, p in o[6.0]["path"] if p == "forgetting"] == [5000, 12000, 13000]
     assert o[6.0]["path"][-1] == (13500, "memorization")
-    assert o[7.0]["path"][-2:] == [(2447, "memorization"), (2844, "forgetting")]
+    assert o[7.0]["path"][1:] == [(222, "memorization"), (2106, "forgetting"), (2447, "memorization"),
+                                  (2844, "forgetting")]
+    assert [round(o[wd]["M"], 3) for wd in (6.0, 7.0)] == [0.945, 0.845] and round(o[6.0]["G"], 3) == 0.335
+    assert [round(o[wd]["C"], 3) for wd in (7.0, 8.0)] == [0.073, 0.131]
     assert [round(o[wd]["F"], 3) for wd in (6.0, 7.0, 8.0, 9.0)] == [0.985, 0.937, 0.896, 0.875]
     assert (round(o[6.0]["C"], 3), round(o[9.0]["C"], 3)) == (0.023, 0.173)
     best = max(o, key=lambda wd: o[wd]["G_best"])
