@@ -190,20 +190,21 @@ common = sorted(set(a) & set(b))
 same = sum(all(a[e][k] == b[e][k] for k in ("test_acc_clean", "train_acc")) for e in common)
 print(f"xi1-window tf0.3_s0_wd10 vs n4-xi-wd-lr xi1_lr0.01_wd10: {len(common)} common checkpoints, identical in "
       f"clean test and training accuracy at {same}")
+def print_seed_gap(label: str, sweep: str, names: list[str]) -> None:
+    """Clean test accuracy of two seeds' runs at epoch 3 000 and at their end (20 000), and the gaps."""
+    g3, gf = zip(*((value_at(p, 3000, "test_acc_clean"), p[-1]["test_acc_clean"])
+                   for p in (progress(sweep, n) for n in names)))
+    print(f"{label}, seeds 0 / 1: G at 3000 {g3[0]:.3f} / {g3[1]:.3f} (gap {abs(g3[0] - g3[1]):.3f}), "
+          f"at 20000 {gf[0]:.3f} / {gf[1]:.3f} (gap {abs(gf[0] - gf[1]):.3f})")
+
+
 for tf in sorted({r["train_frac"] for r in xi1.values()}):
     for wd in sorted({r["weight_decay"] for r in xi1.values()}):
         pair = [f"tf{tf:g}_s{s}_wd{wd:g}" for s in (0, 1)]
         if all(n in xi1 for n in pair):
-            g3 = [value_at(progress("xi1-window", n), 3000, "test_acc_clean") for n in pair]
-            gf = [xi1[n]["test_acc_clean"] for n in pair]
-            print(f"xi1-window tf {tf:g} wd {wd:g}, seeds 0 / 1: G at 3000 {g3[0]:.3f} / {g3[1]:.3f} "
-                  f"(gap {abs(g3[0] - g3[1]):.3f}), at 20000 {gf[0]:.3f} / {gf[1]:.3f} (gap {abs(gf[0] - gf[1]):.3f})")
+            print_seed_gap(f"xi1-window tf {tf:g} wd {wd:g}", "xi1-window", pair)
 # and at ξ = 0.1: the two seeds of n4-xi0.1-lr1e-2-wd10 (lr 1e-2, wd 10; docs/turning-trajectories.md)
-pair = [progress("n4-xi0.1-lr1e-2-wd10", f"s{s}") for s in (0, 1)]
-g3 = [value_at(p, 3000, "test_acc_clean") for p in pair]
-gf = [p[-1]["test_acc_clean"] for p in pair]
-print(f"n4-xi0.1-lr1e-2-wd10, seeds 0 / 1: G at 3000 {g3[0]:.3f} / {g3[1]:.3f} (gap {abs(g3[0] - g3[1]):.3f}), "
-      f"at 20000 {gf[0]:.3f} / {gf[1]:.3f} (gap {abs(gf[0] - gf[1]):.3f})")
+print_seed_gap("n4-xi0.1-lr1e-2-wd10", "n4-xi0.1-lr1e-2-wd10", ["s0", "s1"])
 
 # %% [markdown]
 # ## 4. The one inversion: ξ = 0.1, lr 1e-2, weight decay 10

@@ -17,7 +17,7 @@ import csv
 import math
 from collections import defaultdict
 
-from interp_grok import last_quarter_change, load_sweep, plotting, run_phases
+from interp_grok import last_quarter_change, load_sweep, phase_changes, plotting, run_phases
 from interp_grok.reference import figures_dir, reference_dir
 
 SWEEP = reference_dir() / "sweeps" / "xi1-window"
@@ -43,8 +43,7 @@ def readout(name: str, sweep=SWEEP) -> dict:
             "C": last["train_noisy_corrected_frac"], "G": last["test_acc_clean"], "epoch": epochs[-1],
             "G_best": max(r["test_acc_clean"] for r in rows),
             "G_best_epoch": int(max(rows, key=lambda r: r["test_acc_clean"])["epoch"]),
-            "path": [(e, ph) for i, (e, ph) in enumerate(zip(epochs, v2["phases"]))
-                     if i == 0 or ph != v2["phases"][i - 1]]}
+            "path": phase_changes(epochs, v2["phases"])}
 
 
 HEADER = (f"{'run':<16} {'phase (v2)':<18} {'settled':<7} {'v1':<18} {'dG':>7} {'range':>6} {'stat':<5} "

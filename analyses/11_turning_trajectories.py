@@ -18,7 +18,15 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
-from interp_grok import doshi_phase_trajectory, last_quarter_change, load_sweep, plotting, run_phases, turning_epochs
+from interp_grok import (
+    doshi_phase_trajectory,
+    last_quarter_change,
+    load_sweep,
+    phase_changes,
+    plotting,
+    run_phases,
+    turning_epochs,
+)
 from interp_grok.reference import figures_dir, reference_dir
 
 REF = reference_dir()
@@ -89,11 +97,7 @@ for name, o in sorted(runs.items(), key=lambda kv: (kv[1]["xi"], kv[1]["tf"], kv
 
 def segments(o: dict) -> str:
     """The run's phases as 'epoch phase' at each change (rule v2)."""
-    out = []
-    for e, ph in zip(o["epochs"], o["phases"]):
-        if not out or out[-1][1] != ph:
-            out.append((e, ph))
-    return ", ".join(f"{e} {ph}" for e, ph in out)
+    return ", ".join(f"{e} {ph}" for e, ph in phase_changes(o["epochs"], o["phases"]))
 
 
 # %% [markdown]

@@ -46,8 +46,8 @@ T checkpoints, n_train training examples; pairs (a, b) are flat in a-major order
   attention_pattern, transformer_grid_pre (the MLP pre-activations at "=" over the grid)
                                                                    (interp_grok.models.transformer)
 - phases under noise: phase_trajectory, doshi_phase_trajectory, transition_epochs, run_phases,
-  last_quarter_change, turning_epochs, nanda_phase_epochs (Nanda et al.'s three phases as epochs; CLEANUP_DROP),
-  settled, PHASES                                                  (interp_grok.analysis.phases)
+  last_quarter_change, turning_epochs, phase_changes, nanda_phase_epochs (Nanda et al.'s three
+  phases as epochs; CLEANUP_DROP), settled, PHASES                (interp_grok.analysis.phases)
 - sweeps: load_sweep (SweepResults: rows of SWEEP/analysis/table.csv, to_frame(), run(name),
   analysis(name)), analyze_sweep                                   (interp_grok.sweep.table;
   planning and training a sweep: interp_grok.sweep.runner, re-exported by interp_grok.sweep)
@@ -120,6 +120,7 @@ from .analysis.phases import (
     doshi_phase_trajectory,
     last_quarter_change,
     nanda_phase_epochs,
+    phase_changes,
     phase_trajectory,
     run_phases,
     settled,
@@ -213,7 +214,7 @@ __all__ = [
     "nanda_phase_epochs", "CLEANUP_DROP",
     "attention_shares", "dominant_frequency", "effective_rank", "frequency_clusters", "nanda_key_frequencies",
     "neuron_frequencies", "attention_pattern", "transformer_grid_pre",
-    "transition_epochs", "turning_epochs",
+    "transition_epochs", "turning_epochs", "phase_changes",
     "SweepResults",
     "analyze_sweep", "load_sweep",
     "FAMILIES", "ModelFamily", "family", "gromov_solution", "to_hooked_transformer",

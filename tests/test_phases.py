@@ -152,6 +152,18 @@ def test_nanda_phase_epochs_on_curves_with_the_transitions_placed():
         nanda_phase_epochs(epochs, acc[:-1], test, excl, sq)
 
 
+def test_phase_changes_the_first_checkpoint_and_every_change():
+    from interp_grok.analysis.phases import phase_changes
+
+    ph = ["confusion", "memorization", "memorization", "forgetting", "memorization"]
+    assert phase_changes([0, 10, 20, 30, 40], ph) == [(0, "confusion"), (10, "memorization"), (30, "forgetting"),
+                                                      (40, "memorization")]
+    assert phase_changes([5, 6], ["confusion", "confusion"]) == [(5, "confusion")]
+    assert phase_changes([], []) == []
+    with pytest.raises(ValueError, match="one length"):
+        phase_changes([0, 1], ["confusion"])
+
+
 def test_turning_epochs_first_inversion_and_first_return_after_it():
     """docs/turning-trajectories.md's turning: the first checkpoint in partial or full inversion, and
     the first later one in memorization or coexistence; a memorization before the inversion does not

@@ -11,7 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from interp_grok import doshi_phase_trajectory, last_quarter_change, load_sweep, run_phases, turning_epochs
+from interp_grok import (
+    doshi_phase_trajectory,
+    last_quarter_change,
+    load_sweep,
+    phase_changes,
+    run_phases,
+    turning_epochs,
+)
 
 REF = Path(__file__).resolve().parents[1] / "checkpoints"
 INVERTED = ("partial_inversion", "full_inversion")
@@ -46,11 +53,7 @@ def _readout(run: Path, noise_frac: float | None = None) -> dict:
 def _segments(o: dict) -> list[tuple[int, str]]:
     """(epoch, phase) at each change of the rule-v2 phase."""
     epochs = [int(r["epoch"]) for r in o["rows"]]
-    out: list[tuple[int, str]] = []
-    for e, ph in zip(epochs, run_phases(epochs, o["rows"])["phases"]):
-        if not out or out[-1][1] != ph:
-            out.append((e, ph))
-    return out
+    return phase_changes(epochs, run_phases(epochs, o["rows"])["phases"])
 
 
 @pytest.fixture(scope="module")

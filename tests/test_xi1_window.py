@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from interp_grok import last_quarter_change, load_sweep, run_phases
+from interp_grok import last_quarter_change, load_sweep, phase_changes, run_phases
 
 SWEEPS = Path(__file__).resolve().parents[1] / "checkpoints" / "sweeps"
 SWEEP = SWEEPS / "xi1-window"
@@ -25,13 +25,12 @@ def _readout(sweep: Path, name: str) -> dict:
     ph = run_phases(epochs, rows)
     v1_all = run_phases(epochs, rows, rule="v1")
     v1 = v1_all["final_phase"]
-    changes = [i for i, p in enumerate(ph["phases"]) if i == 0 or p != ph["phases"][i - 1]]
     return {"phase": ph["final_phase"], "settled": ph["settled"], "v1": v1,
             **last_quarter_change(epochs, [r["test_acc_clean"] for r in rows]), "G": rows[-1]["test_acc_clean"],
             "M": rows[-1]["train_noisy_memorized_frac"], "C": rows[-1]["train_noisy_corrected_frac"],
             "F": rows[-1]["train_clean_acc"], "epoch": epochs[-1], "settled_v1": v1_all["settled"],
             "G_best": max((r["test_acc_clean"], r["epoch"]) for r in rows),
-            "path": [(epochs[i], ph["phases"][i]) for i in changes]}
+            "path": phase_changes(epochs, ph["phases"])}
 
 
 def _finished(sweep: Path) -> dict:

@@ -115,6 +115,7 @@ from .phases import (
     doshi_phase_trajectory,
     last_quarter_change,
     nanda_phase_epochs,
+    phase_changes,
     phase_trajectory,
     run_phases,
     settled,
@@ -155,7 +156,7 @@ __all__ = [
     "neuron_ipr", "neuron_sizes", "norm_matched_controls", "pruning_experiment", "size_ranked_pruning", "PERIODIC_IPR",
     # phases
     "phase_trajectory", "transition_epochs", "settled", "run_phases", "doshi_phase_trajectory", "last_quarter_change",
-    "turning_epochs",
+    "turning_epochs", "phase_changes",
     "nanda_phase_epochs",
     "PHASES", "TRANSITIONS",
     # frames (pandas)

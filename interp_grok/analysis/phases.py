@@ -57,7 +57,7 @@ DEFAULT_PHASE_RULE = "v2"
 __all__ = ["DEFAULT_PHASE_RULE", "MEASURES", "PHASES", "PHASE_RULES", "PHASE_THRESHOLD", "SETTLE_FRACTION",
            "STATIONARY_DELTA", "STATIONARY_RANGE", "TRANSITIONS", "doshi_phase_trajectory", "last_quarter_change",
            "nanda_phase_epochs", "phase_trajectory",
-           "run_phases", "settled", "transition_epochs", "turning_epochs"]
+           "phase_changes", "run_phases", "settled", "transition_epochs", "turning_epochs"]
 
 
 def _f64(x) -> torch.Tensor:
@@ -178,6 +178,15 @@ def last_quarter_change(epochs, values, fraction: float = SETTLE_FRACTION) -> di
 
 INVERTED = ("partial_inversion", "full_inversion")
 TURNED_BACK = ("memorization", "coexistence")
+
+
+def phase_changes(epochs, phases: list[str]) -> list[tuple[int, str]]:
+    """A trajectory's path through the phases: (epoch, phase) at the first checkpoint and at every
+    checkpoint whose phase differs from the one before."""
+    e = [int(x) for x in _f64(epochs).tolist()]
+    if len(e) != len(phases):
+        raise ValueError(f"epochs and phases must be of one length (got {len(e)} and {len(phases)})")
+    return [(e[i], q) for i, q in enumerate(phases) if i == 0 or q != phases[i - 1]]
 
 
 def turning_epochs(epochs, phases: list[str]) -> dict[str, int | None]:
